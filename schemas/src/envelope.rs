@@ -1,0 +1,145 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::events::EventBody;
+
+/// The current schema version. Bumped when an existing body changes shape;
+/// appending a new [`EventBody`] variant does not bump it.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// A UUIDv7: unique, and ordered by creation time.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventId(pub Uuid);
+
+impl EventId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::str::FromStr for EventId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(Uuid::parse_str(s)?))
+    }
+}
+
+/// The node (host) an event was recorded on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeId(pub String);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Wall-clock time in nanoseconds since the Unix epoch (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    }
+
+    /// RFC 3339 with nanoseconds, e.g. `2026-11-28T20:33:04.123456789Z`.
+    pub fn to_rfc3339(self) -> String {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| self.0.to_string())
+    }
+
+    /// Parses RFC 3339.
+    pub fn parse_rfc3339(s: &str) -> Result<Self, time::error::Parse> {
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)?;
+        Ok(Self(i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)))
+    }
+}
+
+/// W3C trace context, so a decision can be followed across processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// A new root context. The trace id is derived from the event id (both
+    /// are unique and time-ordered); the span id from its random tail.
+    pub fn root_for(id: &EventId) -> Self {
+        let b = id.as_bytes();
+        let mut span_id = [0u8; 8];
+        span_id.copy_from_slice(&b[8..16]);
+        Self { trace_id: *b, span_id, flags: 1 }
+    }
+
+    /// A child span in the same trace.
+    pub fn child(&self, id: &EventId) -> Self {
+        let mut span_id = [0u8; 8];
+        span_id.copy_from_slice(&id.as_bytes()[8..16]);
+        Self { trace_id: self.trace_id, span_id, flags: self.flags }
+    }
+
+    /// The `traceparent` header form.
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            hex::encode(self.trace_id),
+            hex::encode(self.span_id),
+            self.flags
+        )
+    }
+}
+
+/// One immutable fact, as stored in the journal and published.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub schema: u16,
+    pub event_id: EventId,
+    pub node_id: NodeId,
+    /// Per-node sequence number, contiguous from 1, assigned by the journal.
+    pub seq: u64,
+    pub timestamp: Timestamp,
+    pub trace: TraceContext,
+    pub body: EventBody,
+}
+
+impl Envelope {
+    /// The event id of the file access this event is about, if any.
+    pub fn access_id(&self) -> Option<EventId> {
+        self.body.access_id().or(match self.body {
+            EventBody::FileAccessed(_) => Some(self.event_id),
+            _ => None,
+        })
+    }
+}

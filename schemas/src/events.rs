@@ -1,0 +1,537 @@
+//! Event bodies. Past tense, immutable, append-only.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::EventId;
+use crate::path::FilePath;
+
+/// The body of an [`crate::Envelope`].
+///
+/// **Append-only**: the binary encoding uses the variant index, so new
+/// variants go at the end and existing ones are never reordered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EventBody {
+    AgentStarted(AgentStarted),
+    AgentStopped(AgentStopped),
+    RulesLoaded(RulesLoaded),
+    FileAccessed(FileAccessed),
+    ScanRequested(ScanRequested),
+    VerdictIssued(VerdictIssued),
+    DecisionMade(DecisionMade),
+    ActionTaken(ActionTaken),
+    QueueOverflowed(QueueOverflowed),
+}
+
+impl EventBody {
+    /// A stable, low-cardinality name of the variant (`file_accessed`, ...).
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::AgentStarted(_) => EventKind::AgentStarted,
+            Self::AgentStopped(_) => EventKind::AgentStopped,
+            Self::RulesLoaded(_) => EventKind::RulesLoaded,
+            Self::FileAccessed(_) => EventKind::FileAccessed,
+            Self::ScanRequested(_) => EventKind::ScanRequested,
+            Self::VerdictIssued(_) => EventKind::VerdictIssued,
+            Self::DecisionMade(_) => EventKind::DecisionMade,
+            Self::ActionTaken(_) => EventKind::ActionTaken,
+            Self::QueueOverflowed(_) => EventKind::QueueOverflowed,
+        }
+    }
+
+    /// The file access (by its event id) this event refers to.
+    pub fn access_id(&self) -> Option<EventId> {
+        match self {
+            Self::ScanRequested(e) => Some(e.access),
+            Self::VerdictIssued(e) => Some(e.access),
+            Self::DecisionMade(e) => Some(e.access),
+            Self::ActionTaken(e) => Some(e.access),
+            _ => None,
+        }
+    }
+}
+
+/// The kind of an event, for filters and metrics labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    AgentStarted,
+    AgentStopped,
+    RulesLoaded,
+    FileAccessed,
+    ScanRequested,
+    VerdictIssued,
+    DecisionMade,
+    ActionTaken,
+    QueueOverflowed,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 9] = [
+        Self::AgentStarted,
+        Self::AgentStopped,
+        Self::RulesLoaded,
+        Self::FileAccessed,
+        Self::ScanRequested,
+        Self::VerdictIssued,
+        Self::DecisionMade,
+        Self::ActionTaken,
+        Self::QueueOverflowed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AgentStarted => "agent_started",
+            Self::AgentStopped => "agent_stopped",
+            Self::RulesLoaded => "rules_loaded",
+            Self::FileAccessed => "file_accessed",
+            Self::ScanRequested => "scan_requested",
+            Self::VerdictIssued => "verdict_issued",
+            Self::DecisionMade => "decision_made",
+            Self::ActionTaken => "action_taken",
+            Self::QueueOverflowed => "queue_overflowed",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown event kind `{s}`"))
+    }
+}
+
+/// Interceptor or policy mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Block access while the file is scanned; act on detections.
+    #[default]
+    Enforce,
+    /// Never block; scan on the side and only record detections.
+    Audit,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentStarted {
+    pub version: String,
+    pub pid: u32,
+    pub interceptor_mode: Mode,
+    pub protected: Vec<FilePath>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentStopped {
+    /// Decisions still pending at shutdown, all answered before the stop.
+    pub answered_pending: u64,
+    pub signal: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RulesLoaded {
+    pub ruleset: RulesetVersion,
+    pub rules: u32,
+    pub files: Vec<String>,
+}
+
+/// The content hash of a compiled ruleset's sources (hex sha256, shortened).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct RulesetVersion(pub String);
+
+impl fmt::Display for RulesetVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// ---------------------------------------------------------------- accesses
+
+/// What the process did to the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessKind {
+    Open,
+    Exec,
+    /// The file was closed after being written (scan modes `open_and_modify`
+    /// and `smart`).
+    CloseWrite,
+}
+
+impl AccessKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Exec => "exec",
+            Self::CloseWrite => "close_write",
+        }
+    }
+}
+
+/// The container runtime a process belongs to, from `/proc/<pid>/cgroup`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerRuntime {
+    Docker,
+    Containerd,
+    CriO,
+    Podman,
+}
+
+impl ContainerRuntime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Docker => "docker",
+            Self::Containerd => "containerd",
+            Self::CriO => "cri-o",
+            Self::Podman => "podman",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContainerRef {
+    pub runtime: ContainerRuntime,
+    /// The full 64-hex-digit container id.
+    pub id: String,
+}
+
+/// The runtime policy that put the file in scope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRef {
+    pub name: String,
+    pub mode: Mode,
+}
+
+/// The process that touched a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub executable: Option<FilePath>,
+    pub command: Option<String>,
+}
+
+/// The file as seen through the event's file descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FileInfo {
+    pub path: FilePath,
+    pub device: u64,
+    pub inode: u64,
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i64,
+    /// Status change time, ns since the epoch.
+    pub ctime_ns: i64,
+}
+
+/// A process opened, executed, or finished writing a file in scope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileAccessed {
+    pub kind: AccessKind,
+    pub file: FileInfo,
+    pub process: ProcessInfo,
+    pub container: Option<ContainerRef>,
+    /// The interceptor mode in force (global setting).
+    pub interceptor_mode: Mode,
+    /// The runtime policy in force and its own mode.
+    pub policy: Option<PolicyRef>,
+    /// Whether the opener is waiting on our answer.
+    pub blocking: bool,
+}
+
+// ---------------------------------------------------------------- scans
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanRequested {
+    pub access: EventId,
+    pub size: u64,
+    pub ruleset: RulesetVersion,
+}
+
+/// One matching rule, with everything YARA-X reports about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleMatch {
+    pub rule: String,
+    pub namespace: String,
+    pub tags: Vec<String>,
+    pub metadata: Vec<(String, MetaValue)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MetaValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
+/// Why an object was not scanned (logged as *unprocessed*).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SkipReason {
+    TooLarge { size: u64, limit: u64 },
+    ScanTimeout { after_ms: u64 },
+    Excluded { rule: String },
+}
+
+impl SkipReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::ScanTimeout { .. } => "scan_timeout",
+            Self::Excluded { .. } => "excluded",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Verdict {
+    Clean,
+    Infected { matches: Vec<RuleMatch> },
+    Skipped { reason: SkipReason },
+    Error { message: String },
+}
+
+impl Verdict {
+    pub fn class(&self) -> VerdictClass {
+        match self {
+            Self::Clean => VerdictClass::Clean,
+            Self::Infected { .. } => VerdictClass::Infected,
+            Self::Skipped { .. } => VerdictClass::Skipped,
+            Self::Error { .. } => VerdictClass::Error,
+        }
+    }
+}
+
+/// The verdict without its details, for filters and labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictClass {
+    Clean,
+    Infected,
+    Skipped,
+    Error,
+}
+
+impl VerdictClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Clean => "clean",
+            Self::Infected => "infected",
+            Self::Skipped => "skipped",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl std::str::FromStr for VerdictClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "clean" => Ok(Self::Clean),
+            "infected" => Ok(Self::Infected),
+            "skipped" | "unprocessed" => Ok(Self::Skipped),
+            "error" => Ok(Self::Error),
+            other => Err(format!(
+                "unknown verdict `{other}` (expected clean, infected, skipped or error)"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerdictIssued {
+    pub access: EventId,
+    pub path: FilePath,
+    pub verdict: Verdict,
+    pub sha256: Option<[u8; 32]>,
+    pub size: u64,
+    pub ruleset: RulesetVersion,
+    pub scan_duration_us: u64,
+}
+
+// ---------------------------------------------------------------- decisions
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionReason {
+    /// A scan verdict arrived in time.
+    Verdict,
+    /// A cached verdict for the unchanged file.
+    CacheHit,
+    /// No verdict before the deadline; `on_timeout` answered.
+    Deadline,
+    /// Audit mode: never blocked.
+    AuditMode,
+    /// Too many pending decisions; `on_overload` answered.
+    Overload,
+    /// No enabled policy covers the file.
+    NotInScope,
+    /// The agent's own access.
+    OwnProcess,
+    /// The agent stopped while the decision was pending.
+    Shutdown,
+}
+
+impl DecisionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verdict => "verdict",
+            Self::CacheHit => "cache_hit",
+            Self::Deadline => "deadline",
+            Self::AuditMode => "audit_mode",
+            Self::Overload => "overload",
+            Self::NotInScope => "not_in_scope",
+            Self::OwnProcess => "own_process",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionMade {
+    pub access: EventId,
+    pub decision: Decision,
+    pub reason: DecisionReason,
+    /// From interception to the answer written to the kernel.
+    pub latency_us: u64,
+}
+
+// ---------------------------------------------------------------- actions
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Block,
+    Remove,
+    Terminate,
+    Disinfect,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Remove => "remove",
+            Self::Terminate => "terminate",
+            Self::Disinfect => "disinfect",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStep {
+    First,
+    Second,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActionOutcome {
+    Succeeded,
+    Failed { error: String },
+    /// The action cannot be done at all (disinfection with YARA rules).
+    NotPossible { why: String },
+}
+
+impl ActionOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Succeeded => "success",
+            Self::Failed { .. } => "failure",
+            Self::NotPossible { .. } => "not_possible",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineEntry {
+    pub id: String,
+    pub stored_at: FilePath,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActionTaken {
+    pub access: EventId,
+    pub path: FilePath,
+    pub pid: u32,
+    pub action: ActionKind,
+    pub step: ActionStep,
+    pub outcome: ActionOutcome,
+    pub quarantine: Option<QuarantineEntry>,
+}
+
+// ---------------------------------------------------------------- overload
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowSource {
+    /// The kernel's fanotify queue overflowed (`FAN_Q_OVERFLOW`).
+    Kernel,
+    /// The bridge from the reader thread to the Enforcer was full.
+    Mailbox,
+    /// The Enforcer's pending set was full.
+    PendingSet,
+}
+
+impl OverflowSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel",
+            Self::Mailbox => "mailbox",
+            Self::PendingSet => "pending_set",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueOverflowed {
+    pub source: OverflowSource,
+    /// How many overflows since the previous such event.
+    pub count: u64,
+}

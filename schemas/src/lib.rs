@@ -1,0 +1,22 @@
+//! Typed events and commands of portcullis, and their encodings.
+//!
+//! Everything that happens in the pipeline is an immutable [`Envelope`]
+//! carrying one [`EventBody`]. The body enum is append-only: new variants go
+//! at the end, existing ones never change shape within a schema version.
+//!
+//! Two encodings live here, neither doing any I/O:
+//! - [`codec`]: the internal binary encoding (bincode 2, serde mode) with a
+//!   version prefix that rejects unknown versions;
+//! - [`ecs`]: JSON with Elastic Common Schema field names, for SIEMs and for
+//!   `portcullis events --format jsonl`.
+
+pub mod codec;
+pub mod ecs;
+mod envelope;
+mod events;
+mod path;
+
+pub use envelope::{EventId, NodeId, Timestamp, TraceContext, SCHEMA_VERSION};
+pub use envelope::Envelope;
+pub use events::*;
+pub use path::FilePath;
