@@ -22,7 +22,9 @@ pub enum DecodeError {
     Truncated { len: usize },
     #[error("bad magic {found:02x?} at offset 0 (expected {MAGIC:02x?}): not a portcullis event")]
     BadMagic { found: [u8; 2] },
-    #[error("unsupported schema version {found} at offset 2 (this build reads version {supported})")]
+    #[error(
+        "unsupported schema version {found} at offset 2 (this build reads version {supported})"
+    )]
     UnsupportedVersion { found: u16, supported: u16 },
     #[error("undecodable body after offset {HEADER_LEN}: {source}")]
     Body {
@@ -35,8 +37,19 @@ pub enum DecodeError {
     VersionMismatch { header: u16, inner: u16 },
 }
 
+/// The most a record may claim to hold once decoded (bincode counts the
+/// in-memory size of what it decodes). Real envelopes are well under a
+/// kilobyte; the cap exists so that a corrupted length prefix becomes an
+/// error instead of an attempt to allocate whatever it says (which aborts
+/// the process).
+pub const DECODE_LIMIT: usize = 16 * 1024 * 1024;
+
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
+}
+
+fn decode_config() -> impl bincode::config::Config {
+    config().with_limit::<DECODE_LIMIT>()
 }
 
 /// Encodes one envelope.
@@ -70,17 +83,26 @@ pub fn peek_version(bytes: &[u8]) -> Result<u16, DecodeError> {
 pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     let version = peek_version(bytes)?;
     if version != SCHEMA_VERSION {
-        return Err(DecodeError::UnsupportedVersion { found: version, supported: SCHEMA_VERSION });
+        return Err(DecodeError::UnsupportedVersion {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
     }
     let (env, used): (Envelope, usize) =
-        bincode::serde::decode_from_slice(&bytes[HEADER_LEN..], config())
+        bincode::serde::decode_from_slice(&bytes[HEADER_LEN..], decode_config())
             .map_err(|source| DecodeError::Body { source })?;
     let end = HEADER_LEN + used;
     if end != bytes.len() {
-        return Err(DecodeError::TrailingBytes { offset: end, extra: bytes.len() - end });
+        return Err(DecodeError::TrailingBytes {
+            offset: end,
+            extra: bytes.len() - end,
+        });
     }
     if env.schema != version {
-        return Err(DecodeError::VersionMismatch { header: version, inner: env.schema });
+        return Err(DecodeError::VersionMismatch {
+            header: version,
+            inner: env.schema,
+        });
     }
     Ok(env)
 }

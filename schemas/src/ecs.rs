@@ -19,9 +19,18 @@ pub fn to_ecs(env: &Envelope) -> Value {
     let mut doc = Map::new();
     doc.insert("@timestamp".into(), json!(env.timestamp.to_rfc3339()));
     doc.insert("ecs".into(), json!({ "version": ECS_VERSION }));
-    doc.insert("host".into(), json!({ "name": env.node_id.0, "hostname": env.node_id.0 }));
-    doc.insert("trace".into(), json!({ "id": hex::encode(env.trace.trace_id) }));
-    doc.insert("span".into(), json!({ "id": hex::encode(env.trace.span_id) }));
+    doc.insert(
+        "host".into(),
+        json!({ "name": env.node_id.0, "hostname": env.node_id.0 }),
+    );
+    doc.insert(
+        "trace".into(),
+        json!({ "id": hex::encode(env.trace.trace_id) }),
+    );
+    doc.insert(
+        "span".into(),
+        json!({ "id": hex::encode(env.trace.span_id) }),
+    );
 
     let mut event = Map::new();
     event.insert("id".into(), json!(env.event_id.to_string()));
@@ -39,45 +48,95 @@ pub fn to_ecs(env: &Envelope) -> Value {
 
     match &env.body {
         EventBody::AgentStarted(e) => {
-            set_event(&mut event, "event", &["host", "process"], &["start"], "agent-started", "success");
-            doc.insert("agent".into(), json!({ "type": "portcullis", "version": e.version }));
+            set_event(
+                &mut event,
+                "event",
+                &["host", "process"],
+                &["start"],
+                "agent-started",
+                "success",
+            );
+            doc.insert(
+                "agent".into(),
+                json!({ "type": "portcullis", "version": e.version }),
+            );
             doc.insert("process".into(), json!({ "pid": e.pid }));
-            pc.insert("interceptor_mode".into(), json!(e.interceptor_mode.as_str()));
+            pc.insert(
+                "interceptor_mode".into(),
+                json!(e.interceptor_mode.as_str()),
+            );
             pc.insert(
                 "protected".into(),
                 Value::Array(e.protected.iter().map(|p| json!(p.escaped())).collect()),
             );
         }
         EventBody::AgentStopped(e) => {
-            set_event(&mut event, "event", &["host", "process"], &["end"], "agent-stopped", "success");
+            set_event(
+                &mut event,
+                "event",
+                &["host", "process"],
+                &["end"],
+                "agent-stopped",
+                "success",
+            );
             pc.insert("answered_pending".into(), json!(e.answered_pending));
             if let Some(sig) = &e.signal {
                 event.insert("reason".into(), json!(sig));
             }
         }
         EventBody::RulesLoaded(e) => {
-            set_event(&mut event, "event", &["configuration"], &["change"], "rules-loaded", "success");
+            set_event(
+                &mut event,
+                "event",
+                &["configuration"],
+                &["change"],
+                "rules-loaded",
+                "success",
+            );
             doc.insert("rule".into(), json!({ "version": e.ruleset.0 }));
             pc.insert("rules".into(), json!(e.rules));
             pc.insert("rule_files".into(), json!(e.files));
         }
         EventBody::FileAccessed(e) => {
-            set_event(&mut event, "event", &["file"], &["access"], e.kind.as_str(), "unknown");
+            set_event(
+                &mut event,
+                "event",
+                &["file"],
+                &["access"],
+                e.kind.as_str(),
+                "unknown",
+            );
             doc.insert("file".into(), file_info(&e.file));
             doc.insert("process".into(), process(&e.process));
             doc.insert("user".into(), json!({ "id": e.process.uid.to_string() }));
             doc.insert("group".into(), json!({ "id": e.process.gid.to_string() }));
             if let Some(c) = &e.container {
-                doc.insert("container".into(), json!({ "id": c.id, "runtime": c.runtime.as_str() }));
+                doc.insert(
+                    "container".into(),
+                    json!({ "id": c.id, "runtime": c.runtime.as_str() }),
+                );
             }
-            pc.insert("interceptor_mode".into(), json!(e.interceptor_mode.as_str()));
+            pc.insert(
+                "interceptor_mode".into(),
+                json!(e.interceptor_mode.as_str()),
+            );
             pc.insert("blocking".into(), json!(e.blocking));
             if let Some(p) = &e.policy {
-                pc.insert("policy".into(), json!({ "name": p.name, "mode": p.mode.as_str() }));
+                pc.insert(
+                    "policy".into(),
+                    json!({ "name": p.name, "mode": p.mode.as_str() }),
+                );
             }
         }
         EventBody::ScanRequested(e) => {
-            set_event(&mut event, "event", &["file"], &["info"], "scan-requested", "unknown");
+            set_event(
+                &mut event,
+                "event",
+                &["file"],
+                &["info"],
+                "scan-requested",
+                "unknown",
+            );
             doc.insert("file".into(), json!({ "size": e.size }));
             doc.insert("rule".into(), json!({ "version": e.ruleset.0 }));
         }
@@ -91,7 +150,14 @@ pub fn to_ecs(env: &Envelope) -> Value {
                 Decision::Allow => "success",
                 Decision::Deny => "failure",
             };
-            set_event(&mut event, "event", &["file"], &["access", ty], e.decision.as_str(), outcome);
+            set_event(
+                &mut event,
+                "event",
+                &["file"],
+                &["access", ty],
+                e.decision.as_str(),
+                outcome,
+            );
             event.insert("reason".into(), json!(e.reason.as_str()));
             event.insert("duration".into(), json!(e.latency_us.saturating_mul(1000)));
             pc.insert("decision".into(), json!(e.decision.as_str()));
@@ -107,14 +173,24 @@ pub fn to_ecs(env: &Envelope) -> Value {
                 ActionOutcome::Succeeded => "success",
                 _ => "failure",
             };
-            set_event(&mut event, "event", &["malware", "file"], &[ty], e.action.as_str(), outcome);
+            set_event(
+                &mut event,
+                "event",
+                &["malware", "file"],
+                &[ty],
+                e.action.as_str(),
+                outcome,
+            );
             doc.insert("file".into(), path_only(&e.path));
             doc.insert("process".into(), json!({ "pid": e.pid }));
             let mut action = Map::new();
-            action.insert("step".into(), json!(match e.step {
-                ActionStep::First => "first",
-                ActionStep::Second => "second",
-            }));
+            action.insert(
+                "step".into(),
+                json!(match e.step {
+                    ActionStep::First => "first",
+                    ActionStep::Second => "second",
+                }),
+            );
             action.insert("result".into(), json!(e.outcome.as_str()));
             match &e.outcome {
                 ActionOutcome::Failed { error } => {
@@ -132,7 +208,14 @@ pub fn to_ecs(env: &Envelope) -> Value {
             pc.insert("action".into(), Value::Object(action));
         }
         EventBody::QueueOverflowed(e) => {
-            set_event(&mut event, "event", &["host"], &["info"], "queue-overflowed", "failure");
+            set_event(
+                &mut event,
+                "event",
+                &["host"],
+                &["info"],
+                "queue-overflowed",
+                "failure",
+            );
             event.insert("reason".into(), json!(e.source.as_str()));
             pc.insert("overflow_count".into(), json!(e.count));
         }
@@ -165,7 +248,10 @@ fn set_event(
 fn path_only(path: &FilePath) -> Value {
     let mut f = Map::new();
     f.insert("path".into(), json!(path.escaped()));
-    f.insert("name".into(), json!(FilePath::from_bytes(path.file_name()).escaped()));
+    f.insert(
+        "name".into(),
+        json!(FilePath::from_bytes(path.file_name()).escaped()),
+    );
     if !path.is_utf8() {
         f.insert("path_hex".into(), json!(hex::encode(path.as_bytes())));
     }
@@ -180,8 +266,14 @@ fn file_info(info: &FileInfo) -> Value {
     f.insert("inode".into(), json!(info.inode.to_string()));
     f.insert("device".into(), json!(info.device.to_string()));
     f.insert("size".into(), json!(info.size));
-    f.insert("mtime".into(), json!(crate::Timestamp(info.mtime_ns).to_rfc3339()));
-    f.insert("ctime".into(), json!(crate::Timestamp(info.ctime_ns).to_rfc3339()));
+    f.insert(
+        "mtime".into(),
+        json!(crate::Timestamp(info.mtime_ns).to_rfc3339()),
+    );
+    f.insert(
+        "ctime".into(),
+        json!(crate::Timestamp(info.ctime_ns).to_rfc3339()),
+    );
     Value::Object(f)
 }
 
@@ -225,7 +317,10 @@ fn verdict(
         file.insert("hash".into(), json!({ "sha256": hex::encode(h) }));
     }
     doc.insert("file".into(), Value::Object(file));
-    event.insert("duration".into(), json!(e.scan_duration_us.saturating_mul(1000)));
+    event.insert(
+        "duration".into(),
+        json!(e.scan_duration_us.saturating_mul(1000)),
+    );
     pc.insert("verdict".into(), json!(e.verdict.class().as_str()));
     match &e.verdict {
         Verdict::Clean => {
@@ -233,7 +328,14 @@ fn verdict(
             doc.insert("rule".into(), json!({ "version": e.ruleset.0 }));
         }
         Verdict::Infected { matches } => {
-            set_event(event, "alert", &["malware", "intrusion_detection", "file"], &["info", "indicator"], "scan", "success");
+            set_event(
+                event,
+                "alert",
+                &["malware", "intrusion_detection", "file"],
+                &["info", "indicator"],
+                "scan",
+                "success",
+            );
             let names: Vec<&str> = matches.iter().map(|m| m.rule.as_str()).collect();
             let mut rule = Map::new();
             rule.insert("version".into(), json!(e.ruleset.0));
@@ -241,14 +343,25 @@ fn verdict(
                 rule.insert("name".into(), json!(first.rule));
                 rule.insert("ruleset".into(), json!(first.namespace));
                 for (k, v) in &first.metadata {
-                    if matches!(k.as_str(), "description" | "author" | "reference" | "category" | "license" | "uuid" | "id")
-                    {
+                    if matches!(
+                        k.as_str(),
+                        "description"
+                            | "author"
+                            | "reference"
+                            | "category"
+                            | "license"
+                            | "uuid"
+                            | "id"
+                    ) {
                         rule.insert(k.clone(), meta_value(v));
                     }
                 }
             }
             doc.insert("rule".into(), Value::Object(rule));
-            doc.insert("threat".into(), json!({ "indicator": { "type": "file" }, "enrichments": [] }));
+            doc.insert(
+                "threat".into(),
+                json!({ "indicator": { "type": "file" }, "enrichments": [] }),
+            );
             pc.insert("rule_names".into(), json!(names));
             pc.insert(
                 "matches".into(),
@@ -256,8 +369,11 @@ fn verdict(
                     matches
                         .iter()
                         .map(|m| {
-                            let meta: Map<String, Value> =
-                                m.metadata.iter().map(|(k, v)| (k.clone(), meta_value(v))).collect();
+                            let meta: Map<String, Value> = m
+                                .metadata
+                                .iter()
+                                .map(|(k, v)| (k.clone(), meta_value(v)))
+                                .collect();
                             json!({
                                 "rule": m.rule,
                                 "namespace": m.namespace,

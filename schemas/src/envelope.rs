@@ -81,7 +81,9 @@ impl Timestamp {
     /// Parses RFC 3339.
     pub fn parse_rfc3339(s: &str) -> Result<Self, time::error::Parse> {
         let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)?;
-        Ok(Self(i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)))
+        Ok(Self(
+            i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+        ))
     }
 }
 
@@ -100,14 +102,22 @@ impl TraceContext {
         let b = id.as_bytes();
         let mut span_id = [0u8; 8];
         span_id.copy_from_slice(&b[8..16]);
-        Self { trace_id: *b, span_id, flags: 1 }
+        Self {
+            trace_id: *b,
+            span_id,
+            flags: 1,
+        }
     }
 
     /// A child span in the same trace.
     pub fn child(&self, id: &EventId) -> Self {
         let mut span_id = [0u8; 8];
         span_id.copy_from_slice(&id.as_bytes()[8..16]);
-        Self { trace_id: self.trace_id, span_id, flags: self.flags }
+        Self {
+            trace_id: self.trace_id,
+            span_id,
+            flags: self.flags,
+        }
     }
 
     /// The `traceparent` header form.

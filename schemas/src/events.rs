@@ -474,9 +474,13 @@ pub enum ActionStep {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ActionOutcome {
     Succeeded,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// The action cannot be done at all (disinfection with YARA rules).
-    NotPossible { why: String },
+    NotPossible {
+        why: String,
+    },
 }
 
 impl ActionOutcome {

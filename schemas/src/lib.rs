@@ -16,7 +16,7 @@ mod envelope;
 mod events;
 mod path;
 
-pub use envelope::{EventId, NodeId, Timestamp, TraceContext, SCHEMA_VERSION};
 pub use envelope::Envelope;
+pub use envelope::{EventId, NodeId, Timestamp, TraceContext, SCHEMA_VERSION};
 pub use events::*;
 pub use path::FilePath;

@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn utf8_paths_print_unchanged() {
-        assert_eq!(FilePath::from_bytes(&b"/srv/a\\b"[..]).escaped(), "/srv/a\\b");
+        assert_eq!(
+            FilePath::from_bytes(&b"/srv/a\\b"[..]).escaped(),
+            "/srv/a\\b"
+        );
     }
 
     #[test]

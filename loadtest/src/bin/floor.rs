@@ -1,1 +1,93 @@
-fn main() {}
+//! `portcullis-floor --protect MOUNTPOINT [--ready-file PATH]`
+//!
+//! The minimal fanotify responder: a permission group on one mount point
+//! (opens and execs), and a reader thread that answers ALLOW at once for every
+//! event, in the sink itself. No scan, no journal, no actors: it is the
+//! latency floor the benchmarks compare the real agent against. Runs until
+//! SIGINT/SIGTERM. Refuses a path that is not a mount point, and `/`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
+use portcullis_interceptor::{spawn_reader, Fanotify, GroupClass, MarkScope, ReaderMsg, Watch};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis-floor",
+    version,
+    about = "Minimal fanotify responder (always ALLOW): the latency floor"
+)]
+struct Args {
+    /// Mount point to protect (must be a mount point, never `/`; use a tmpfs
+    /// in a private mount namespace).
+    #[arg(long, value_name = "MOUNTPOINT")]
+    protect: PathBuf,
+    /// File to write our pid into once the mark is in place.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // Block the stop signals before any thread exists: only sigwait sees them.
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGINT);
+    stop.add(Signal::SIGTERM);
+    stop.thread_block().context("blocking SIGINT/SIGTERM")?;
+
+    let fan = Fanotify::init(GroupClass::Permission)?;
+    let (answered, failed, overflows) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let (a, f, o) = (
+        Arc::clone(&answered),
+        Arc::clone(&failed),
+        Arc::clone(&overflows),
+    );
+    let reader = spawn_reader(
+        Arc::clone(&fan),
+        std::process::id(),
+        Box::new(move |msg| {
+            let counter = match msg {
+                ReaderMsg::Event(ev) => match ev.ticket.answer(true) {
+                    Ok(()) => &a,
+                    Err(_) => &f,
+                },
+                ReaderMsg::Overflow => &o,
+            };
+            counter.fetch_add(1, Relaxed);
+        }),
+    )?;
+    let watch = Watch {
+        open: true,
+        exec: true,
+        close_write: false,
+    };
+    fan.mark(&args.protect, MarkScope::Mount, watch, false)?;
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing the ready file {}", path.display()))?;
+    }
+    eprintln!(
+        "portcullis-floor: protecting {} (pid {})",
+        args.protect.display(),
+        std::process::id()
+    );
+
+    let signal = stop.wait().context("waiting for SIGINT/SIGTERM")?;
+    reader.stop();
+    drop(fan);
+    eprintln!(
+        "portcullis-floor: {signal}: answered {} events ({} answer errors, {} kernel queue overflows)",
+        answered.load(Relaxed),
+        failed.load(Relaxed),
+        overflows.load(Relaxed)
+    );
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Actions on detected objects, as in the model product: a first action,
+//! and a second one that runs only if the first fails.
+//!
+//! - `block`: the open was denied (EPERM). It succeeds when the opener got
+//!   a deny; it fails when the access had already been let through (audit
+//!   deadline, close-after-write scan).
+//! - `remove`: a backup copy goes to the root-only quarantine with a
+//!   metadata record, then the file is unlinked — only if the path still
+//!   names the scanned inode.
+//! - `terminate`: SIGKILL to the process that opened the object (never the
+//!   agent itself, never pid 1).
+//! - `disinfect`: not possible with YARA rules; recorded as such, and the
+//!   second action runs.
+//!
+//! Every attempt is journaled as an `ActionTaken` event with its outcome.
+//! File work is blocking, so the actor runs on a `SyncArbiter`.
+
+mod config;
+mod quarantine;
+
+use std::os::unix::fs::MetadataExt;
+
+use actix::{Actor, Addr, Handler, Message, Recipient, SyncArbiter, SyncContext};
+use portcullis_schemas::{
+    ActionKind, ActionOutcome, ActionStep, ActionTaken, EventBody, EventId, FilePath, MetaValue,
+    QuarantineEntry, RuleMatch, Timestamp, TraceContext,
+};
+
+pub use config::{ActionChoice, ActionsConfig};
+pub use quarantine::{Quarantine, QuarantineError, QuarantineRecord};
+
+use crate::journal::{Append, Record};
+use crate::scanner::ScanContent;
+
+/// Run the configured actions on an infected object.
+#[derive(Message)]
+#[rtype(result = "Vec<ActionTaken>")]
+pub struct ActOnDetection {
+    pub access: EventId,
+    pub trace: TraceContext,
+    pub path: FilePath,
+    /// (device, inode) of the scanned object.
+    pub file: (u64, u64),
+    pub pid: u32,
+    pub content: ScanContent,
+    pub sha256: Option<[u8; 32]>,
+    pub matches: Vec<RuleMatch>,
+    /// Whether the opener was answered with a deny.
+    pub denied: bool,
+}
+
+impl std::fmt::Debug for ActOnDetection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActOnDetection")
+            .field("access", &self.access)
+            .field("path", &self.path)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The actions actor.
+#[derive(Debug)]
+pub struct Actions {
+    cfg: ActionsConfig,
+    quarantine: Result<Quarantine, String>,
+    journal: Recipient<Append>,
+    own_pid: u32,
+}
+
+impl Actions {
+    /// A quarantine directory that cannot be opened is not fatal: `remove`
+    /// then fails with that reason and the second action runs.
+    pub fn new(cfg: ActionsConfig, journal: Recipient<Append>) -> Self {
+        let quarantine = Quarantine::open(&cfg.quarantine_dir).map_err(|e| e.to_string());
+        if let Err(e) = &quarantine {
+            tracing::warn!(error = %e, "quarantine unavailable; `remove` will fail over to the second action");
+        }
+        Self { cfg, quarantine, journal, own_pid: std::process::id() }
+    }
+
+    /// Starts one worker thread.
+    pub fn start(cfg: ActionsConfig, journal: Recipient<Append>) -> Addr<Actions> {
+        SyncArbiter::start(1, move || Actions::new(cfg.clone(), journal.clone()))
+    }
+
+    fn resolve(choice: ActionChoice, matches: &[RuleMatch]) -> Option<ActionKind> {
+        match choice {
+            ActionChoice::Block => Some(ActionKind::Block),
+            ActionChoice::Remove => Some(ActionKind::Remove),
+            ActionChoice::Terminate => Some(ActionKind::Terminate),
+            ActionChoice::Disinfect => Some(ActionKind::Disinfect),
+            ActionChoice::None => None,
+            ActionChoice::Recommended => Some(recommended(matches)),
+        }
+    }
+
+    fn perform(&self, kind: ActionKind, msg: &ActOnDetection) -> (ActionOutcome, Option<QuarantineEntry>) {
+        match kind {
+            ActionKind::Block => {
+                if msg.denied {
+                    (ActionOutcome::Succeeded, None)
+                } else {
+                    (
+                        ActionOutcome::Failed {
+                            error: "the access had already been allowed (deadline or close-after-write scan)"
+                                .into(),
+                        },
+                        None,
+                    )
+                }
+            }
+            ActionKind::Disinfect => (
+                ActionOutcome::NotPossible {
+                    why: "YARA rules detect objects but cannot disinfect them".into(),
+                },
+                None,
+            ),
+            ActionKind::Terminate => (self.terminate(msg.pid), None),
+            ActionKind::Remove => match self.remove(msg) {
+                Ok(entry) => (ActionOutcome::Succeeded, Some(entry)),
+                Err((error, entry)) => (ActionOutcome::Failed { error }, entry),
+            },
+        }
+    }
+
+    fn terminate(&self, pid: u32) -> ActionOutcome {
+        if pid <= 1 || pid == self.own_pid {
+            return ActionOutcome::Failed { error: format!("refusing to kill pid {pid}") };
+        }
+        let Ok(raw) = libc::pid_t::try_from(pid) else {
+            return ActionOutcome::Failed { error: format!("pid {pid} out of range") };
+        };
+        // SAFETY: kill has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(raw, libc::SIGKILL) };
+        if rc == 0 {
+            ActionOutcome::Succeeded
+        } else {
+            ActionOutcome::Failed {
+                error: format!("kill({pid}, SIGKILL): {}", std::io::Error::last_os_error()),
+            }
+        }
+    }
+
+    fn remove(&self, msg: &ActOnDetection) -> Result<QuarantineEntry, (String, Option<QuarantineEntry>)> {
+        let q = self.quarantine.as_ref().map_err(|e| (e.clone(), None))?;
+        let path = msg.path.to_path_buf();
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| (format!("lstat {}: {e}", msg.path), None))?;
+        if (meta.dev(), meta.ino()) != msg.file {
+            return Err((
+                format!("{} no longer names the scanned file; not removed", msg.path),
+                None,
+            ));
+        }
+        let entry = q
+            .store(msg.access, &msg.path, &msg.content, msg.sha256, msg.file, msg.pid, &msg.matches)
+            .map_err(|e| (e.to_string(), None))?;
+        std::fs::remove_file(&path)
+            .map_err(|e| (format!("unlink {}: {e} (backup kept as {})", msg.path, entry.id), Some(entry.clone())))?;
+        Ok(entry)
+    }
+}
+
+/// The matching rules' `recommended_action` metadata, else `block`.
+fn recommended(matches: &[RuleMatch]) -> ActionKind {
+    for m in matches {
+        for (k, v) in &m.metadata {
+            if k == "recommended_action" {
+                if let MetaValue::Str(s) = v {
+                    match s.as_str() {
+                        "remove" => return ActionKind::Remove,
+                        "terminate" => return ActionKind::Terminate,
+                        "block" => return ActionKind::Block,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    ActionKind::Block
+}
+
+impl Actor for Actions {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<ActOnDetection> for Actions {
+    type Result = Vec<ActionTaken>;
+
+    fn handle(&mut self, msg: ActOnDetection, _: &mut Self::Context) -> Self::Result {
+        let span = tracing::info_span!("actions", access = %msg.access);
+        let _guard = span.enter();
+        let mut taken = Vec::with_capacity(2);
+        for (step, choice) in [(ActionStep::First, self.cfg.first), (ActionStep::Second, self.cfg.second)] {
+            let Some(kind) = Self::resolve(choice, &msg.matches) else { break };
+            let (outcome, quarantine) = self.perform(kind, &msg);
+            let ok = outcome == ActionOutcome::Succeeded;
+            tracing::info!(action = kind.as_str(), outcome = outcome.as_str(), "action on detected object");
+            let event = ActionTaken {
+                access: msg.access,
+                path: msg.path.clone(),
+                pid: msg.pid,
+                action: kind,
+                step,
+                outcome,
+                quarantine,
+            };
+            let id = EventId::new();
+            self.journal.do_send(Append(Record {
+                event_id: id,
+                timestamp: Timestamp::now(),
+                trace: msg.trace.child(&id),
+                body: EventBody::ActionTaken(event.clone()),
+            }));
+            taken.push(event);
+            if ok {
+                break;
+            }
+        }
+        taken
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,0 +1,169 @@
+//! The bridge between the fanotify reader thread and the actor system.
+//!
+//! The reader thread hands each event to [`sink`], which never blocks: it
+//! `try_send`s into the bridge's bounded mailbox, and when that is full it
+//! answers the event itself with `on_overload` and counts the overflow.
+//! The bridge actor then does what the reader thread must not: it looks at
+//! the file through the event fd (`fstat`, `readlink` of `/proc/self/fd`)
+//! and at the process in `/proc/<pid>`, and forwards an [`AccessRequest`]
+//! to the Enforcer.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use portcullis_interceptor::{procfs, GroupClass, Intercepted, ReaderMsg};
+use portcullis_schemas::{AccessKind, EventId, FileInfo, OverflowSource};
+
+use crate::enforcer::{AccessRequest, Fallback, OverflowNoticed, Responder, ScanMode};
+use crate::scanner::ScanContent;
+
+/// One message from the reader thread.
+#[allow(missing_debug_implementations)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Intercept(pub ReaderMsg);
+
+/// The bridge actor.
+pub struct Bridge {
+    enforcer: Recipient<AccessRequest>,
+    overflows: Recipient<OverflowNoticed>,
+    class: GroupClass,
+    scan_mode: ScanMode,
+    on_overload: Fallback,
+    dropped: Arc<AtomicU64>,
+    mailbox: usize,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge").field("scan_mode", &self.scan_mode).finish_non_exhaustive()
+    }
+}
+
+impl Bridge {
+    pub fn new(
+        enforcer: Recipient<AccessRequest>,
+        overflows: Recipient<OverflowNoticed>,
+        class: GroupClass,
+        scan_mode: ScanMode,
+        on_overload: Fallback,
+        mailbox: usize,
+    ) -> Self {
+        Self {
+            enforcer,
+            overflows,
+            class,
+            scan_mode,
+            on_overload,
+            dropped: Arc::new(AtomicU64::new(0)),
+            mailbox,
+        }
+    }
+
+    /// Overflows counted by [`sink`] when this mailbox was full.
+    pub fn dropped_counter(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
+    }
+
+    fn forward(&mut self, ev: Intercepted) {
+        let Intercepted { ticket, pid, kind, received } = ev;
+        let fd = ticket.fd().clone();
+        let file = match procfs::file_info(fd.as_fd()) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "fstat of an event fd failed; scanning without file identity");
+                FileInfo::default()
+            }
+        };
+        if kind == AccessKind::CloseWrite
+            && self.scan_mode == ScanMode::Smart
+            && !portcullis_interceptor::procfs::is_last_writer(fd.as_fd())
+        {
+            // Smart mode: another writer still has the file open; its close
+            // will bring the rescan.
+            return;
+        }
+        let process = procfs::process_info(pid);
+        let container = procfs::container_of(pid);
+        let responder = if ticket.needs_response() {
+            Responder::Kernel(ticket)
+        } else {
+            Responder::Notified(ticket)
+        };
+        let req = AccessRequest {
+            event_id: EventId::new(),
+            kind,
+            file,
+            process,
+            container,
+            content: ScanContent::Fd(fd),
+            responder,
+            received,
+        };
+        if let Err(e) = self.enforcer.try_send(req) {
+            let req = match e {
+                SendError::Full(r) | SendError::Closed(r) => r,
+            };
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            let _ = self.overflows.try_send(OverflowNoticed { source: OverflowSource::Mailbox, count: 1 });
+            if let Err(e) = req.responder.answer(req.event_id, self.on_overload.decision()) {
+                tracing::error!(error = %e, "answering an overflowed event failed");
+            }
+        }
+    }
+}
+
+impl Actor for Bridge {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+        let _ = self.class;
+        // Report overflows counted on the reader thread.
+        let dropped = self.dropped.clone();
+        ctx.run_interval(std::time::Duration::from_millis(100), move |act, _| {
+            let n = dropped.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                let _ = act.overflows.try_send(OverflowNoticed { source: OverflowSource::Mailbox, count: n });
+            }
+        });
+    }
+}
+
+impl Handler<Intercept> for Bridge {
+    type Result = ();
+
+    fn handle(&mut self, Intercept(msg): Intercept, _: &mut Self::Context) {
+        match msg {
+            ReaderMsg::Overflow => {
+                tracing::warn!("fanotify queue overflowed: the kernel allowed events we never saw");
+                let _ = self.overflows.try_send(OverflowNoticed { source: OverflowSource::Kernel, count: 1 });
+            }
+            ReaderMsg::Event(ev) => self.forward(ev),
+        }
+    }
+}
+
+/// The reader thread's sink: never blocks.
+pub fn sink(
+    bridge: Addr<Bridge>,
+    dropped: Arc<AtomicU64>,
+    on_overload: Fallback,
+) -> Box<dyn FnMut(ReaderMsg) + Send> {
+    let allow = on_overload == Fallback::Allow;
+    Box::new(move |msg| {
+        if let Err(e) = bridge.try_send(Intercept(msg)) {
+            let Intercept(msg) = match e {
+                SendError::Full(m) | SendError::Closed(m) => m,
+            };
+            dropped.fetch_add(1, Ordering::Relaxed);
+            if let ReaderMsg::Event(ev) = msg {
+                if let Err(e) = ev.ticket.answer(allow) {
+                    tracing::error!(error = %e, "answering an overflowed event failed");
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,654 @@
+//! The Enforcer: holds each pending permission decision, keyed by the event
+//! id of the access, until a verdict or its deadline arrives.
+//!
+//! Rules it keeps (DESIGN.md §3):
+//! - every pending decision has a deadline; past it `on_timeout` answers
+//!   and the decision is journaled with reason `deadline`;
+//! - the pending set is bounded; past it `on_overload` answers at once;
+//! - the answer is written before anything is journaled about it;
+//! - on shutdown every pending decision is answered.
+//!
+//! Verdicts of unchanged files are reused: a user-space cache keyed by
+//! (device, inode, size, mtime, ctime) for the loaded ruleset, and, for
+//! clean files, a kernel ignore mark that the kernel clears when the file
+//! is modified, so the next open of an unchanged clean file costs no round
+//! trip at all. Opens of a file whose scan is already running wait for that
+//! scan instead of starting another.
+
+mod config;
+mod messages;
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use portcullis_interceptor::Fanotify;
+use portcullis_schemas::{
+    AccessKind, Decision, DecisionMade, DecisionReason, EventBody, EventId, FileAccessed, FileInfo,
+    FilePath, Mode, OverflowSource, QueueOverflowed, RuleMatch, RulesetVersion, ScanRequested,
+    Timestamp, TraceContext, Verdict, VerdictClass, VerdictIssued,
+};
+
+pub use config::{EnforcerConfig, Fallback, ScanMode};
+pub use messages::{AccessRequest, EnforcerStats, GetStats, OverflowNoticed, Responder, Shutdown};
+
+use crate::actions::ActOnDetection;
+use crate::journal::{Append, Record};
+use crate::policy::{Policies, Scope};
+use crate::scanner::{ScanContent, ScanFile, ScanOutcome};
+
+/// Identity of a file version: a verdict is reused while all of it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FileKey {
+    device: u64,
+    inode: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl FileKey {
+    fn of(f: &FileInfo) -> Self {
+        Self {
+            device: f.device,
+            inode: f.inode,
+            size: f.size,
+            mtime_ns: f.mtime_ns,
+            ctime_ns: f.ctime_ns,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Cached {
+    Clean,
+    Infected { matches: Arc<[RuleMatch]>, sha256: Option<[u8; 32]> },
+}
+
+/// One opener waiting for a scan.
+struct Waiter {
+    access: EventId,
+    trace: TraceContext,
+    responder: Responder,
+    received: Instant,
+}
+
+/// One running scan and the openers waiting for it.
+struct PendingScan {
+    key: FileKey,
+    path: FilePath,
+    content: ScanContent,
+    trace: TraceContext,
+    waiters: Vec<Waiter>,
+    /// Any opener of this scan was let through without a verdict.
+    allowed_early: bool,
+    first_pid: u32,
+}
+
+#[derive(Default)]
+struct Counters {
+    scans: u64,
+    coalesced: u64,
+    allowed: u64,
+    denied: u64,
+    by_reason: HashMap<DecisionReason, u64>,
+    infected: u64,
+    overflows: u64,
+    kernel_cache_marks: u64,
+}
+
+/// The Enforcer actor.
+pub struct Enforcer {
+    cfg: EnforcerConfig,
+    policies: Arc<Policies>,
+    ruleset: RulesetVersion,
+    fanotify: Option<Arc<Fanotify>>,
+    scanner: Recipient<ScanFile>,
+    journal: Recipient<Append>,
+    actions: Option<Recipient<ActOnDetection>>,
+    /// Running scans, keyed by the event id of the access that started them.
+    scans: HashMap<EventId, PendingScan>,
+    inflight: HashMap<FileKey, EventId>,
+    /// (deadline, scan, access), in deadline order (one constant deadline).
+    deadlines: VecDeque<(Instant, EventId, EventId)>,
+    waiting: usize,
+    cache: HashMap<FileKey, Cached>,
+    unreported_overflows: HashMap<OverflowSource, u64>,
+    counters: Counters,
+    stopping: bool,
+}
+
+impl std::fmt::Debug for Enforcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enforcer")
+            .field("mode", &self.cfg.mode)
+            .field("scans", &self.scans.len())
+            .field("waiting", &self.waiting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Enforcer {
+    pub fn new(
+        cfg: EnforcerConfig,
+        policies: Arc<Policies>,
+        ruleset: RulesetVersion,
+        scanner: Recipient<ScanFile>,
+        journal: Recipient<Append>,
+    ) -> Self {
+        Self {
+            cfg,
+            policies,
+            ruleset,
+            fanotify: None,
+            scanner,
+            journal,
+            actions: None,
+            scans: HashMap::new(),
+            inflight: HashMap::new(),
+            deadlines: VecDeque::new(),
+            waiting: 0,
+            cache: HashMap::new(),
+            unreported_overflows: HashMap::new(),
+            counters: Counters::default(),
+            stopping: false,
+        }
+    }
+
+    /// Kernel verdict cache: ignore marks are placed through this group.
+    pub fn with_fanotify(mut self, fan: Arc<Fanotify>) -> Self {
+        self.fanotify = Some(fan);
+        self
+    }
+
+    /// Where detections in Enforce mode are acted on.
+    pub fn with_actions(mut self, actions: Recipient<ActOnDetection>) -> Self {
+        self.actions = Some(actions);
+        self
+    }
+
+    fn record(&self, id: EventId, trace: TraceContext, body: EventBody) {
+        self.journal.do_send(Append(Record { event_id: id, timestamp: Timestamp::now(), trace, body }));
+    }
+
+    fn record_child(&self, parent: &TraceContext, body: EventBody) {
+        let id = EventId::new();
+        self.record(id, parent.child(&id), body);
+    }
+
+    /// Answers at once, then journals the access and the decision (in that
+    /// order, so the journal reads as it happened).
+    #[allow(clippy::too_many_arguments)]
+    fn decide_now(
+        &mut self,
+        access: EventId,
+        trace: TraceContext,
+        accessed: EventBody,
+        responder: Responder,
+        received: Instant,
+        decision: Decision,
+        reason: DecisionReason,
+    ) {
+        let blocking = responder.is_blocking();
+        if let Err(e) = responder.answer(access, decision) {
+            tracing::error!(%access, error = %e, "writing the fanotify response failed");
+        }
+        self.record(access, trace, accessed);
+        self.journal_decision(access, &trace, received, blocking, decision, reason);
+    }
+
+    /// Writes the answer, then journals the decision.
+    fn decide(
+        &mut self,
+        access: EventId,
+        trace: &TraceContext,
+        responder: Responder,
+        received: Instant,
+        decision: Decision,
+        reason: DecisionReason,
+    ) {
+        let blocking = responder.is_blocking();
+        if let Err(e) = responder.answer(access, decision) {
+            tracing::error!(%access, error = %e, "writing the fanotify response failed");
+        }
+        self.journal_decision(access, trace, received, blocking, decision, reason);
+    }
+
+    fn journal_decision(
+        &mut self,
+        access: EventId,
+        trace: &TraceContext,
+        received: Instant,
+        blocking: bool,
+        decision: Decision,
+        reason: DecisionReason,
+    ) {
+        let latency_us = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if blocking {
+            match decision {
+                Decision::Allow => self.counters.allowed += 1,
+                Decision::Deny => self.counters.denied += 1,
+            }
+        }
+        *self.counters.by_reason.entry(reason).or_default() += 1;
+        self.record_child(trace, EventBody::DecisionMade(DecisionMade { access, decision, reason, latency_us }));
+    }
+
+    fn overflow(&mut self, source: OverflowSource, count: u64) {
+        self.counters.overflows += count;
+        *self.unreported_overflows.entry(source).or_default() += count;
+    }
+
+    fn on_access(&mut self, req: AccessRequest, ctx: &mut Context<Self>) {
+        let AccessRequest { event_id: access, kind, file, process, container, content, responder, received } =
+            req;
+        let span = tracing::debug_span!("access", event_id = %access);
+        let _guard = span.enter();
+        let trace = TraceContext::root_for(&access);
+        let scope = self.policies.scope(&file.path, process.executable.as_ref());
+        let blocking = responder.is_blocking();
+        let key = FileKey::of(&file);
+        let path = file.path.clone();
+        let pid = process.pid;
+        let policy = match &scope {
+            Scope::In(p) => Some(p.clone()),
+            _ => None,
+        };
+        let accessed = EventBody::FileAccessed(FileAccessed {
+            kind,
+            file,
+            process,
+            container,
+            interceptor_mode: self.cfg.mode,
+            policy,
+            blocking,
+        });
+
+        // Out of scope: answered at once.
+        if !matches!(scope, Scope::In(_)) {
+            self.decide_now(access, trace, accessed, responder, received, Decision::Allow, DecisionReason::NotInScope);
+            if let Scope::Excluded { policy, field } = scope {
+                tracing::trace!(%policy, field, "excluded");
+            }
+            return;
+        }
+
+        // Audit: nobody is blocked (notification events); the decision is
+        // recorded once, then the scan runs on the side.
+        if self.cfg.mode == Mode::Audit && kind != AccessKind::CloseWrite {
+            self.decide_now(access, trace, accessed, responder, received, Decision::Allow, DecisionReason::AuditMode);
+            self.start_or_join_scan(access, trace, key, path, content, None, pid, ctx);
+            return;
+        }
+
+        // A verdict for this exact file version is known.
+        if self.cfg.skip_unchanged {
+            if let Some(cached) = self.cache.get(&key).cloned() {
+                let decision = match cached {
+                    Cached::Clean => Decision::Allow,
+                    Cached::Infected { .. } => Decision::Deny,
+                };
+                let fd = responder.kernel_fd();
+                self.decide_now(access, trace, accessed, responder, received, decision, DecisionReason::CacheHit);
+                match cached {
+                    Cached::Clean => {
+                        if let Some(fd) = fd {
+                            self.mark_clean_in_kernel(&fd, key);
+                        }
+                    }
+                    Cached::Infected { matches, sha256 } => {
+                        self.act(access, trace, path, key, pid, content, sha256, &matches, decision == Decision::Deny);
+                    }
+                }
+                return;
+            }
+        }
+
+        if !blocking {
+            // close-after-write in Enforce mode: scan, nobody waits.
+            self.record(access, trace, accessed);
+            self.start_or_join_scan(access, trace, key, path, content, None, pid, ctx);
+            return;
+        }
+
+        if self.waiting >= self.cfg.max_pending || self.scans.len() >= self.cfg.max_pending {
+            self.overflow(OverflowSource::PendingSet, 1);
+            let decision = self.cfg.on_overload.decision();
+            self.decide_now(access, trace, accessed, responder, received, decision, DecisionReason::Overload);
+            return;
+        }
+
+        self.record(access, trace, accessed);
+        let waiter = Waiter { access, trace, responder, received };
+        self.start_or_join_scan(access, trace, key, path, content, Some(waiter), pid, ctx);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_or_join_scan(
+        &mut self,
+        access: EventId,
+        trace: TraceContext,
+        key: FileKey,
+        path: FilePath,
+        content: ScanContent,
+        waiter: Option<Waiter>,
+        pid: u32,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(w) = &waiter {
+            self.waiting += 1;
+            self.deadlines.push_back((w.received + self.cfg.deadline, *self.inflight.get(&key).unwrap_or(&access), access));
+        }
+        if let Some(scan_id) = self.inflight.get(&key).copied() {
+            if let Some(scan) = self.scans.get_mut(&scan_id) {
+                self.counters.coalesced += 1;
+                scan.waiters.extend(waiter);
+                return;
+            }
+        }
+        if self.scans.len() >= self.cfg.max_pending {
+            // Audit and close-write scans beyond the bound are dropped and
+            // counted; nobody waits on them.
+            self.overflow(OverflowSource::PendingSet, 1);
+            return;
+        }
+        self.counters.scans += 1;
+        self.inflight.insert(key, access);
+        self.record_child(
+            &trace,
+            EventBody::ScanRequested(ScanRequested { access, size: key.size, ruleset: self.ruleset.clone() }),
+        );
+        self.scans.insert(
+            access,
+            PendingScan {
+                key,
+                path,
+                content: content.clone(),
+                trace,
+                waiters: waiter.into_iter().collect(),
+                allowed_early: false,
+                first_pid: pid,
+            },
+        );
+        let req = self.scanner.send(ScanFile { access, content });
+        ctx.spawn(req.into_actor(self).map(move |res, act, _| match res {
+            Ok(outcome) => act.on_verdict(access, outcome),
+            Err(e) => act.on_verdict(
+                access,
+                ScanOutcome {
+                    verdict: Verdict::Error { message: format!("scanner unavailable: {e}") },
+                    sha256: None,
+                    size: 0,
+                    ruleset: act.ruleset.clone(),
+                    duration: Duration::ZERO,
+                },
+            ),
+        }));
+    }
+
+    fn on_verdict(&mut self, scan_id: EventId, outcome: ScanOutcome) {
+        let Some(scan) = self.scans.remove(&scan_id) else { return };
+        if self.inflight.get(&scan.key) == Some(&scan_id) {
+            self.inflight.remove(&scan.key);
+        }
+        let span = tracing::debug_span!("verdict", event_id = %scan_id);
+        let _guard = span.enter();
+        let class = outcome.verdict.class();
+        let (decision, reason) = match class {
+            VerdictClass::Clean | VerdictClass::Skipped => (Decision::Allow, DecisionReason::Verdict),
+            VerdictClass::Infected => match self.cfg.mode {
+                Mode::Enforce => (Decision::Deny, DecisionReason::Verdict),
+                Mode::Audit => (Decision::Allow, DecisionReason::AuditMode),
+            },
+            VerdictClass::Error => (self.cfg.on_scan_error.decision(), DecisionReason::Verdict),
+        };
+        let kernel_fd: Option<Arc<OwnedFd>> = scan.waiters.iter().find_map(|w| w.responder.kernel_fd());
+        let any_denied = decision == Decision::Deny && !scan.waiters.is_empty();
+        // Answers first.
+        for w in scan.waiters {
+            self.waiting = self.waiting.saturating_sub(1);
+            self.decide(w.access, &w.trace, w.responder, w.received, decision, reason);
+        }
+        // Then the verdict caches.
+        if self.cfg.skip_unchanged {
+            match &outcome.verdict {
+                Verdict::Clean => {
+                    self.remember(scan.key, Cached::Clean);
+                    if let Some(fd) = &kernel_fd {
+                        self.mark_clean_in_kernel(fd, scan.key);
+                    }
+                }
+                Verdict::Infected { matches } => self.remember(
+                    scan.key,
+                    Cached::Infected { matches: matches.clone().into(), sha256: outcome.sha256 },
+                ),
+                _ => {}
+            }
+        }
+        // Then the journal.
+        let log = match class {
+            VerdictClass::Clean => self.cfg.log_clean,
+            VerdictClass::Skipped => self.cfg.log_unprocessed,
+            VerdictClass::Infected | VerdictClass::Error => true,
+        };
+        if class == VerdictClass::Infected {
+            self.counters.infected += 1;
+        }
+        let matches = match &outcome.verdict {
+            Verdict::Infected { matches } => Some(matches.clone()),
+            _ => None,
+        };
+        if log {
+            self.record_child(
+                &scan.trace,
+                EventBody::VerdictIssued(VerdictIssued {
+                    access: scan_id,
+                    path: scan.path.clone(),
+                    verdict: outcome.verdict,
+                    sha256: outcome.sha256,
+                    size: outcome.size,
+                    ruleset: outcome.ruleset,
+                    scan_duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
+                }),
+            );
+        }
+        // Last, the actions on a detection (Enforce mode only).
+        if let Some(matches) = matches {
+            if self.cfg.mode == Mode::Enforce {
+                let denied = any_denied && !scan.allowed_early;
+                self.act(scan_id, scan.trace, scan.path, scan.key, scan.first_pid, scan.content, outcome.sha256, &matches, denied);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn act(
+        &self,
+        access: EventId,
+        trace: TraceContext,
+        path: FilePath,
+        key: FileKey,
+        pid: u32,
+        content: ScanContent,
+        sha256: Option<[u8; 32]>,
+        matches: &[RuleMatch],
+        denied: bool,
+    ) {
+        if self.cfg.mode != Mode::Enforce {
+            return;
+        }
+        if let Some(actions) = &self.actions {
+            actions.do_send(ActOnDetection {
+                access,
+                trace,
+                path,
+                file: (key.device, key.inode),
+                pid,
+                content,
+                sha256,
+                matches: matches.to_vec(),
+                denied,
+            });
+        }
+    }
+
+    fn remember(&mut self, key: FileKey, v: Cached) {
+        if self.cache.len() >= self.cfg.cache_entries {
+            // Simple and bounded: start over. Unchanged clean files stay
+            // cached in the kernel regardless.
+            self.cache.clear();
+        }
+        self.cache.insert(key, v);
+    }
+
+    /// Places a kernel ignore mark, then checks the file is still the
+    /// version that was scanned; if it changed in between, the mark is taken
+    /// off again so the new content is scanned on its next open.
+    fn mark_clean_in_kernel(&mut self, fd: &Arc<OwnedFd>, key: FileKey) {
+        let Some(fan) = &self.fanotify else { return };
+        if let Err(e) = fan.ignore_until_modified(fd.as_fd()) {
+            tracing::debug!(error = %e, "kernel ignore mark not placed");
+            return;
+        }
+        match portcullis_interceptor::procfs::file_info(fd.as_fd()) {
+            Ok(now) if FileKey::of(&now) == key => self.counters.kernel_cache_marks += 1,
+            _ => {
+                if let Err(e) = fan.remove_ignore(fd.as_fd()) {
+                    tracing::warn!(error = %e, "could not take back an ignore mark on a changed file");
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(deadline, scan_id, access)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let Some(scan) = self.scans.get_mut(&scan_id) else { continue };
+            let Some(i) = scan.waiters.iter().position(|w| w.access == access) else { continue };
+            let w = scan.waiters.swap_remove(i);
+            let decision = self.cfg.on_timeout.decision();
+            if decision == Decision::Allow {
+                scan.allowed_early = true;
+            }
+            self.waiting = self.waiting.saturating_sub(1);
+            tracing::warn!(%access, "no verdict before the deadline; answering on_timeout");
+            self.decide(w.access, &w.trace, w.responder, w.received, decision, DecisionReason::Deadline);
+        }
+    }
+
+    fn report_overflows(&mut self) {
+        for (source, count) in std::mem::take(&mut self.unreported_overflows) {
+            if count > 0 {
+                self.record_child(
+                    &TraceContext::root_for(&EventId::new()),
+                    EventBody::QueueOverflowed(QueueOverflowed { source, count }),
+                );
+            }
+        }
+    }
+
+    fn answer_all_pending(&mut self) -> u64 {
+        let mut answered = 0;
+        let decision = self.cfg.on_timeout.decision();
+        let ids: Vec<EventId> = self.scans.keys().copied().collect();
+        for id in ids {
+            if let Some(scan) = self.scans.get_mut(&id) {
+                let waiters = std::mem::take(&mut scan.waiters);
+                for w in waiters {
+                    answered += 1;
+                    self.decide(w.access, &w.trace, w.responder, w.received, decision, DecisionReason::Shutdown);
+                }
+            }
+        }
+        self.waiting = 0;
+        self.deadlines.clear();
+        answered
+    }
+}
+
+impl Actor for Enforcer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.cfg.mailbox);
+        let tick = self.cfg.tick;
+        ctx.run_interval(tick, |act, _| {
+            act.expire(Instant::now());
+            act.report_overflows();
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        let n = self.answer_all_pending();
+        if n > 0 {
+            tracing::info!(answered = n, "answered pending decisions while stopping");
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<AccessRequest> for Enforcer {
+    type Result = ();
+
+    fn handle(&mut self, req: AccessRequest, ctx: &mut Self::Context) {
+        if self.stopping {
+            let access = req.event_id;
+            let trace = TraceContext::root_for(&access);
+            self.decide(access, &trace, req.responder, req.received, self.cfg.on_timeout.decision(), DecisionReason::Shutdown);
+            return;
+        }
+        self.on_access(req, ctx);
+    }
+}
+
+impl Handler<OverflowNoticed> for Enforcer {
+    type Result = ();
+
+    fn handle(&mut self, msg: OverflowNoticed, _: &mut Self::Context) {
+        self.overflow(msg.source, msg.count);
+    }
+}
+
+impl Handler<Shutdown> for Enforcer {
+    type Result = u64;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> u64 {
+        self.stopping = true;
+        let n = self.answer_all_pending();
+        self.report_overflows();
+        // Let go of the group: once every holder has, its fd closes and the
+        // kernel allows whatever is still queued.
+        self.fanotify = None;
+        n
+    }
+}
+
+impl Handler<GetStats> for Enforcer {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let mut by_reason: Vec<(&'static str, u64)> =
+            self.counters.by_reason.iter().map(|(r, n)| (r.as_str(), *n)).collect();
+        by_reason.sort();
+        MessageResult(EnforcerStats {
+            pending: self.waiting,
+            scans: self.counters.scans,
+            coalesced: self.counters.coalesced,
+            allowed: self.counters.allowed,
+            denied: self.counters.denied,
+            by_reason,
+            infected: self.counters.infected,
+            overflows: self.counters.overflows,
+            kernel_cache_marks: self.counters.kernel_cache_marks,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,0 +1,373 @@
+//! Enforcer semantics without a kernel: synthetic accesses answered on a
+//! channel, a scripted scanner, and a journal that records what it gets.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+
+use portcullis_schemas::{FileInfo, PolicyRef, ProcessInfo, RuleMatch};
+use tokio::sync::watch;
+
+use super::*;
+use crate::policy::PolicySpec;
+
+/// Scans `Bytes` content: "EICAR" inside means infected, "ERROR" an error.
+/// While the gate is closed, scans wait.
+struct FakeScanner {
+    gate: watch::Receiver<bool>,
+    calls: Arc<Mutex<u32>>,
+}
+
+impl Actor for FakeScanner {
+    type Context = Context<Self>;
+}
+
+impl Handler<ScanFile> for FakeScanner {
+    type Result = ResponseFuture<ScanOutcome>;
+
+    fn handle(&mut self, msg: ScanFile, _: &mut Self::Context) -> Self::Result {
+        *self.calls.lock().unwrap() += 1;
+        let mut gate = self.gate.clone();
+        Box::pin(async move {
+            while !*gate.borrow() {
+                if gate.changed().await.is_err() {
+                    break;
+                }
+            }
+            let bytes = match &msg.content {
+                ScanContent::Bytes(b) => b.clone(),
+                _ => Vec::new(),
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let verdict = if text.contains("EICAR") {
+                Verdict::Infected {
+                    matches: vec![RuleMatch {
+                        rule: "EICAR_Test_File".into(),
+                        namespace: "eicar".into(),
+                        tags: vec![],
+                        metadata: vec![],
+                    }],
+                }
+            } else if text.contains("ERROR") {
+                Verdict::Error { message: "boom".into() }
+            } else {
+                Verdict::Clean
+            };
+            ScanOutcome {
+                verdict,
+                sha256: Some([1; 32]),
+                size: bytes.len() as u64,
+                ruleset: RulesetVersion("test".into()),
+                duration: Duration::from_micros(10),
+            }
+        })
+    }
+}
+
+#[derive(Clone, Default)]
+struct Journal(Arc<Mutex<Vec<Record>>>);
+
+impl Actor for Journal {
+    type Context = Context<Self>;
+}
+
+impl Handler<Append> for Journal {
+    type Result = ();
+    fn handle(&mut self, msg: Append, _: &mut Self::Context) {
+        self.0.lock().unwrap().push(msg.0);
+    }
+}
+
+impl Journal {
+    fn decisions(&self) -> Vec<DecisionMade> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| match &r.body {
+                EventBody::DecisionMade(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    fn kinds(&self) -> Vec<&'static str> {
+        self.0.lock().unwrap().iter().map(|r| r.body.kind().as_str()).collect()
+    }
+    fn accesses(&self) -> Vec<FileAccessed> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| match &r.body {
+                EventBody::FileAccessed(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Default)]
+struct Acts(Arc<Mutex<Vec<(EventId, bool)>>>);
+
+impl Actor for Acts {
+    type Context = Context<Self>;
+}
+
+impl Handler<ActOnDetection> for Acts {
+    type Result = Vec<portcullis_schemas::ActionTaken>;
+    fn handle(&mut self, msg: ActOnDetection, _: &mut Self::Context) -> Self::Result {
+        self.0.lock().unwrap().push((msg.access, msg.denied));
+        Vec::new()
+    }
+}
+
+struct Harness {
+    enforcer: Addr<Enforcer>,
+    journal: Journal,
+    acts: Acts,
+    gate: watch::Sender<bool>,
+    scans: Arc<Mutex<u32>>,
+}
+
+fn start(cfg: EnforcerConfig, policies: &[PolicySpec], gate_open: bool) -> Harness {
+    let (gate, rx) = watch::channel(gate_open);
+    let scans = Arc::new(Mutex::new(0));
+    let scanner = FakeScanner { gate: rx, calls: scans.clone() }.start();
+    let journal = Journal::default();
+    let acts = Acts::default();
+    let enforcer = Enforcer::new(
+        cfg,
+        Arc::new(Policies::build(policies).unwrap()),
+        RulesetVersion("test".into()),
+        scanner.recipient(),
+        journal.clone().start().recipient(),
+    )
+    .with_actions(acts.clone().start().recipient())
+    .start();
+    Harness { enforcer, journal, acts, gate, scans }
+}
+
+fn file(path: &str, inode: u64, mtime: i64) -> FileInfo {
+    FileInfo {
+        path: FilePath::from_bytes(path.as_bytes()),
+        device: 1,
+        inode,
+        size: 4,
+        mtime_ns: mtime,
+        ctime_ns: mtime,
+    }
+}
+
+fn request(
+    file: FileInfo,
+    content: &str,
+    blocking: bool,
+) -> (AccessRequest, Receiver<(EventId, Decision)>) {
+    let (tx, rx) = sync_channel(1);
+    let req = AccessRequest {
+        event_id: EventId::new(),
+        kind: AccessKind::Open,
+        file,
+        process: ProcessInfo { pid: 4242, ppid: 1, ..ProcessInfo::default() },
+        container: None,
+        content: ScanContent::Bytes(content.as_bytes().to_vec()),
+        responder: if blocking { Responder::Channel(tx) } else { Responder::Detached },
+        received: Instant::now(),
+    };
+    (req, rx)
+}
+
+/// Waits (bounded) for the decision, without blocking the actor system.
+async fn answer(rx: &Receiver<(EventId, Decision)>) -> Option<Decision> {
+    for _ in 0..400 {
+        if let Ok((_, d)) = rx.try_recv() {
+            return Some(d);
+        }
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+async fn quiesce(h: &Harness) -> EnforcerStats {
+    // Stats travel through the same mailbox, after everything sent before.
+    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    h.enforcer.send(GetStats).await.unwrap()
+}
+
+fn policy(name: &str, mode: Mode) -> PolicySpec {
+    PolicySpec {
+        name: name.into(),
+        enabled: true,
+        mode,
+        paths: vec!["/srv/**".into()],
+        exclude_paths: vec!["/srv/skip/**".into()],
+        exclude_executables: vec![],
+    }
+}
+
+#[actix_rt::test]
+async fn clean_file_is_allowed_after_its_verdict_and_every_fact_is_journaled() {
+    let h = start(EnforcerConfig::default(), &[], true);
+    let (req, rx) = request(file("/srv/a", 1, 1), "hello", true);
+    let id = req.event_id;
+    h.enforcer.do_send(req);
+    assert_eq!(answer(&rx).await, Some(Decision::Allow));
+    quiesce(&h).await;
+    assert_eq!(h.journal.kinds(), ["file_accessed", "scan_requested", "decision_made", "verdict_issued"]);
+    let d = &h.journal.decisions()[0];
+    assert_eq!((d.access, d.decision, d.reason), (id, Decision::Allow, DecisionReason::Verdict));
+    assert!(h.acts.0.lock().unwrap().is_empty());
+}
+
+#[actix_rt::test]
+async fn infected_file_is_denied_and_actions_run_in_enforce_mode() {
+    let h = start(EnforcerConfig::default(), &[], true);
+    let (req, rx) = request(file("/srv/eicar", 2, 1), "X5O EICAR", true);
+    let id = req.event_id;
+    h.enforcer.do_send(req);
+    assert_eq!(answer(&rx).await, Some(Decision::Deny));
+    let stats = quiesce(&h).await;
+    assert_eq!(stats.infected, 1);
+    assert_eq!(*h.acts.0.lock().unwrap(), vec![(id, true)]);
+}
+
+#[actix_rt::test]
+async fn audit_never_waits_for_the_scan_and_only_records_detections() {
+    let cfg = EnforcerConfig { mode: Mode::Audit, ..EnforcerConfig::default() };
+    let h = start(cfg, &[], false);
+    let (req, rx) = request(file("/srv/eicar", 3, 1), "EICAR", true);
+    h.enforcer.do_send(req);
+    // The scan is still held at the gate: the answer must not wait for it.
+    assert_eq!(answer(&rx).await, Some(Decision::Allow));
+    assert!(!h.journal.kinds().contains(&"verdict_issued"));
+    h.gate.send(true).unwrap();
+    let stats = quiesce(&h).await;
+    assert_eq!(stats.infected, 1, "the scan still ran");
+    assert!(h.journal.kinds().contains(&"verdict_issued"));
+    assert_eq!(h.journal.decisions()[0].reason, DecisionReason::AuditMode);
+    assert!(h.acts.0.lock().unwrap().is_empty(), "no action runs in audit mode");
+}
+
+#[actix_rt::test]
+async fn a_policy_in_audit_mode_still_blocks_under_an_enforcing_interceptor() {
+    let h = start(EnforcerConfig::default(), &[policy("audit-only", Mode::Audit)], true);
+    let (req, rx) = request(file("/srv/eicar", 4, 1), "EICAR", true);
+    h.enforcer.do_send(req);
+    assert_eq!(answer(&rx).await, Some(Decision::Deny));
+    quiesce(&h).await;
+    let access = &h.journal.accesses()[0];
+    assert_eq!(access.interceptor_mode, Mode::Enforce);
+    assert_eq!(access.policy, Some(PolicyRef { name: "audit-only".into(), mode: Mode::Audit }));
+}
+
+#[actix_rt::test]
+async fn files_out_of_scope_are_allowed_without_a_scan() {
+    let h = start(EnforcerConfig::default(), &[policy("srv", Mode::Enforce)], false);
+    for path in ["/elsewhere/eicar", "/srv/skip/eicar"] {
+        let (req, rx) = request(file(path, 5, 1), "EICAR", true);
+        h.enforcer.do_send(req);
+        assert_eq!(answer(&rx).await, Some(Decision::Allow));
+    }
+    quiesce(&h).await;
+    assert_eq!(*h.scans.lock().unwrap(), 0);
+    assert!(h.journal.decisions().iter().all(|d| d.reason == DecisionReason::NotInScope));
+}
+
+#[actix_rt::test]
+async fn no_verdict_before_the_deadline_answers_on_timeout_and_journals_deadline() {
+    for (fallback, expected) in [(Fallback::Allow, Decision::Allow), (Fallback::Deny, Decision::Deny)] {
+        let cfg = EnforcerConfig {
+            deadline: Duration::from_millis(50),
+            on_timeout: fallback,
+            ..EnforcerConfig::default()
+        };
+        let h = start(cfg, &[], false);
+        let (req, rx) = request(file("/srv/slow", 6, 1), "hello", true);
+        h.enforcer.do_send(req);
+        assert_eq!(answer(&rx).await, Some(expected));
+        quiesce(&h).await;
+        let d = h.journal.decisions();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].reason, DecisionReason::Deadline);
+        assert!(d[0].latency_us >= 50_000, "not before the deadline: {}", d[0].latency_us);
+        // The late verdict is still recorded, and answers nobody twice.
+        h.gate.send(true).unwrap();
+        quiesce(&h).await;
+        assert!(h.journal.kinds().contains(&"verdict_issued"));
+        assert_eq!(h.journal.decisions().len(), 1);
+    }
+}
+
+#[actix_rt::test]
+async fn unchanged_files_reuse_their_verdict_and_changed_ones_are_rescanned() {
+    let h = start(EnforcerConfig::default(), &[], true);
+    for (f, reason) in [
+        (file("/srv/a", 7, 1), DecisionReason::Verdict),
+        (file("/srv/a", 7, 1), DecisionReason::CacheHit),
+        (file("/srv/a", 7, 2), DecisionReason::Verdict),
+    ] {
+        let (req, rx) = request(f, "hello", true);
+        h.enforcer.do_send(req);
+        assert_eq!(answer(&rx).await, Some(Decision::Allow));
+        quiesce(&h).await;
+        assert_eq!(h.journal.decisions().last().unwrap().reason, reason);
+    }
+    assert_eq!(*h.scans.lock().unwrap(), 2);
+}
+
+#[actix_rt::test]
+async fn concurrent_opens_of_one_file_share_one_scan() {
+    let h = start(EnforcerConfig::default(), &[], false);
+    let (a, rx_a) = request(file("/srv/a", 8, 1), "EICAR", true);
+    let (b, rx_b) = request(file("/srv/a", 8, 1), "EICAR", true);
+    h.enforcer.do_send(a);
+    h.enforcer.do_send(b);
+    quiesce(&h).await;
+    h.gate.send(true).unwrap();
+    assert_eq!(answer(&rx_a).await, Some(Decision::Deny));
+    assert_eq!(answer(&rx_b).await, Some(Decision::Deny));
+    let stats = quiesce(&h).await;
+    assert_eq!((stats.scans, stats.coalesced), (1, 1));
+    assert_eq!(*h.scans.lock().unwrap(), 1);
+}
+
+#[actix_rt::test]
+async fn a_full_pending_set_answers_on_overload_and_counts_it() {
+    let cfg = EnforcerConfig { max_pending: 1, on_overload: Fallback::Deny, ..EnforcerConfig::default() };
+    let h = start(cfg, &[], false);
+    let (a, _rx_a) = request(file("/srv/a", 9, 1), "hello", true);
+    let (b, rx_b) = request(file("/srv/b", 10, 1), "hello", true);
+    h.enforcer.do_send(a);
+    h.enforcer.do_send(b);
+    assert_eq!(answer(&rx_b).await, Some(Decision::Deny));
+    let stats = quiesce(&h).await;
+    assert_eq!(stats.overflows, 1);
+    assert_eq!(h.journal.decisions()[0].reason, DecisionReason::Overload);
+    assert!(h.journal.kinds().contains(&"queue_overflowed"));
+}
+
+#[actix_rt::test]
+async fn shutdown_answers_every_pending_decision() {
+    let h = start(EnforcerConfig::default(), &[], false);
+    let mut rxs = Vec::new();
+    for i in 0..5 {
+        let (req, rx) = request(file(&format!("/srv/{i}"), 20 + i, 1), "hello", true);
+        h.enforcer.do_send(req);
+        rxs.push(rx);
+    }
+    quiesce(&h).await;
+    assert_eq!(h.enforcer.send(Shutdown).await.unwrap(), 5);
+    for rx in &rxs {
+        assert_eq!(answer(rx).await, Some(Decision::Allow));
+    }
+    assert!(h.journal.decisions().iter().all(|d| d.reason == DecisionReason::Shutdown));
+    assert_eq!(h.enforcer.send(GetStats).await.unwrap().pending, 0);
+}
+
+#[actix_rt::test]
+async fn scan_errors_answer_on_scan_error() {
+    let cfg = EnforcerConfig { on_scan_error: Fallback::Deny, ..EnforcerConfig::default() };
+    let h = start(cfg, &[], true);
+    let (req, rx) = request(file("/srv/err", 30, 1), "ERROR", true);
+    h.enforcer.do_send(req);
+    assert_eq!(answer(&rx).await, Some(Decision::Deny));
+}

@@ -1,0 +1,33 @@
+//! Limits of one scan.
+
+use std::time::Duration;
+
+/// The model product's *limits*: skip objects larger than N bytes, stop a
+/// scan after N seconds. A skipped object is reported as
+/// [`portcullis_schemas::Verdict::Skipped`] (logged as *unprocessed*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanLimits {
+    /// Skip objects larger than this many bytes. `0` = no limit.
+    pub max_size: u64,
+    /// Stop a scan after this long. `Duration::ZERO` = no limit.
+    ///
+    /// YARA-X measures scan time with a one-second heartbeat, so the timeout
+    /// is rounded up to whole seconds, and a scan may overrun it by up to
+    /// about a second.
+    pub timeout: Duration,
+}
+
+impl ScanLimits {
+    /// The default scan timeout of the model product: 60 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+impl Default for ScanLimits {
+    /// No size limit, 60 s timeout.
+    fn default() -> Self {
+        Self {
+            max_size: 0,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Commands the scanner workers answer.
+
+use portcullis_schemas::EventId;
+
+use super::content::ScanContent;
+use super::engine::ScanOutcome;
+
+/// Scan the content of one file access.
+///
+/// Answered by [`super::ScannerWorker`] with the [`ScanOutcome`]; limits and
+/// errors are reported in the outcome's verdict, never as a failed reply.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "ScanOutcome")]
+pub struct ScanFile {
+    /// The `FileAccessed` event this scan is for.
+    pub access: EventId,
+    pub content: ScanContent,
+}

@@ -1,0 +1,166 @@
+//! The node agent in embedded mode: every actor in one process.
+//!
+//! ```text
+//! fanotify fd ─► reader thread ─► Bridge ─► Enforcer ─► Scanner workers (SyncArbiter)
+//!                                              │  ▲──────── verdict ─┘
+//!                                              ├─► Actions (SyncArbiter)
+//!                                              └─► Journal (own thread, sled)
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use portcullis_actors::actions::Actions;
+use portcullis_actors::bridge::{self, Bridge};
+use portcullis_actors::enforcer::{Enforcer, EnforcerStats, GetStats, Shutdown};
+use portcullis_actors::journal::{Append, Journal, JournalStore, Record, Sync};
+use portcullis_actors::scanner::{start_scanners, Ruleset};
+use portcullis_interceptor::{spawn_reader, Fanotify, GroupClass, ReaderHandle, Watch};
+use portcullis_schemas::{AgentStarted, AgentStopped, EventBody, FilePath, Mode, RulesLoaded};
+
+use crate::config::Settings;
+use crate::rules::load_ruleset;
+
+/// A running agent.
+pub struct Agent {
+    enforcer: Addr<Enforcer>,
+    journal: Addr<Journal>,
+    reader: Option<ReaderHandle>,
+    fanotify: Option<Arc<Fanotify>>,
+    ruleset: Arc<Ruleset>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Builds every actor, marks the protected mounts and starts reading.
+    /// Must run inside an actix `System`.
+    pub async fn start(settings: &Settings, journal: Addr<Journal>) -> anyhow::Result<Agent> {
+        let ruleset = Arc::new(load_ruleset(settings.rules.as_deref())?);
+        let append = |body| journal.do_send(Append(Record::new(body)));
+
+        let class = match settings.enforcer.mode {
+            Mode::Enforce => GroupClass::Permission,
+            Mode::Audit => GroupClass::Notification,
+        };
+        let fan = Fanotify::init(class).context("creating the fanotify group")?;
+        let scanners = start_scanners(settings.scan_threads, ruleset.clone(), settings.limits);
+        let actions = Actions::start(settings.actions.clone(), journal.clone().recipient());
+        let enforcer = Enforcer::new(
+            settings.enforcer.clone(),
+            settings.policies.clone(),
+            ruleset.version().clone(),
+            scanners.recipient(),
+            journal.clone().recipient(),
+        )
+        .with_fanotify(fan.clone())
+        .with_actions(actions.recipient())
+        .start();
+        let bridge = Bridge::new(
+            enforcer.clone().recipient(),
+            enforcer.clone().recipient(),
+            class,
+            settings.scan_mode,
+            settings.enforcer.on_overload,
+            settings.enforcer.mailbox,
+        );
+        let dropped = bridge.dropped_counter();
+        let bridge = bridge.start();
+        let reader = spawn_reader(
+            fan.clone(),
+            std::process::id(),
+            bridge::sink(bridge, dropped, settings.enforcer.on_overload),
+        )
+        .context("starting the fanotify reader thread")?;
+
+        let watch = Watch { open: true, exec: true, close_write: settings.scan_mode.watches_close_write() };
+        for path in &settings.protect {
+            fan.mark(path, settings.mark_scope, watch, settings.allow_root_mount)
+                .with_context(|| format!("protecting {}", path.display()))?;
+        }
+        append(EventBody::AgentStarted(AgentStarted {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            interceptor_mode: settings.enforcer.mode,
+            protected: settings.protect.iter().map(|p| FilePath::from(p.as_path())).collect(),
+        }));
+        append(EventBody::RulesLoaded(RulesLoaded {
+            ruleset: ruleset.version().clone(),
+            rules: ruleset.rule_count(),
+            files: ruleset.files().to_vec(),
+        }));
+        tracing::info!(
+            mode = %settings.enforcer.mode,
+            protected = ?settings.protect,
+            ruleset = %ruleset.version(),
+            rules = ruleset.rule_count(),
+            "portcullis agent ready"
+        );
+        Ok(Agent { enforcer, journal, reader: Some(reader), fanotify: Some(fan), ruleset })
+    }
+
+    pub fn journal(&self) -> &Addr<Journal> {
+        &self.journal
+    }
+
+    pub fn ruleset(&self) -> &Arc<Ruleset> {
+        &self.ruleset
+    }
+
+    pub async fn stats(&self) -> anyhow::Result<EnforcerStats> {
+        Ok(self.enforcer.send(GetStats).await?)
+    }
+
+    /// Stops reading, answers every pending decision, journals the stop and
+    /// waits until the journal is durable. Returns how many pending
+    /// decisions were answered.
+    pub async fn shutdown(mut self, signal: Option<&str>) -> anyhow::Result<u64> {
+        // First answer everything pending, while the reader still runs: what
+        // arrives meanwhile is answered at once (reason `shutdown`).
+        let answered = self.enforcer.send(Shutdown).await.context("stopping the enforcer")?;
+        if let Some(reader) = self.reader.take() {
+            // Joined on a blocking thread: it returns within one poll interval.
+            actix_rt::task::spawn_blocking(move || reader.stop())
+                .await
+                .context("joining the fanotify reader")?;
+        }
+        // Then close the group: the kernel allows anything still queued.
+        self.fanotify.take();
+        self.journal.do_send(Append(Record::new(EventBody::AgentStopped(AgentStopped {
+            answered_pending: answered,
+            signal: signal.map(str::to_owned),
+        }))));
+        let last = self.journal.send(Sync).await.context("journal")?.context("final journal commit")?;
+        tracing::info!(answered_pending = answered, last_seq = last, "portcullis agent stopped");
+        Ok(answered)
+    }
+}
+
+/// Opens the journal of `settings` and starts its actor on its own thread.
+pub fn open_journal(settings: &Settings) -> anyhow::Result<Addr<Journal>> {
+    let store = JournalStore::open(&settings.journal)
+        .with_context(|| format!("opening the journal in {}", settings.journal.dir.display()))?;
+    Ok(Journal::new(store, &settings.journal).start_on_own_thread())
+}
+
+/// Raises the soft limit of open files to the hard limit: every pending
+/// decision holds an event fd.
+pub fn raise_fd_limit() {
+    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// Writes `ready` into `path` (tests and scripts wait for it).
+pub fn signal_ready(path: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(p) = path {
+        std::fs::write(p, b"ready\n").with_context(|| format!("writing the ready file {}", p.display()))?;
+    }
+    Ok(())
+}

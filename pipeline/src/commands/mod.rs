@@ -1,0 +1,21 @@
+//! One module per subcommand.
+
+use std::process::ExitCode;
+
+use crate::cli::Command;
+
+pub mod demo;
+mod events;
+mod rules;
+mod run;
+mod scan;
+
+pub fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Run(args) => run::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Scan(args) => scan::run(args),
+        Command::Events(args) => events::run(args),
+        Command::Rules { command } => rules::run(command),
+    }
+}

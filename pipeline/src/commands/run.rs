@@ -1,0 +1,56 @@
+//! `portcullis run`: the node agent until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use portcullis_schemas::Mode;
+
+use crate::agent::{open_journal, raise_fd_limit, signal_ready, Agent};
+use crate::cli::{ModeArg, RunArgs};
+use crate::config::{ConfigFile, Overrides, Settings};
+
+pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
+    let (file, origin) = match &args.config {
+        Some(path) => (ConfigFile::load(path)?, path.display().to_string()),
+        None => (ConfigFile::default(), "<defaults>".to_string()),
+    };
+    let overrides = Overrides {
+        protect: args.protect.clone(),
+        mode: args.mode.map(|m| match m {
+            ModeArg::Enforce => Mode::Enforce,
+            ModeArg::Audit => Mode::Audit,
+        }),
+        rules: args.rules.clone(),
+        journal: args.journal.clone(),
+    };
+    Ok(file.build(&origin, overrides)?)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let settings = settings(&args)?;
+    if settings.protect.is_empty() {
+        anyhow::bail!("nothing to protect: give --protect MOUNTPOINT or `protect` in the config file");
+    }
+    raise_fd_limit();
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let journal = open_journal(&settings)?;
+        let agent = Agent::start(&settings, journal).await?;
+        signal_ready(args.ready_file.as_deref())?;
+        let signal = wait_for_signal().await?;
+        tracing::info!(signal, "stopping");
+        agent.shutdown(Some(signal)).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,89 @@
+//! Human-readable rendering of events (the `table` format).
+
+use portcullis_schemas::{ActionOutcome, Envelope, EventBody, Verdict};
+
+/// The header line of the table.
+pub const HEADER: &str = "SEQ     TIME (UTC)                KIND            DETAILS";
+
+/// One line for one event.
+pub fn row(env: &Envelope) -> String {
+    let time = env.timestamp.to_rfc3339();
+    // Millisecond precision is enough on screen.
+    let time = match (time.find('.'), time.ends_with('Z')) {
+        (Some(dot), true) if time.len() > dot + 4 => format!("{}Z", &time[..dot + 4]),
+        _ => time,
+    };
+    format!("{:<7} {:<25} {:<15} {}", env.seq, time, env.body.kind().as_str(), details(&env.body))
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(12)]
+}
+
+/// The details column.
+pub fn details(body: &EventBody) -> String {
+    match body {
+        EventBody::AgentStarted(e) => format!(
+            "agent {} started, pid {}, mode {}, protecting {}",
+            e.version,
+            e.pid,
+            e.interceptor_mode,
+            e.protected.iter().map(|p| p.escaped()).collect::<Vec<_>>().join(", ")
+        ),
+        EventBody::AgentStopped(e) => {
+            format!("agent stopped ({}), answered {} pending", e.signal.as_deref().unwrap_or("requested"), e.answered_pending)
+        }
+        EventBody::RulesLoaded(e) => {
+            format!("ruleset {} loaded: {} rules from {}", e.ruleset, e.rules, e.files.join(", "))
+        }
+        EventBody::FileAccessed(e) => {
+            let mut s = format!(
+                "{} {} by pid {} ({}) uid {}",
+                e.kind.as_str(),
+                e.file.path,
+                e.process.pid,
+                e.process.command.as_deref().unwrap_or("?"),
+                e.process.uid
+            );
+            if let Some(c) = &e.container {
+                s.push_str(&format!(" container {}:{}", c.runtime.as_str(), short(&c.id)));
+            }
+            if let Some(p) = &e.policy {
+                s.push_str(&format!(" policy {}({})", p.name, p.mode));
+            }
+            s.push_str(&format!(" mode {}", e.interceptor_mode));
+            s
+        }
+        EventBody::ScanRequested(e) => format!("scan of {} bytes, ruleset {}", e.size, e.ruleset),
+        EventBody::VerdictIssued(e) => {
+            let what = match &e.verdict {
+                Verdict::Clean => "clean".to_string(),
+                Verdict::Infected { matches } => format!(
+                    "INFECTED [{}]",
+                    matches.iter().map(|m| format!("{}:{}", m.namespace, m.rule)).collect::<Vec<_>>().join(", ")
+                ),
+                Verdict::Skipped { reason } => format!("unprocessed ({})", reason.as_str()),
+                Verdict::Error { message } => format!("error: {message}"),
+            };
+            let hash = e.sha256.map(|h| format!(" sha256 {}", short(&hex::encode(h)))).unwrap_or_default();
+            format!("{what} {}{hash} in {} µs", e.path, e.scan_duration_us)
+        }
+        EventBody::DecisionMade(e) => format!(
+            "{} ({}) after {} µs, access {}",
+            e.decision.as_str().to_uppercase(),
+            e.reason.as_str(),
+            e.latency_us,
+            e.access
+        ),
+        EventBody::ActionTaken(e) => {
+            let outcome = match &e.outcome {
+                ActionOutcome::Succeeded => "succeeded".to_string(),
+                ActionOutcome::Failed { error } => format!("failed: {error}"),
+                ActionOutcome::NotPossible { why } => format!("not possible: {why}"),
+            };
+            let q = e.quarantine.as_ref().map(|q| format!(", backup {}", q.stored_at)).unwrap_or_default();
+            format!("{:?} action {} on {} (pid {}) {outcome}{q}", e.step, e.action.as_str(), e.path, e.pid)
+        }
+        EventBody::QueueOverflowed(e) => format!("{} overflowed {} time(s)", e.source.as_str(), e.count),
+    }
+}

@@ -1,0 +1,450 @@
+//! A deterministic set of sample envelopes: fixed ids, timestamps and
+//! content, at least one per [`EventBody`] variant, several non-UTF-8
+//! paths. The golden fixtures under `tests/fixtures/` are these samples
+//! encoded; see `golden.rs`.
+//!
+//! Never change an existing sample: its fixture files pin the encoding.
+//! Add new samples (and bless their fixtures) instead.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use portcullis_schemas::*;
+use uuid::Uuid;
+
+/// The node every sample was recorded on.
+pub const NODE: &str = "node-a.example.internal";
+
+/// 2025-11-28T20:33:04.123456789Z
+pub const T0: i64 = 1_764_361_984_123_456_789;
+
+/// The sha256 of the EICAR test file.
+pub const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+
+pub const CONTAINER_ID: &str = "3f4e9a1c2b7d8e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+
+/// A non-UTF-8 upload path (0xff in the file name).
+pub const UPLOAD_PATH: &[u8] = b"/srv/upload/inv\xffoice.pdf";
+
+/// A fixed UUIDv7-shaped id: 48-bit ms timestamp, version 7, variant 10.
+pub fn id(n: u16) -> EventId {
+    let ms: u128 = 0x019a_cc2b_587b; // 2025-11-28T20:33:04.123Z
+    let rand_a: u128 = 0x0c3d;
+    let rand_b: u128 = 0x0a1b_2c3d_4e5f_6000 | u128::from(n);
+    let v = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b;
+    EventId(Uuid::from_u128(v))
+}
+
+fn env(n: u16, trace: TraceContext, body: EventBody) -> Envelope {
+    let event_id = id(n);
+    Envelope {
+        schema: SCHEMA_VERSION,
+        event_id,
+        node_id: NodeId(NODE.to_owned()),
+        seq: u64::from(n),
+        // 1.5 ms apart.
+        timestamp: Timestamp(T0 + i64::from(n) * 1_500_000),
+        trace,
+        body,
+    }
+}
+
+fn root(n: u16) -> TraceContext {
+    TraceContext::root_for(&id(n))
+}
+
+fn child_of(parent: u16, n: u16) -> TraceContext {
+    TraceContext::root_for(&id(parent)).child(&id(n))
+}
+
+fn path(p: &[u8]) -> FilePath {
+    FilePath::from_bytes(p)
+}
+
+fn sha(hex_digest: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut out).expect("a 64-digit hex sha256");
+    out
+}
+
+fn eicar_match() -> RuleMatch {
+    RuleMatch {
+        rule: "EICAR_Test_File".to_owned(),
+        namespace: "default".to_owned(),
+        tags: vec!["test".to_owned(), "eicar".to_owned()],
+        metadata: vec![
+            (
+                "description".to_owned(),
+                MetaValue::Str("EICAR anti-malware test file".to_owned()),
+            ),
+            ("author".to_owned(), MetaValue::Str("portcullis".to_owned())),
+            ("severity".to_owned(), MetaValue::Int(-3)),
+            ("score".to_owned(), MetaValue::Float(7.25)),
+            ("is_test".to_owned(), MetaValue::Bool(true)),
+            ("magic".to_owned(), MetaValue::Bytes(b"X5O!P%@AP".to_vec())),
+        ],
+    }
+}
+
+/// The access every scan/verdict/decision/action sample refers to.
+pub const ACCESS: u16 = 4;
+
+/// All samples, by fixture name. Names are unique and stable.
+pub fn all() -> Vec<(&'static str, Envelope)> {
+    let access = id(ACCESS);
+    vec![
+        (
+            "agent_started",
+            env(
+                1,
+                root(1),
+                EventBody::AgentStarted(AgentStarted {
+                    version: "0.1.0".to_owned(),
+                    pid: 4242,
+                    interceptor_mode: Mode::Enforce,
+                    protected: vec![path(b"/srv/www"), path(b"/data/caf\xe9")],
+                }),
+            ),
+        ),
+        (
+            "agent_stopped",
+            env(
+                2,
+                root(2),
+                EventBody::AgentStopped(AgentStopped {
+                    answered_pending: 3,
+                    signal: Some("SIGTERM".to_owned()),
+                }),
+            ),
+        ),
+        (
+            "rules_loaded",
+            env(
+                3,
+                root(3),
+                EventBody::RulesLoaded(RulesLoaded {
+                    ruleset: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                    rules: 128,
+                    files: vec![
+                        "/etc/portcullis/rules/base.yar".to_owned(),
+                        "/etc/portcullis/rules/webshells.yar".to_owned(),
+                    ],
+                }),
+            ),
+        ),
+        (
+            "file_accessed",
+            env(
+                ACCESS,
+                root(ACCESS),
+                EventBody::FileAccessed(FileAccessed {
+                    kind: AccessKind::Open,
+                    file: FileInfo {
+                        path: path(UPLOAD_PATH),
+                        device: 2049,
+                        inode: 1_310_722,
+                        size: 68,
+                        mtime_ns: T0 - 5_000_000_000,
+                        ctime_ns: T0 - 4_000_000_000,
+                    },
+                    process: ProcessInfo {
+                        pid: 31337,
+                        ppid: 1000,
+                        uid: 1001,
+                        gid: 1002,
+                        executable: Some(path(b"/usr/bin/python3.12")),
+                        command: Some("python3".to_owned()),
+                    },
+                    container: Some(ContainerRef {
+                        runtime: ContainerRuntime::Containerd,
+                        id: CONTAINER_ID.to_owned(),
+                    }),
+                    interceptor_mode: Mode::Enforce,
+                    policy: Some(PolicyRef {
+                        name: "uploads".to_owned(),
+                        mode: Mode::Enforce,
+                    }),
+                    blocking: true,
+                }),
+            ),
+        ),
+        (
+            "file_accessed_minimal",
+            env(
+                5,
+                root(5),
+                EventBody::FileAccessed(FileAccessed {
+                    kind: AccessKind::CloseWrite,
+                    file: FileInfo {
+                        path: path("/home/zoë/notes.txt".as_bytes()),
+                        device: 0,
+                        inode: 7,
+                        size: 0,
+                        mtime_ns: -1,
+                        ctime_ns: 0,
+                    },
+                    process: ProcessInfo {
+                        pid: 1,
+                        ppid: 0,
+                        uid: 0,
+                        gid: 0,
+                        executable: None,
+                        command: None,
+                    },
+                    container: None,
+                    interceptor_mode: Mode::Audit,
+                    policy: None,
+                    blocking: false,
+                }),
+            ),
+        ),
+        (
+            "scan_requested",
+            env(
+                6,
+                child_of(ACCESS, 6),
+                EventBody::ScanRequested(ScanRequested {
+                    access,
+                    size: 68,
+                    ruleset: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                }),
+            ),
+        ),
+        (
+            "verdict_clean",
+            env(
+                7,
+                child_of(ACCESS, 7),
+                EventBody::VerdictIssued(VerdictIssued {
+                    access,
+                    path: path(b"/srv/www/index.html"),
+                    verdict: Verdict::Clean,
+                    sha256: Some(sha(
+                        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                    )),
+                    size: 0,
+                    ruleset: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                    scan_duration_us: 12,
+                }),
+            ),
+        ),
+        (
+            "verdict_infected",
+            env(
+                8,
+                child_of(ACCESS, 8),
+                EventBody::VerdictIssued(VerdictIssued {
+                    access,
+                    path: path(UPLOAD_PATH),
+                    verdict: Verdict::Infected {
+                        matches: vec![
+                            eicar_match(),
+                            RuleMatch {
+                                rule: "Suspicious_PDF".to_owned(),
+                                namespace: "documents".to_owned(),
+                                tags: vec![],
+                                metadata: vec![],
+                            },
+                        ],
+                    },
+                    sha256: Some(sha(EICAR_SHA256)),
+                    size: 68,
+                    ruleset: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                    scan_duration_us: 431,
+                }),
+            ),
+        ),
+        (
+            "verdict_skipped_too_large",
+            env(
+                9,
+                child_of(ACCESS, 9),
+                EventBody::VerdictIssued(VerdictIssued {
+                    access,
+                    path: path(b"/srv/backup/db.tar"),
+                    verdict: Verdict::Skipped {
+                        reason: SkipReason::TooLarge {
+                            size: 8_589_934_592,
+                            limit: 104_857_600,
+                        },
+                    },
+                    sha256: None,
+                    size: 8_589_934_592,
+                    ruleset: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                    scan_duration_us: 0,
+                }),
+            ),
+        ),
+        (
+            "verdict_skipped_timeout",
+            env(
+                10,
+                child_of(ACCESS, 10),
+                EventBody::VerdictIssued(VerdictIssued {
+                    access,
+                    path: path(b"/srv/big.iso"),
+                    verdict: Verdict::Skipped {
+                        reason: SkipReason::ScanTimeout { after_ms: 5000 },
+                    },
+                    sha256: None,
+                    size: 734_003_200,
+                    ruleset: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                    scan_duration_us: 5_000_113,
+                }),
+            ),
+        ),
+        (
+            "verdict_skipped_excluded",
+            env(
+                11,
+                child_of(ACCESS, 11),
+                EventBody::VerdictIssued(VerdictIssued {
+                    access,
+                    path: path(b"/var/lib/docker/overlay2/\xc3x"),
+                    verdict: Verdict::Skipped {
+                        reason: SkipReason::Excluded {
+                            rule: "/var/lib/docker/**".to_owned(),
+                        },
+                    },
+                    sha256: None,
+                    size: 10,
+                    ruleset: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                    scan_duration_us: 0,
+                }),
+            ),
+        ),
+        (
+            "verdict_error",
+            env(
+                12,
+                child_of(ACCESS, 12),
+                EventBody::VerdictIssued(VerdictIssued {
+                    access,
+                    path: path(b"/srv/www/broken.bin"),
+                    verdict: Verdict::Error {
+                        message: "read failed: Input/output error (os error 5)".to_owned(),
+                    },
+                    sha256: None,
+                    size: 4096,
+                    ruleset: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                    scan_duration_us: 77,
+                }),
+            ),
+        ),
+        (
+            "decision_allow",
+            env(
+                13,
+                child_of(ACCESS, 13),
+                EventBody::DecisionMade(DecisionMade {
+                    access,
+                    decision: Decision::Allow,
+                    reason: DecisionReason::CacheHit,
+                    latency_us: 35,
+                }),
+            ),
+        ),
+        (
+            "decision_deny",
+            env(
+                14,
+                child_of(ACCESS, 14),
+                EventBody::DecisionMade(DecisionMade {
+                    access,
+                    decision: Decision::Deny,
+                    reason: DecisionReason::Verdict,
+                    latency_us: 512,
+                }),
+            ),
+        ),
+        (
+            "action_taken_remove",
+            env(
+                15,
+                child_of(ACCESS, 15),
+                EventBody::ActionTaken(ActionTaken {
+                    access,
+                    path: path(UPLOAD_PATH),
+                    pid: 31337,
+                    action: ActionKind::Remove,
+                    step: ActionStep::First,
+                    outcome: ActionOutcome::Succeeded,
+                    quarantine: Some(QuarantineEntry {
+                        id: "q-019acc2b587b".to_owned(),
+                        stored_at: path(b"/var/lib/portcullis/quarantine/019acc2b587b"),
+                    }),
+                }),
+            ),
+        ),
+        (
+            "action_taken_terminate_failed",
+            env(
+                16,
+                child_of(ACCESS, 16),
+                EventBody::ActionTaken(ActionTaken {
+                    access,
+                    path: path(UPLOAD_PATH),
+                    pid: 31337,
+                    action: ActionKind::Terminate,
+                    step: ActionStep::Second,
+                    outcome: ActionOutcome::Failed {
+                        error: "kill: No such process (os error 3)".to_owned(),
+                    },
+                    quarantine: None,
+                }),
+            ),
+        ),
+        (
+            "action_taken_disinfect_not_possible",
+            env(
+                17,
+                child_of(ACCESS, 17),
+                EventBody::ActionTaken(ActionTaken {
+                    access,
+                    path: path(b"/srv/www/index.html"),
+                    pid: 812,
+                    action: ActionKind::Disinfect,
+                    step: ActionStep::First,
+                    outcome: ActionOutcome::NotPossible {
+                        why: "YARA rules cannot disinfect".to_owned(),
+                    },
+                    quarantine: None,
+                }),
+            ),
+        ),
+        (
+            "action_taken_block",
+            env(
+                18,
+                child_of(ACCESS, 18),
+                EventBody::ActionTaken(ActionTaken {
+                    access,
+                    path: path(b"/srv/www/index.html"),
+                    pid: 812,
+                    action: ActionKind::Block,
+                    step: ActionStep::First,
+                    outcome: ActionOutcome::Succeeded,
+                    quarantine: None,
+                }),
+            ),
+        ),
+        (
+            "queue_overflowed",
+            env(
+                19,
+                root(19),
+                EventBody::QueueOverflowed(QueueOverflowed {
+                    source: OverflowSource::Kernel,
+                    count: 17,
+                }),
+            ),
+        ),
+    ]
+}
+
+/// The sample with this fixture name.
+pub fn by_name(name: &str) -> Envelope {
+    all()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, e)| e)
+        .unwrap_or_else(|| panic!("no sample named `{name}`"))
+}
