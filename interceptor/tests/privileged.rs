@@ -346,6 +346,39 @@ fn inner_filesystem_scope() {
 
 // --------------------------------------------------------------------- exec
 
+/// Exec the file under `timeout 10`, answering every event (exec events
+/// with `allow`, plain opens with ALLOW); with `cache`, the exec event's
+/// inode gets an ignore mark first. Returns the output and the events seen.
+fn run_exec(g: &Group, exe: &Path, allow: bool, cache: bool) -> (Output, Vec<(AccessKind, u64)>) {
+    let mut child = spawn(&[exe.as_os_str()]);
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "exec did not finish; saw {seen:x?}"
+        );
+        match g.rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(ReaderMsg::Event(ev)) => {
+                let is_exec = ev.kind == AccessKind::Exec;
+                seen.push((ev.kind, ev.ticket.mask()));
+                if cache && is_exec {
+                    g.fan.ignore_until_modified(ev.ticket.fd().as_fd()).unwrap();
+                }
+                ev.ticket.answer(allow || !is_exec).unwrap();
+            }
+            Ok(ReaderMsg::Overflow) => panic!("overflow"),
+            Err(RecvTimeoutError::Timeout) => {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    (finish(child), seen)
+}
+
 fn exec_case(allow: bool) {
     let Some(sb) = Sandbox::enter() else { return };
     let g = Group::start(
@@ -363,45 +396,35 @@ fn exec_case(allow: bool) {
     fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
     g.assert_quiet();
 
-    let mut child = spawn(&[exe.as_os_str()]);
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    let mut seen = Vec::new();
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "exec did not finish; saw {seen:x?}"
-        );
-        match g.rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(ReaderMsg::Event(ev)) => {
-                let verdict = allow || ev.kind != AccessKind::Exec;
-                seen.push((ev.kind, ev.ticket.mask()));
-                ev.ticket.answer(verdict).unwrap();
-            }
-            Ok(ReaderMsg::Overflow) => panic!("overflow"),
-            Err(RecvTimeoutError::Timeout) => {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    let (out, seen) = run_exec(&g, &exe, allow, false);
     eprintln!("exec (allow={allow}) produced events (kind, mask): {seen:x?}");
-    assert!(
-        seen.iter().any(|(k, _)| *k == AccessKind::Exec),
-        "no exec event: {seen:x?}"
+    assert_eq!(
+        seen.first().map(|s| s.0),
+        Some(AccessKind::Exec),
+        "{seen:x?}"
     );
-    let out = finish(child);
-    if allow {
-        assert!(out.status.success(), "{:?} {}", out.status, stderr(&out));
-    } else {
+    if !allow {
         assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
         assert!(
             stderr(&out).contains("Operation not permitted"),
             "{}",
             stderr(&out)
         );
+        return;
     }
+    assert!(out.status.success(), "{:?} {}", out.status, stderr(&out));
+
+    // Verdict cache for executables: the ignore mark covers both the exec
+    // and the open permission events.
+    let (out, seen) = run_exec(&g, &exe, true, true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    eprintln!("exec with the ignore mark added on the exec event: {seen:x?}");
+    let (out, seen) = run_exec(&g, &exe, true, false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        seen.is_empty(),
+        "cached executable still intercepted: {seen:x?}"
+    );
 }
 
 #[test]

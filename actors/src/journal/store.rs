@@ -738,3 +738,43 @@ mod tests {
         assert_eq!(reader.last_seq(), 2);
     }
 }
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tmp_timing {
+    use super::*;
+    use portcullis_schemas::*;
+    #[test]
+    #[ignore]
+    fn journal_tmp_timing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = JournalStore::open(&JournalConfig::new(tmp.path(), NodeId("n".into()))).unwrap();
+        let mk = || (0..256).map(|n| Record::new(EventBody::DecisionMade(DecisionMade { access: EventId::new(), decision: Decision::Allow, reason: DecisionReason::Verdict, latency_us: n }))).collect::<Vec<_>>();
+        for _ in 0..50 { store.append_batch(mk()).unwrap(); }
+        let rounds = 200;
+        let (mut t_prep, mut t_tx, mut t_flush, mut t_plain) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        for _ in 0..rounds {
+            let recs = mk();
+            let envs: Vec<Envelope> = recs.into_iter().enumerate().map(|(i, r)| Envelope { schema: SCHEMA_VERSION, event_id: r.event_id, node_id: store.node_id.clone(), seq: store.last_seq + 1 + i as u64, timestamp: r.timestamp, trace: r.trace, body: r.body }).collect();
+            let t = Instant::now();
+            let (eb, ib) = store.prepare(&envs).unwrap();
+            t_prep += t.elapsed();
+            let t = Instant::now();
+            (&store.events, &store.by_id).transaction(|(e, i)| { e.apply_batch(&eb)?; i.apply_batch(&ib)?; Ok::<(), ConflictableTransactionError<Infallible>>(()) }).unwrap();
+            t_tx += t.elapsed();
+            let t = Instant::now();
+            store.db.flush().unwrap();
+            t_flush += t.elapsed();
+            store.last_seq += 256;
+            // plain batches, no transaction
+            let envs2: Vec<Envelope> = mk().into_iter().enumerate().map(|(i, r)| Envelope { schema: SCHEMA_VERSION, event_id: r.event_id, node_id: store.node_id.clone(), seq: store.last_seq + 1 + i as u64, timestamp: r.timestamp, trace: r.trace, body: r.body }).collect();
+            let (eb, ib) = store.prepare(&envs2).unwrap();
+            let t = Instant::now();
+            store.events.apply_batch(eb).unwrap();
+            store.by_id.apply_batch(ib).unwrap();
+            t_plain += t.elapsed();
+            store.db.flush().unwrap();
+            store.last_seq += 256;
+        }
+        eprintln!("per batch: prepare {:?} tx {:?} flush {:?} plain-batches {:?}", t_prep / rounds, t_tx / rounds, t_flush / rounds, t_plain / rounds);
+    }
+}

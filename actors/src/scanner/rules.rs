@@ -56,7 +56,10 @@ impl Ruleset {
     ///
     /// `dir` only names where the sources came from, in errors. Used for
     /// rules compiled into a binary.
-    pub fn compile_sources(dir: &Path, sources: &[(PathBuf, String)]) -> Result<Ruleset, RulesError> {
+    pub fn compile_sources(
+        dir: &Path,
+        sources: &[(PathBuf, String)],
+    ) -> Result<Ruleset, RulesError> {
         if sources.is_empty() {
             return Err(RulesError::NoRuleFiles {
                 dir: dir.to_path_buf(),

@@ -512,3 +512,19 @@ fn actor_answers_scan_file_through_sync_arbiter() {
     assert_eq!(outcomes.1.verdict, Verdict::Clean);
     assert_eq!(&outcomes.1.ruleset, default_ruleset().version());
 }
+
+#[test]
+fn in_memory_sources_give_the_same_version_as_the_directory() {
+    let dir = default_rules_dir();
+    let sources: Vec<(PathBuf, String)> = ["eicar.yar", "examples.yar"]
+        .iter()
+        .map(|n| (PathBuf::from(n), fs::read_to_string(dir.join(n)).unwrap()))
+        .collect();
+    let built_in = Ruleset::compile_sources(Path::new("<built-in>"), &sources).unwrap();
+    assert_eq!(built_in.version(), default_ruleset().version());
+    assert_eq!(built_in.files(), default_ruleset().files());
+    assert!(matches!(
+        Ruleset::compile_sources(Path::new("<built-in>"), &[]),
+        Err(RulesError::NoRuleFiles { .. })
+    ));
+}
