@@ -187,31 +187,31 @@ impl Fanotify {
     /// per-user mark limit (`fs.fanotify.max_user_marks`): `ENOSPC` means the
     /// cache is full, which is harmless (the file is just not cached).
     pub fn ignore_until_modified(&self, event_fd: BorrowedFd<'_>) -> io::Result<()> {
-        let mask = match self.class {
-            GroupClass::Permission => fan::FAN_OPEN_PERM | fan::FAN_OPEN_EXEC_PERM,
-            GroupClass::Notification => fan::FAN_OPEN | fan::FAN_OPEN_EXEC,
-        };
         sys::mark_fd(
             self.fd.as_fd(),
             fan::FAN_MARK_ADD | fan::FAN_MARK_IGNORED_MASK,
-            mask,
+            self.ignore_mask(),
             event_fd,
         )
     }
 
     /// Takes back an ignore mark placed by [`Self::ignore_until_modified`]
-    /// (the file changed between its scan and the mark).
+    /// (the file changed between its scan and the mark), so the next open is
+    /// intercepted again. `ENOENT` if the inode has no mark of this group.
     pub fn remove_ignore(&self, event_fd: BorrowedFd<'_>) -> io::Result<()> {
-        let mask = match self.class {
-            GroupClass::Permission => fan::FAN_OPEN_PERM | fan::FAN_OPEN_EXEC_PERM,
-            GroupClass::Notification => fan::FAN_OPEN | fan::FAN_OPEN_EXEC,
-        };
         sys::mark_fd(
             self.fd.as_fd(),
             fan::FAN_MARK_REMOVE | fan::FAN_MARK_IGNORED_MASK,
-            mask,
+            self.ignore_mask(),
             event_fd,
         )
+    }
+
+    fn ignore_mask(&self) -> u64 {
+        match self.class {
+            GroupClass::Permission => fan::FAN_OPEN_PERM | fan::FAN_OPEN_EXEC_PERM,
+            GroupClass::Notification => fan::FAN_OPEN | fan::FAN_OPEN_EXEC,
+        }
     }
 
     pub(crate) fn group_fd(&self) -> BorrowedFd<'_> {

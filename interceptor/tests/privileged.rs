@@ -545,8 +545,17 @@ fn inner_ignore_until_modified() {
     assert!(out.status.success(), "{}", stderr(&out));
     g.assert_quiet();
     let child = cat(&file);
-    g.next().ticket.answer(true).unwrap();
+    let ev = g.next();
+    // remove_ignore takes the cache entry back without any modification.
+    g.fan.ignore_until_modified(ev.ticket.fd().as_fd()).unwrap();
+    g.fan.remove_ignore(ev.ticket.fd().as_fd()).unwrap();
+    ev.ticket.answer(true).unwrap();
     assert_eq!(finish(child).stdout, b"v3");
+    let child = cat(&file);
+    let ev = g.next();
+    assert_eq!(ev.kind, AccessKind::Open);
+    ev.ticket.answer(true).unwrap();
+    assert!(finish(child).status.success());
 }
 
 // ------------------------------------------------------------ non-UTF-8
