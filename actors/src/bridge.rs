@@ -38,7 +38,9 @@ pub struct Bridge {
 
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bridge").field("scan_mode", &self.scan_mode).finish_non_exhaustive()
+        f.debug_struct("Bridge")
+            .field("scan_mode", &self.scan_mode)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,7 +70,12 @@ impl Bridge {
     }
 
     fn forward(&mut self, ev: Intercepted) {
-        let Intercepted { ticket, pid, kind, received } = ev;
+        let Intercepted {
+            ticket,
+            pid,
+            kind,
+            received,
+        } = ev;
         let fd = ticket.fd().clone();
         let file = match procfs::file_info(fd.as_fd()) {
             Ok(f) => f,
@@ -107,8 +114,14 @@ impl Bridge {
                 SendError::Full(r) | SendError::Closed(r) => r,
             };
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            let _ = self.overflows.try_send(OverflowNoticed { source: OverflowSource::Mailbox, count: 1 });
-            if let Err(e) = req.responder.answer(req.event_id, self.on_overload.decision()) {
+            let _ = self.overflows.try_send(OverflowNoticed {
+                source: OverflowSource::Mailbox,
+                count: 1,
+            });
+            if let Err(e) = req
+                .responder
+                .answer(req.event_id, self.on_overload.decision())
+            {
                 tracing::error!(error = %e, "answering an overflowed event failed");
             }
         }
@@ -126,7 +139,10 @@ impl Actor for Bridge {
         ctx.run_interval(std::time::Duration::from_millis(100), move |act, _| {
             let n = dropped.swap(0, Ordering::Relaxed);
             if n > 0 {
-                let _ = act.overflows.try_send(OverflowNoticed { source: OverflowSource::Mailbox, count: n });
+                let _ = act.overflows.try_send(OverflowNoticed {
+                    source: OverflowSource::Mailbox,
+                    count: n,
+                });
             }
         });
     }
@@ -139,7 +155,10 @@ impl Handler<Intercept> for Bridge {
         match msg {
             ReaderMsg::Overflow => {
                 tracing::warn!("fanotify queue overflowed: the kernel allowed events we never saw");
-                let _ = self.overflows.try_send(OverflowNoticed { source: OverflowSource::Kernel, count: 1 });
+                let _ = self.overflows.try_send(OverflowNoticed {
+                    source: OverflowSource::Kernel,
+                    count: 1,
+                });
             }
             ReaderMsg::Event(ev) => self.forward(ev),
         }

@@ -9,9 +9,9 @@
 //! - [`actions`]: actions on detected objects (block, remove with
 //!   quarantine, terminate);
 //! - [`policy`]: runtime policies and scan scopes.
-pub mod bridge;
-pub mod policy;
-pub mod scanner;
 pub mod actions;
+pub mod bridge;
 pub mod enforcer;
 pub mod journal;
+pub mod policy;
+pub mod scanner;

@@ -105,7 +105,10 @@ impl Policies {
                 return Err(PolicyError::EmptyName { index });
             }
             if specs[..index].iter().any(|s| s.name == spec.name) {
-                return Err(PolicyError::DuplicateName { index, name: spec.name.clone() });
+                return Err(PolicyError::DuplicateName {
+                    index,
+                    name: spec.name.clone(),
+                });
             }
             if !spec.enabled {
                 continue;
@@ -133,7 +136,11 @@ impl Policies {
             out.push(Compiled {
                 name: spec.name.clone(),
                 mode: spec.mode,
-                paths: if spec.paths.is_empty() { None } else { Some(set("paths", &spec.paths)?) },
+                paths: if spec.paths.is_empty() {
+                    None
+                } else {
+                    Some(set("paths", &spec.paths)?)
+                },
                 exclude_paths: set("exclude_paths", &spec.exclude_paths)?,
                 exclude_executables: set("exclude_executables", &spec.exclude_executables)?,
             });
@@ -152,14 +159,23 @@ impl Policies {
                 }
             }
             if c.exclude_paths.is_match(&p) {
-                return Scope::Excluded { policy: c.name.clone(), field: "exclude_paths" };
+                return Scope::Excluded {
+                    policy: c.name.clone(),
+                    field: "exclude_paths",
+                };
             }
             if let Some(exe) = exe.as_deref() {
                 if c.exclude_executables.is_match(Path::new(exe)) {
-                    return Scope::Excluded { policy: c.name.clone(), field: "exclude_executables" };
+                    return Scope::Excluded {
+                        policy: c.name.clone(),
+                        field: "exclude_executables",
+                    };
                 }
             }
-            return Scope::In(PolicyRef { name: c.name.clone(), mode: c.mode });
+            return Scope::In(PolicyRef {
+                name: c.name.clone(),
+                mode: c.mode,
+            });
         }
         Scope::NotCovered
     }
@@ -190,7 +206,10 @@ mod tests {
         let p = Policies::build(&[]).unwrap();
         assert_eq!(
             p.scope(&fp("/any/file"), None),
-            Scope::In(PolicyRef { name: "default".into(), mode: Mode::Enforce })
+            Scope::In(PolicyRef {
+                name: "default".into(),
+                mode: Mode::Enforce
+            })
         );
     }
 
@@ -201,15 +220,24 @@ mod tests {
         let p = Policies::build(&[logs, spec("rest", Mode::Enforce, &["/srv/**"])]).unwrap();
         assert_eq!(
             p.scope(&fp("/srv/a/b.log"), None),
-            Scope::In(PolicyRef { name: "logs".into(), mode: Mode::Audit })
+            Scope::In(PolicyRef {
+                name: "logs".into(),
+                mode: Mode::Audit
+            })
         );
         assert_eq!(
             p.scope(&fp("/srv/a/b.bin"), None),
-            Scope::In(PolicyRef { name: "rest".into(), mode: Mode::Enforce })
+            Scope::In(PolicyRef {
+                name: "rest".into(),
+                mode: Mode::Enforce
+            })
         );
         assert_eq!(
             p.scope(&fp("/srv/tmp/x.log"), None),
-            Scope::Excluded { policy: "logs".into(), field: "exclude_paths" }
+            Scope::Excluded {
+                policy: "logs".into(),
+                field: "exclude_paths"
+            }
         );
         assert_eq!(p.scope(&fp("/elsewhere"), None), Scope::NotCovered);
     }
@@ -224,16 +252,25 @@ mod tests {
         assert_eq!(p.scope(&fp("/srv/x"), None), Scope::NotCovered);
         assert_eq!(
             p.scope(&fp("/data/x"), Some(&fp("/usr/bin/rsync"))),
-            Scope::Excluded { policy: "on".into(), field: "exclude_executables" }
+            Scope::Excluded {
+                policy: "on".into(),
+                field: "exclude_executables"
+            }
         );
-        assert!(matches!(p.scope(&fp("/data/x"), Some(&fp("/bin/cat"))), Scope::In(_)));
+        assert!(matches!(
+            p.scope(&fp("/data/x"), Some(&fp("/bin/cat"))),
+            Scope::In(_)
+        ));
     }
 
     #[test]
     fn errors_name_the_policy_and_field() {
         let bad = spec("bad", Mode::Enforce, &["/srv/[unclosed"]);
         let err = Policies::build(&[bad]).unwrap_err().to_string();
-        assert!(err.contains("policy[0]") && err.contains("paths") && err.contains("[unclosed"), "{err}");
+        assert!(
+            err.contains("policy[0]") && err.contains("paths") && err.contains("[unclosed"),
+            "{err}"
+        );
         let dup = Policies::build(&[spec("a", Mode::Audit, &[]), spec("a", Mode::Audit, &[])])
             .unwrap_err()
             .to_string();
@@ -243,6 +280,9 @@ mod tests {
     #[test]
     fn non_utf8_paths_are_matched_by_bytes() {
         let p = Policies::build(&[spec("p", Mode::Enforce, &["/srv/**"])]).unwrap();
-        assert!(matches!(p.scope(&FilePath::from_bytes(&b"/srv/\xff.bin"[..]), None), Scope::In(_)));
+        assert!(matches!(
+            p.scope(&FilePath::from_bytes(&b"/srv/\xff.bin"[..]), None),
+            Scope::In(_)
+        ));
     }
 }

@@ -52,11 +52,19 @@ pub fn open_pass(files: &[PathBuf], buf: &mut Vec<u8>) -> PassStats {
             failures += 1;
         }
         if let Some(h) = hist.as_mut() {
-            let _ = h.record(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1));
+            let _ = h.record(
+                u64::try_from(t.elapsed().as_nanos())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
         }
     }
     let wall = start.elapsed();
-    let q = |p: f64| hist.as_ref().map(|h| h.value_at_quantile(p) as f64 / 1000.0).unwrap_or(0.0);
+    let q = |p: f64| {
+        hist.as_ref()
+            .map(|h| h.value_at_quantile(p) as f64 / 1000.0)
+            .unwrap_or(0.0)
+    };
     PassStats {
         opens: files.len() as u64,
         failures,
@@ -64,7 +72,10 @@ pub fn open_pass(files: &[PathBuf], buf: &mut Vec<u8>) -> PassStats {
         p50_us: q(0.50),
         p99_us: q(0.99),
         p999_us: q(0.999),
-        max_us: hist.as_ref().map(|h| h.max() as f64 / 1000.0).unwrap_or(0.0),
+        max_us: hist
+            .as_ref()
+            .map(|h| h.max() as f64 / 1000.0)
+            .unwrap_or(0.0),
     }
 }
 

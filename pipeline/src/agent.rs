@@ -79,7 +79,11 @@ impl Agent {
         )
         .context("starting the fanotify reader thread")?;
 
-        let watch = Watch { open: true, exec: true, close_write: settings.scan_mode.watches_close_write() };
+        let watch = Watch {
+            open: true,
+            exec: true,
+            close_write: settings.scan_mode.watches_close_write(),
+        };
         for path in &settings.protect {
             fan.mark(path, settings.mark_scope, watch, settings.allow_root_mount)
                 .with_context(|| format!("protecting {}", path.display()))?;
@@ -88,7 +92,11 @@ impl Agent {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
             interceptor_mode: settings.enforcer.mode,
-            protected: settings.protect.iter().map(|p| FilePath::from(p.as_path())).collect(),
+            protected: settings
+                .protect
+                .iter()
+                .map(|p| FilePath::from(p.as_path()))
+                .collect(),
         }));
         append(EventBody::RulesLoaded(RulesLoaded {
             ruleset: ruleset.version().clone(),
@@ -102,7 +110,13 @@ impl Agent {
             rules = ruleset.rule_count(),
             "portcullis agent ready"
         );
-        Ok(Agent { enforcer, journal, reader: Some(reader), fanotify: Some(fan), ruleset })
+        Ok(Agent {
+            enforcer,
+            journal,
+            reader: Some(reader),
+            fanotify: Some(fan),
+            ruleset,
+        })
     }
 
     pub fn journal(&self) -> &Addr<Journal> {
@@ -123,7 +137,11 @@ impl Agent {
     pub async fn shutdown(mut self, signal: Option<&str>) -> anyhow::Result<u64> {
         // First answer everything pending, while the reader still runs: what
         // arrives meanwhile is answered at once (reason `shutdown`).
-        let answered = self.enforcer.send(Shutdown).await.context("stopping the enforcer")?;
+        let answered = self
+            .enforcer
+            .send(Shutdown)
+            .await
+            .context("stopping the enforcer")?;
         if let Some(reader) = self.reader.take() {
             // Joined on a blocking thread: it returns within one poll interval.
             actix_rt::task::spawn_blocking(move || reader.stop())
@@ -132,12 +150,22 @@ impl Agent {
         }
         // Then close the group: the kernel allows anything still queued.
         self.fanotify.take();
-        self.journal.do_send(Append(Record::new(EventBody::AgentStopped(AgentStopped {
-            answered_pending: answered,
-            signal: signal.map(str::to_owned),
-        }))));
-        let last = self.journal.send(Sync).await.context("journal")?.context("final journal commit")?;
-        tracing::info!(answered_pending = answered, last_seq = last, "portcullis agent stopped");
+        self.journal
+            .do_send(Append(Record::new(EventBody::AgentStopped(AgentStopped {
+                answered_pending: answered,
+                signal: signal.map(str::to_owned),
+            }))));
+        let last = self
+            .journal
+            .send(Sync)
+            .await
+            .context("journal")?
+            .context("final journal commit")?;
+        tracing::info!(
+            answered_pending = answered,
+            last_seq = last,
+            "portcullis agent stopped"
+        );
         Ok(answered)
     }
 }
@@ -152,15 +180,19 @@ pub fn open_journal(settings: &Settings) -> anyhow::Result<Addr<Journal>> {
 /// Raises the soft limit of open files to the hard limit: every pending
 /// decision holds an event fd.
 pub fn raise_fd_limit() {
-    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
-        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        let _ =
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
 
 /// Writes `ready` into `path` (tests and scripts wait for it).
 pub fn signal_ready(path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(p) = path {
-        std::fs::write(p, b"ready\n").with_context(|| format!("writing the ready file {}", p.display()))?;
+        std::fs::write(p, b"ready\n")
+            .with_context(|| format!("writing the ready file {}", p.display()))?;
     }
     Ok(())
 }

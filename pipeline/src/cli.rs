@@ -83,7 +83,11 @@ pub struct ScanArgs {
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {
     /// The journal directory.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/portcullis/journal")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/portcullis/journal"
+    )]
     pub journal: PathBuf,
     #[arg(long, value_enum, default_value = "table")]
     pub format: EventsFormat,
@@ -99,9 +103,7 @@ pub struct EventsArgs {
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
     /// Compile every rule file of DIR and report.
-    Check {
-        dir: PathBuf,
-    },
+    Check { dir: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -21,11 +21,21 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file}: {source}")]
-    Parse { file: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        file: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("{file}: {field}: {message}")]
-    Invalid { file: String, field: String, message: String },
+    Invalid {
+        file: String,
+        field: String,
+        message: String,
+    },
 }
 
 /// The file as written. All fields have defaults.
@@ -150,7 +160,10 @@ pub struct LoggingSection {
 
 impl Default for LoggingSection {
     fn default() -> Self {
-        Self { log_clean: true, log_unprocessed: true }
+        Self {
+            log_clean: true,
+            log_unprocessed: true,
+        }
     }
 }
 
@@ -167,7 +180,11 @@ pub struct JournalSection {
 
 impl Default for JournalSection {
     fn default() -> Self {
-        Self { dir: d_journal_dir(), commit_interval: d_commit_interval(), max_batch: d_max_batch() }
+        Self {
+            dir: d_journal_dir(),
+            commit_interval: d_commit_interval(),
+            max_batch: d_max_batch(),
+        }
     }
 }
 
@@ -234,9 +251,14 @@ pub struct Settings {
 impl ConfigFile {
     /// Reads and parses a file; errors name it (and the line, for syntax).
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| ConfigError::Read { file: file.to_path_buf(), source })?;
-        Self::parse(&text).map_err(|source| ConfigError::Parse { file: file.to_path_buf(), source })
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
+            file: file.to_path_buf(),
+            source,
+        })
     }
 
     pub fn parse(text: &str) -> Result<Self, Box<toml::de::Error>> {
@@ -252,14 +274,25 @@ impl ConfigFile {
             message,
         };
         let duration = |field: &str, s: &str| -> Result<Duration, ConfigError> {
-            humantime::parse_duration(s)
-                .map_err(|e| invalid(field, format!("`{s}` is not a duration (e.g. \"10s\", \"250ms\"): {e}")))
+            humantime::parse_duration(s).map_err(|e| {
+                invalid(
+                    field,
+                    format!("`{s}` is not a duration (e.g. \"10s\", \"250ms\"): {e}"),
+                )
+            })
         };
         let mode = o.mode.unwrap_or(self.interceptor_mode);
-        let protect = if o.protect.is_empty() { self.protect } else { o.protect };
+        let protect = if o.protect.is_empty() {
+            self.protect
+        } else {
+            o.protect
+        };
         for (i, p) in protect.iter().enumerate() {
             if !p.is_absolute() {
-                return Err(invalid(&format!("protect[{i}]"), format!("`{}` must be an absolute path", p.display())));
+                return Err(invalid(
+                    &format!("protect[{i}]"),
+                    format!("`{}` must be an absolute path", p.display()),
+                ));
             }
             if p == Path::new("/") && !self.allow_root_mount {
                 return Err(invalid(
@@ -271,7 +304,10 @@ impl ConfigFile {
         let scan_timeout = duration("scan.timeout", &self.scan.timeout)?;
         let deadline = duration("enforcer.deadline", &self.enforcer.deadline)?;
         if deadline.is_zero() {
-            return Err(invalid("enforcer.deadline", "must be greater than zero".into()));
+            return Err(invalid(
+                "enforcer.deadline",
+                "must be greater than zero".into(),
+            ));
         }
         if scan_timeout >= deadline {
             return Err(invalid(
@@ -283,16 +319,25 @@ impl ConfigFile {
             ));
         }
         if self.enforcer.max_pending == 0 || self.enforcer.max_pending > 65_536 {
-            return Err(invalid("enforcer.max_pending", format!("{} is not in 1..=65536", self.enforcer.max_pending)));
+            return Err(invalid(
+                "enforcer.max_pending",
+                format!("{} is not in 1..=65536", self.enforcer.max_pending),
+            ));
         }
         if self.enforcer.mailbox == 0 {
             return Err(invalid("enforcer.mailbox", "must be at least 1".into()));
         }
         if self.enforcer.cache_entries == 0 {
-            return Err(invalid("enforcer.cache_entries", "must be at least 1".into()));
+            return Err(invalid(
+                "enforcer.cache_entries",
+                "must be at least 1".into(),
+            ));
         }
         if self.scan.threads > 256 {
-            return Err(invalid("scan.threads", format!("{} threads is more than 256", self.scan.threads)));
+            return Err(invalid(
+                "scan.threads",
+                format!("{} threads is more than 256", self.scan.threads),
+            ));
         }
         let commit_interval = duration("journal.commit_interval", &self.journal.commit_interval)?;
         if self.journal.max_batch == 0 {
@@ -302,14 +347,19 @@ impl ConfigFile {
             let (field, msg) = m.split_once(": ").unwrap_or(("actions", m.as_str()));
             invalid(field, msg.to_string())
         })?;
-        let policies = Policies::build(&self.policies).map_err(|e| invalid("policy", e.to_string()))?;
+        let policies =
+            Policies::build(&self.policies).map_err(|e| invalid("policy", e.to_string()))?;
         let node_id = match self.node_id {
-            Some(n) if n.trim().is_empty() => return Err(invalid("node_id", "must not be empty".into())),
+            Some(n) if n.trim().is_empty() => {
+                return Err(invalid("node_id", "must not be empty".into()))
+            }
             Some(n) => n,
             None => hostname(),
         };
         let threads = if self.scan.threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             self.scan.threads
         };
@@ -391,7 +441,9 @@ mod tests {
     fn the_example_config_loads_and_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../portcullis.example.toml");
         let file = ConfigFile::load(&path).unwrap();
-        let s = file.build("portcullis.example.toml", Overrides::default()).unwrap();
+        let s = file
+            .build("portcullis.example.toml", Overrides::default())
+            .unwrap();
         let d = build("").unwrap();
         assert_eq!(s.enforcer.deadline, d.enforcer.deadline);
         assert_eq!(s.limits.timeout, d.limits.timeout);
@@ -412,7 +464,10 @@ mod tests {
     #[test]
     fn scan_timeout_must_be_shorter_than_the_deadline() {
         let err = build("[scan]\ntimeout = \"30s\"\n[enforcer]\ndeadline = \"5s\"\n").unwrap_err();
-        assert!(err.starts_with("test.toml: scan.timeout:") && err.contains("enforcer.deadline"), "{err}");
+        assert!(
+            err.starts_with("test.toml: scan.timeout:") && err.contains("enforcer.deadline"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -422,16 +477,28 @@ mod tests {
             ("[enforcer]\nmax_pending = 0\n", "enforcer.max_pending"),
             ("protect = [\"relative/dir\"]\n", "protect[0]"),
             ("protect = [\"/\"]\n", "protect[0]"),
-            ("[actions]\nquarantine_dir = \"q\"\n", "actions.quarantine_dir"),
+            (
+                "[actions]\nquarantine_dir = \"q\"\n",
+                "actions.quarantine_dir",
+            ),
             ("[actions]\nfirst = \"none\"\n", "actions.first"),
             ("[[policy]]\nname = \"p\"\npaths = [\"[\"]\n", "policy"),
-            ("[journal]\ncommit_interval = \"x\"\n", "journal.commit_interval"),
+            (
+                "[journal]\ncommit_interval = \"x\"\n",
+                "journal.commit_interval",
+            ),
         ] {
             let err = build(text).unwrap_err();
-            assert!(err.starts_with(&format!("test.toml: {field}:")), "{text:?} -> {err}");
+            assert!(
+                err.starts_with(&format!("test.toml: {field}:")),
+                "{text:?} -> {err}"
+            );
         }
         let err = build("interceptor_mode = \"block\"\n").unwrap_err();
-        assert!(err.contains("interceptor_mode") || err.contains("block"), "{err}");
+        assert!(
+            err.contains("interceptor_mode") || err.contains("block"),
+            "{err}"
+        );
     }
 
     #[test]

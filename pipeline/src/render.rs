@@ -13,7 +13,13 @@ pub fn row(env: &Envelope) -> String {
         (Some(dot), true) if time.len() > dot + 4 => format!("{}Z", &time[..dot + 4]),
         _ => time,
     };
-    format!("{:<7} {:<25} {:<15} {}", env.seq, time, env.body.kind().as_str(), details(&env.body))
+    format!(
+        "{:<7} {:<25} {:<15} {}",
+        env.seq,
+        time,
+        env.body.kind().as_str(),
+        details(&env.body)
+    )
 }
 
 fn short(hex: &str) -> &str {
@@ -28,13 +34,26 @@ pub fn details(body: &EventBody) -> String {
             e.version,
             e.pid,
             e.interceptor_mode,
-            e.protected.iter().map(|p| p.escaped()).collect::<Vec<_>>().join(", ")
+            e.protected
+                .iter()
+                .map(|p| p.escaped())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         EventBody::AgentStopped(e) => {
-            format!("agent stopped ({}), answered {} pending", e.signal.as_deref().unwrap_or("requested"), e.answered_pending)
+            format!(
+                "agent stopped ({}), answered {} pending",
+                e.signal.as_deref().unwrap_or("requested"),
+                e.answered_pending
+            )
         }
         EventBody::RulesLoaded(e) => {
-            format!("ruleset {} loaded: {} rules from {}", e.ruleset, e.rules, e.files.join(", "))
+            format!(
+                "ruleset {} loaded: {} rules from {}",
+                e.ruleset,
+                e.rules,
+                e.files.join(", ")
+            )
         }
         EventBody::FileAccessed(e) => {
             let mut s = format!(
@@ -46,7 +65,11 @@ pub fn details(body: &EventBody) -> String {
                 e.process.uid
             );
             if let Some(c) = &e.container {
-                s.push_str(&format!(" container {}:{}", c.runtime.as_str(), short(&c.id)));
+                s.push_str(&format!(
+                    " container {}:{}",
+                    c.runtime.as_str(),
+                    short(&c.id)
+                ));
             }
             if let Some(p) = &e.policy {
                 s.push_str(&format!(" policy {}({})", p.name, p.mode));
@@ -60,12 +83,19 @@ pub fn details(body: &EventBody) -> String {
                 Verdict::Clean => "clean".to_string(),
                 Verdict::Infected { matches } => format!(
                     "INFECTED [{}]",
-                    matches.iter().map(|m| format!("{}:{}", m.namespace, m.rule)).collect::<Vec<_>>().join(", ")
+                    matches
+                        .iter()
+                        .map(|m| format!("{}:{}", m.namespace, m.rule))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 Verdict::Skipped { reason } => format!("unprocessed ({})", reason.as_str()),
                 Verdict::Error { message } => format!("error: {message}"),
             };
-            let hash = e.sha256.map(|h| format!(" sha256 {}", short(&hex::encode(h)))).unwrap_or_default();
+            let hash = e
+                .sha256
+                .map(|h| format!(" sha256 {}", short(&hex::encode(h))))
+                .unwrap_or_default();
             format!("{what} {}{hash} in {} µs", e.path, e.scan_duration_us)
         }
         EventBody::DecisionMade(e) => format!(
@@ -81,9 +111,21 @@ pub fn details(body: &EventBody) -> String {
                 ActionOutcome::Failed { error } => format!("failed: {error}"),
                 ActionOutcome::NotPossible { why } => format!("not possible: {why}"),
             };
-            let q = e.quarantine.as_ref().map(|q| format!(", backup {}", q.stored_at)).unwrap_or_default();
-            format!("{:?} action {} on {} (pid {}) {outcome}{q}", e.step, e.action.as_str(), e.path, e.pid)
+            let q = e
+                .quarantine
+                .as_ref()
+                .map(|q| format!(", backup {}", q.stored_at))
+                .unwrap_or_default();
+            format!(
+                "{:?} action {} on {} (pid {}) {outcome}{q}",
+                e.step,
+                e.action.as_str(),
+                e.path,
+                e.pid
+            )
         }
-        EventBody::QueueOverflowed(e) => format!("{} overflowed {} time(s)", e.source.as_str(), e.count),
+        EventBody::QueueOverflowed(e) => {
+            format!("{} overflowed {} time(s)", e.source.as_str(), e.count)
+        }
     }
 }

@@ -17,9 +17,12 @@ pub fn load_ruleset(dir: Option<&Path>) -> anyhow::Result<Ruleset> {
     match dir {
         Some(d) => Ok(Ruleset::compile_dir(d)?),
         None => {
-            let sources: Vec<(PathBuf, String)> =
-                BUILTIN.iter().map(|(n, s)| (PathBuf::from(n), (*s).to_owned())).collect();
-            Ruleset::compile_sources(Path::new("<built-in>"), &sources).context("the built-in ruleset")
+            let sources: Vec<(PathBuf, String)> = BUILTIN
+                .iter()
+                .map(|(n, s)| (PathBuf::from(n), (*s).to_owned()))
+                .collect();
+            Ruleset::compile_sources(Path::new("<built-in>"), &sources)
+                .context("the built-in ruleset")
         }
     }
 }

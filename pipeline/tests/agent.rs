@@ -28,7 +28,10 @@ fn unavailable() -> Option<String> {
 macro_rules! require_privileges {
     ($name:expr) => {
         if let Some(why) = unavailable() {
-            eprintln!("\n!!!!!!!! SKIPPED privileged test `{}`: {why} !!!!!!!!\n", $name);
+            eprintln!(
+                "\n!!!!!!!! SKIPPED privileged test `{}`: {why} !!!!!!!!\n",
+                $name
+            );
             return;
         }
     };
@@ -43,7 +46,10 @@ struct Outcome {
 
 impl Outcome {
     fn status(&self, name: &str) -> i32 {
-        self.results.get(name).unwrap_or_else(|| panic!("no result `{name}`; log:\n{}", self.agent_log)).0
+        self.results
+            .get(name)
+            .unwrap_or_else(|| panic!("no result `{name}`; log:\n{}", self.agent_log))
+            .0
     }
 
     fn stderr(&self, name: &str) -> &str {
@@ -51,13 +57,20 @@ impl Outcome {
     }
 
     fn of_kind(&self, action_or_kind: &str) -> Vec<&Value> {
-        self.events.iter().filter(|e| e["portcullis"]["kind"] == action_or_kind).collect()
+        self.events
+            .iter()
+            .filter(|e| e["portcullis"]["kind"] == action_or_kind)
+            .collect()
     }
 
     fn accesses_of(&self, name: &str) -> Vec<&Value> {
         self.of_kind("file_accessed")
             .into_iter()
-            .filter(|e| e["file"]["path"].as_str().is_some_and(|p| p.ends_with(name)))
+            .filter(|e| {
+                e["file"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(name))
+            })
             .collect()
     }
 
@@ -76,7 +89,9 @@ impl Outcome {
     }
 
     fn verdict(&self, access: &str) -> Option<&Value> {
-        self.of_kind("verdict_issued").into_iter().find(|e| e["portcullis"]["access_id"] == access)
+        self.of_kind("verdict_issued")
+            .into_iter()
+            .find(|e| e["portcullis"]["access_id"] == access)
     }
 }
 
@@ -89,7 +104,10 @@ fn scenario(config: &str, args: &str, setup: &str, script: &str) -> Outcome {
     let config = if config.contains("[actions]") {
         config.to_string()
     } else {
-        format!("{config}\n[actions]\nquarantine_dir = \"{}\"\n", w.join("quarantine").display())
+        format!(
+            "{config}\n[actions]\nquarantine_dir = \"{}\"\n",
+            w.join("quarantine").display()
+        )
     };
     std::fs::write(w.join("config.toml"), config).unwrap();
     let harness = format!(
@@ -117,7 +135,16 @@ cd /; umount "$MNT"; rmdir "$MNT"
         bin = env!("CARGO_BIN_EXE_portcullis"),
     );
     let status = Command::new("timeout")
-        .args(["120", "unshare", "-m", "--propagation", "private", "bash", "-c", &harness])
+        .args([
+            "120",
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+            &harness,
+        ])
         .status()
         .unwrap();
     let agent_log = std::fs::read_to_string(w.join("agent.log")).unwrap_or_default();
@@ -127,12 +154,27 @@ cd /; umount "$MNT"; rmdir "$MNT"
         .lines()
         .filter_map(|l| {
             let mut it = l.splitn(3, ' ');
-            Some((it.next()?.to_string(), (it.next()?.parse().ok()?, it.next().unwrap_or("").to_string())))
+            Some((
+                it.next()?.to_string(),
+                (
+                    it.next()?.parse().ok()?,
+                    it.next().unwrap_or("").to_string(),
+                ),
+            ))
         })
         .collect();
     let events = read_events(&w.join("journal"));
-    let out = Outcome { results, events, agent_log };
-    assert_eq!(out.status("agent_exit"), 0, "agent did not stop cleanly:\n{}", out.agent_log);
+    let out = Outcome {
+        results,
+        events,
+        agent_log,
+    };
+    assert_eq!(
+        out.status("agent_exit"),
+        0,
+        "agent did not stop cleanly:\n{}",
+        out.agent_log
+    );
     out
 }
 
@@ -142,8 +184,16 @@ fn read_events(journal: &Path) -> Vec<Value> {
         .arg(journal)
         .output()
         .unwrap();
-    assert!(out.status.success(), "events: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    assert!(
+        out.status.success(),
+        "events: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -157,7 +207,11 @@ fn enforce_allows_clean_denies_infected_and_acts() {
     );
     assert_eq!(o.status("clean"), 0);
     assert_eq!(o.status("eicar"), 1);
-    assert!(o.stderr("eicar").contains("Operation not permitted"), "{}", o.stderr("eicar"));
+    assert!(
+        o.stderr("eicar").contains("Operation not permitted"),
+        "{}",
+        o.stderr("eicar")
+    );
 
     let clean = o.access_id("clean.txt");
     assert_eq!(o.decision(&clean)["portcullis"]["decision"], "allow");
@@ -175,7 +229,9 @@ fn enforce_allows_clean_denies_infected_and_acts() {
     assert_eq!(access["portcullis"]["blocking"], true);
     let actions = o.of_kind("action_taken");
     assert!(
-        actions.iter().any(|a| a["portcullis"]["access_id"] == bad.as_str() && a["event"]["action"] == "block"),
+        actions.iter().any(
+            |a| a["portcullis"]["access_id"] == bad.as_str() && a["event"]["action"] == "block"
+        ),
         "the first action ran and was journaled: {actions:?}"
     );
 }
@@ -192,17 +248,36 @@ fn audit_never_blocks_and_only_records() {
     assert_eq!(o.status("eicar"), 0, "audit lets the infected file through");
     let id = o.access_id("eicar.com");
     assert_eq!(o.decision(&id)["event"]["reason"], "audit_mode");
-    assert_eq!(o.accesses_of("eicar.com")[0]["portcullis"]["blocking"], false);
-    assert_eq!(o.verdict(&id).expect("the scan ran on the side")["portcullis"]["verdict"], "infected");
-    assert!(o.of_kind("action_taken").is_empty(), "no action in audit mode");
+    assert_eq!(
+        o.accesses_of("eicar.com")[0]["portcullis"]["blocking"],
+        false
+    );
+    assert_eq!(
+        o.verdict(&id).expect("the scan ran on the side")["portcullis"]["verdict"],
+        "infected"
+    );
+    assert!(
+        o.of_kind("action_taken").is_empty(),
+        "no action in audit mode"
+    );
 }
 
 #[test]
 fn a_policy_in_audit_mode_is_still_enforced_by_an_enforcing_interceptor() {
     require_privileges!("a_policy_in_audit_mode_is_still_enforced_by_an_enforcing_interceptor");
-    let config = "interceptor_mode = \"enforce\"\n[[policy]]\nname = \"workloads\"\nmode = \"audit\"\n";
-    let o = scenario(config, "", r#"printf '%s' "$EICAR" > eicar.com"#, "try eicar cat eicar.com");
-    assert_eq!(o.status("eicar"), 1, "blocked despite the policy's audit mode");
+    let config =
+        "interceptor_mode = \"enforce\"\n[[policy]]\nname = \"workloads\"\nmode = \"audit\"\n";
+    let o = scenario(
+        config,
+        "",
+        r#"printf '%s' "$EICAR" > eicar.com"#,
+        "try eicar cat eicar.com",
+    );
+    assert_eq!(
+        o.status("eicar"),
+        1,
+        "blocked despite the policy's audit mode"
+    );
     let access = o.accesses_of("eicar.com")[0];
     assert_eq!(access["portcullis"]["policy"]["mode"], "audit");
     assert_eq!(access["portcullis"]["interceptor_mode"], "enforce");
@@ -219,9 +294,17 @@ fn exec_of_an_infected_file_is_denied_and_a_clean_one_runs() {
     );
     assert_eq!(o.status("tool"), 0);
     assert_eq!(o.status("bad"), 126, "exec denied: {}", o.stderr("bad"));
-    let execs: Vec<_> = o.of_kind("file_accessed").into_iter().filter(|e| e["event"]["action"] == "exec").collect();
-    assert!(execs.iter().any(|e| e["file"]["path"].as_str().unwrap().ends_with("/tool")));
-    assert!(execs.iter().any(|e| e["file"]["path"].as_str().unwrap().ends_with("/bad")));
+    let execs: Vec<_> = o
+        .of_kind("file_accessed")
+        .into_iter()
+        .filter(|e| e["event"]["action"] == "exec")
+        .collect();
+    assert!(execs
+        .iter()
+        .any(|e| e["file"]["path"].as_str().unwrap().ends_with("/tool")));
+    assert!(execs
+        .iter()
+        .any(|e| e["file"]["path"].as_str().unwrap().ends_with("/bad")));
 }
 
 #[test]
@@ -237,7 +320,11 @@ try after_modify cat doc.txt"#,
     );
     assert_eq!(o.status("first"), 0);
     assert_eq!(o.status("second"), 0);
-    assert_eq!(o.status("after_modify"), 1, "the rewritten file is scanned again and denied");
+    assert_eq!(
+        o.status("after_modify"),
+        1,
+        "the rewritten file is scanned again and denied"
+    );
     // Three reads of the unchanged file reach the agent once (kernel ignore
     // mark); the write open and the read after the write are seen again.
     let reads: Vec<_> = o
@@ -245,7 +332,11 @@ try after_modify cat doc.txt"#,
         .into_iter()
         .filter(|e| e["process"]["name"] == "cat")
         .collect();
-    assert_eq!(reads.len(), 2, "one scan before and one after the modification: {reads:?}");
+    assert_eq!(
+        reads.len(),
+        2,
+        "one scan before and one after the modification: {reads:?}"
+    );
 }
 
 #[test]
@@ -298,9 +389,15 @@ fn no_verdict_before_the_deadline_answers_on_timeout() {
         "for i in 1 2 3; do head -c 33554432 /dev/zero > big$i; done",
         "try big1 cat big1 & P1=$!; try big2 cat big2 & P2=$!; try big3 cat big3 & P3=$!; wait $P1 $P2 $P3",
     );
-    let deadline: Vec<_> =
-        o.of_kind("decision_made").into_iter().filter(|d| d["event"]["reason"] == "deadline").collect();
-    assert!(!deadline.is_empty(), "at least one open waited past the deadline");
+    let deadline: Vec<_> = o
+        .of_kind("decision_made")
+        .into_iter()
+        .filter(|d| d["event"]["reason"] == "deadline")
+        .collect();
+    assert!(
+        !deadline.is_empty(),
+        "at least one open waited past the deadline"
+    );
     for d in &deadline {
         assert_eq!(d["portcullis"]["decision"], "deny", "on_timeout = deny");
         let ns = d["event"]["duration"].as_u64().unwrap();
@@ -309,8 +406,15 @@ fn no_verdict_before_the_deadline_answers_on_timeout() {
             "answered at the deadline plus a small margin, not {ns} ns"
         );
     }
-    let denied = ["big1", "big2", "big3"].iter().filter(|n| o.status(n) == 1).count();
-    assert_eq!(denied, deadline.len(), "every deadline decision reached its opener");
+    let denied = ["big1", "big2", "big3"]
+        .iter()
+        .filter(|n| o.status(n) == 1)
+        .count();
+    assert_eq!(
+        denied,
+        deadline.len(),
+        "every deadline decision reached its opener"
+    );
 }
 
 #[test]
@@ -332,13 +436,25 @@ kill -TERM $AGENT
 timeout 20 tail --pid=$OPENERS -f /dev/null"#,
     );
     for n in ["big1", "big2", "big3"] {
-        assert_eq!(o.status(n), 0, "{n} was answered (on_timeout = allow) when the agent stopped");
+        assert_eq!(
+            o.status(n),
+            0,
+            "{n} was answered (on_timeout = allow) when the agent stopped"
+        );
     }
     let stopped = o.of_kind("agent_stopped");
-    let answered = stopped[0]["portcullis"]["answered_pending"].as_u64().unwrap();
-    assert!(answered >= 2, "pending decisions answered at shutdown: {answered}");
-    let shutdown =
-        o.of_kind("decision_made").into_iter().filter(|d| d["event"]["reason"] == "shutdown").count();
+    let answered = stopped[0]["portcullis"]["answered_pending"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        answered >= 2,
+        "pending decisions answered at shutdown: {answered}"
+    );
+    let shutdown = o
+        .of_kind("decision_made")
+        .into_iter()
+        .filter(|d| d["event"]["reason"] == "shutdown")
+        .count();
     assert_eq!(shutdown as u64, answered);
 }
 
@@ -363,5 +479,8 @@ fn the_agents_own_opens_are_allowed_at_once() {
         .find(|a| a["event"]["action"] == "remove")
         .expect("a remove action");
     assert_eq!(removed["event"]["outcome"], "success");
-    assert!(o.accesses_of(".bin").is_empty(), "the agent's own opens are not intercepted as accesses");
+    assert!(
+        o.accesses_of(".bin").is_empty(),
+        "the agent's own opens are not intercepted as accesses"
+    );
 }

@@ -4,7 +4,8 @@
 use assert_cmd::Command;
 use portcullis_actors::journal::{JournalConfig, JournalStore, Record};
 use portcullis_schemas::{
-    EventBody, EventId, FilePath, NodeId, RuleMatch, RulesetVersion, Timestamp, Verdict, VerdictIssued,
+    EventBody, EventId, FilePath, NodeId, RuleMatch, RulesetVersion, Timestamp, Verdict,
+    VerdictIssued,
 };
 use predicates::prelude::*;
 
@@ -12,7 +13,8 @@ const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TES
 
 fn portcullis() -> Command {
     let mut c = Command::cargo_bin("portcullis").unwrap();
-    c.env("PORTCULLIS_LOG", "error").timeout(std::time::Duration::from_secs(60));
+    c.env("PORTCULLIS_LOG", "error")
+        .timeout(std::time::Duration::from_secs(60));
     c
 }
 
@@ -25,7 +27,12 @@ fn scan_exit_codes_follow_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     std::fs::write(dir.path().join("sub/clean.txt"), b"hello").unwrap();
-    portcullis().arg("scan").arg(dir.path()).assert().code(0).stdout(predicate::str::contains("clean.txt: clean"));
+    portcullis()
+        .arg("scan")
+        .arg(dir.path())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("clean.txt: clean"));
 
     std::fs::write(dir.path().join("sub/eicar.com"), EICAR).unwrap();
     portcullis()
@@ -34,7 +41,9 @@ fn scan_exit_codes_follow_the_contract() {
         .arg(dir.path())
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("eicar.com: INFECTED eicar:eicar_test_file"));
+        .stdout(predicate::str::contains(
+            "eicar.com: INFECTED eicar:eicar_test_file",
+        ));
 
     portcullis()
         .arg("scan")
@@ -49,10 +58,17 @@ fn scan_jsonl_is_one_object_per_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.com"), EICAR).unwrap();
     std::fs::write(dir.path().join("b.txt"), b"fine").unwrap();
-    let out = portcullis().args(["scan", "--format", "jsonl"]).arg(dir.path()).output().unwrap();
+    let out = portcullis()
+        .args(["scan", "--format", "jsonl"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["verdict"], "infected");
     assert_eq!(lines[0]["rules"][0]["rule"], "eicar_test_file");
@@ -83,9 +99,16 @@ fn rules_check_reports_counts_or_the_failing_file_and_line() {
         .stdout(predicate::str::contains("ok: ").and(predicate::str::contains("eicar.yar")));
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("good.yar"), "rule good { condition: true }\n").unwrap();
-    std::fs::write(dir.path().join("broken.yar"), "rule broken {\n  strings:\n    $a = \"x\"\n  condition:\n    $a and nope\n}\n")
-        .unwrap();
+    std::fs::write(
+        dir.path().join("good.yar"),
+        "rule good { condition: true }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broken.yar"),
+        "rule broken {\n  strings:\n    $a = \"x\"\n  condition:\n    $a and nope\n}\n",
+    )
+    .unwrap();
     portcullis()
         .args(["rules", "check"])
         .arg(dir.path())
@@ -98,13 +121,20 @@ fn rules_check_reports_counts_or_the_failing_file_and_line() {
 fn bad_config_names_the_file_and_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("portcullis.toml");
-    std::fs::write(&cfg, "[enforcer]\ndeadline = \"1s\"\n[scan]\ntimeout = \"5s\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[enforcer]\ndeadline = \"1s\"\n[scan]\ntimeout = \"5s\"\n",
+    )
+    .unwrap();
     portcullis()
         .args(["run", "--protect", "/nonexistent", "--config"])
         .arg(&cfg)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(cfg.display().to_string()).and(predicate::str::contains("scan.timeout")));
+        .stderr(
+            predicate::str::contains(cfg.display().to_string())
+                .and(predicate::str::contains("scan.timeout")),
+        );
 
     std::fs::write(&cfg, "[scan]\nmode = \"sometimes\"\n").unwrap();
     portcullis()
@@ -112,12 +142,18 @@ fn bad_config_names_the_file_and_the_field() {
         .arg(&cfg)
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("portcullis.toml").and(predicate::str::contains("line 2")));
+        .stderr(
+            predicate::str::contains("portcullis.toml").and(predicate::str::contains("line 2")),
+        );
 }
 
 #[test]
 fn run_refuses_to_start_with_nothing_to_protect() {
-    portcullis().arg("run").assert().code(2).stderr(predicate::str::contains("nothing to protect"));
+    portcullis()
+        .arg("run")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing to protect"));
 }
 
 #[test]
@@ -148,7 +184,12 @@ fn journal_with_events(dir: &std::path::Path) -> EventId {
         })
     };
     let infected = Verdict::Infected {
-        matches: vec![RuleMatch { rule: "eicar_test_file".into(), namespace: "eicar".into(), tags: vec![], metadata: vec![] }],
+        matches: vec![RuleMatch {
+            rule: "eicar_test_file".into(),
+            namespace: "eicar".into(),
+            tags: vec![],
+            metadata: vec![],
+        }],
     };
     store
         .append_batch(vec![
@@ -168,16 +209,29 @@ fn events_reads_the_journal_as_a_table_or_ecs_jsonl_with_filters() {
         .arg(dir.path())
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("SEQ").and(predicate::str::contains("INFECTED [eicar:eicar_test_file]")));
+        .stdout(
+            predicate::str::contains("SEQ")
+                .and(predicate::str::contains("INFECTED [eicar:eicar_test_file]")),
+        );
 
     let out = portcullis()
-        .args(["events", "--format", "jsonl", "--verdict", "infected", "--journal"])
+        .args([
+            "events",
+            "--format",
+            "jsonl",
+            "--verdict",
+            "infected",
+            "--journal",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     assert!(out.status.success());
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1, "only the infected verdict's access");
     assert_eq!(lines[0]["portcullis"]["access_id"], access.to_string());
     assert_eq!(lines[0]["event"]["kind"], "alert");
@@ -185,7 +239,14 @@ fn events_reads_the_journal_as_a_table_or_ecs_jsonl_with_filters() {
 
     let future = Timestamp(Timestamp::now().0 + 3_600_000_000_000).to_rfc3339();
     let out = portcullis()
-        .args(["events", "--format", "jsonl", "--since", &future, "--journal"])
+        .args([
+            "events",
+            "--format",
+            "jsonl",
+            "--since",
+            &future,
+            "--journal",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -217,13 +278,9 @@ fn demo_shows_enforce_and_audit_end_to_end() {
         eprintln!("\n!!!!!!!! SKIPPED privileged test `demo_shows_enforce_and_audit_end_to_end`: {why} !!!!!!!!\n");
         return;
     }
-    portcullis()
-        .arg("demo")
-        .assert()
-        .code(0)
-        .stdout(
-            predicate::str::contains("All demo checks passed")
-                .and(predicate::str::contains("Operation not permitted"))
-                .and(predicate::str::contains("INFECTED [eicar:eicar_test_file]")),
-        );
+    portcullis().arg("demo").assert().code(0).stdout(
+        predicate::str::contains("All demo checks passed")
+            .and(predicate::str::contains("Operation not permitted"))
+            .and(predicate::str::contains("INFECTED [eicar:eicar_test_file]")),
+    );
 }

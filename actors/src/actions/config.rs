@@ -50,7 +50,11 @@ fn default_quarantine() -> PathBuf {
 
 impl Default for ActionsConfig {
     fn default() -> Self {
-        Self { first: default_first(), second: default_second(), quarantine_dir: default_quarantine() }
+        Self {
+            first: default_first(),
+            second: default_second(),
+            quarantine_dir: default_quarantine(),
+        }
     }
 }
 

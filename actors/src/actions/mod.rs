@@ -76,7 +76,12 @@ impl Actions {
         if let Err(e) = &quarantine {
             tracing::warn!(error = %e, "quarantine unavailable; `remove` will fail over to the second action");
         }
-        Self { cfg, quarantine, journal, own_pid: std::process::id() }
+        Self {
+            cfg,
+            quarantine,
+            journal,
+            own_pid: std::process::id(),
+        }
     }
 
     /// Starts one worker thread.
@@ -95,7 +100,11 @@ impl Actions {
         }
     }
 
-    fn perform(&self, kind: ActionKind, msg: &ActOnDetection) -> (ActionOutcome, Option<QuarantineEntry>) {
+    fn perform(
+        &self,
+        kind: ActionKind,
+        msg: &ActOnDetection,
+    ) -> (ActionOutcome, Option<QuarantineEntry>) {
         match kind {
             ActionKind::Block => {
                 if msg.denied {
@@ -126,10 +135,14 @@ impl Actions {
 
     fn terminate(&self, pid: u32) -> ActionOutcome {
         if pid <= 1 || pid == self.own_pid {
-            return ActionOutcome::Failed { error: format!("refusing to kill pid {pid}") };
+            return ActionOutcome::Failed {
+                error: format!("refusing to kill pid {pid}"),
+            };
         }
         let Ok(raw) = libc::pid_t::try_from(pid) else {
-            return ActionOutcome::Failed { error: format!("pid {pid} out of range") };
+            return ActionOutcome::Failed {
+                error: format!("pid {pid} out of range"),
+            };
         };
         // SAFETY: kill has no memory-safety preconditions.
         let rc = unsafe { libc::kill(raw, libc::SIGKILL) };
@@ -142,7 +155,10 @@ impl Actions {
         }
     }
 
-    fn remove(&self, msg: &ActOnDetection) -> Result<QuarantineEntry, (String, Option<QuarantineEntry>)> {
+    fn remove(
+        &self,
+        msg: &ActOnDetection,
+    ) -> Result<QuarantineEntry, (String, Option<QuarantineEntry>)> {
         let q = self.quarantine.as_ref().map_err(|e| (e.clone(), None))?;
         let path = msg.path.to_path_buf();
         let meta = std::fs::symlink_metadata(&path)
@@ -154,10 +170,22 @@ impl Actions {
             ));
         }
         let entry = q
-            .store(msg.access, &msg.path, &msg.content, msg.sha256, msg.file, msg.pid, &msg.matches)
+            .store(
+                msg.access,
+                &msg.path,
+                &msg.content,
+                msg.sha256,
+                msg.file,
+                msg.pid,
+                &msg.matches,
+            )
             .map_err(|e| (e.to_string(), None))?;
-        std::fs::remove_file(&path)
-            .map_err(|e| (format!("unlink {}: {e} (backup kept as {})", msg.path, entry.id), Some(entry.clone())))?;
+        std::fs::remove_file(&path).map_err(|e| {
+            (
+                format!("unlink {}: {e} (backup kept as {})", msg.path, entry.id),
+                Some(entry.clone()),
+            )
+        })?;
         Ok(entry)
     }
 }
@@ -192,11 +220,20 @@ impl Handler<ActOnDetection> for Actions {
         let span = tracing::info_span!("actions", access = %msg.access);
         let _guard = span.enter();
         let mut taken = Vec::with_capacity(2);
-        for (step, choice) in [(ActionStep::First, self.cfg.first), (ActionStep::Second, self.cfg.second)] {
-            let Some(kind) = Self::resolve(choice, &msg.matches) else { break };
+        for (step, choice) in [
+            (ActionStep::First, self.cfg.first),
+            (ActionStep::Second, self.cfg.second),
+        ] {
+            let Some(kind) = Self::resolve(choice, &msg.matches) else {
+                break;
+            };
             let (outcome, quarantine) = self.perform(kind, &msg);
             let ok = outcome == ActionOutcome::Succeeded;
-            tracing::info!(action = kind.as_str(), outcome = outcome.as_str(), "action on detected object");
+            tracing::info!(
+                action = kind.as_str(),
+                outcome = outcome.as_str(),
+                "action on detected object"
+            );
             let event = ActionTaken {
                 access: msg.access,
                 path: msg.path.clone(),

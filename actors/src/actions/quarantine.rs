@@ -14,11 +14,17 @@ use crate::scanner::ScanContent;
 #[derive(Debug, thiserror::Error)]
 pub enum QuarantineError {
     #[error("quarantine directory {dir}: {source}")]
-    Dir { dir: PathBuf, source: std::io::Error },
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("quarantine directory {dir} is readable by others (mode {mode:o}); it must be 0700 and owned by root")]
     Insecure { dir: PathBuf, mode: u32 },
     #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("reading the object through its event fd at offset {offset}: {source}")]
     Read { offset: u64, source: std::io::Error },
 }
@@ -48,16 +54,28 @@ impl Quarantine {
     /// Creates the directory (mode 0700) if needed and refuses one that
     /// others can read.
     pub fn open(dir: &Path) -> Result<Self, QuarantineError> {
-        let err = |source| QuarantineError::Dir { dir: dir.to_path_buf(), source };
+        let err = |source| QuarantineError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        };
         if !dir.exists() {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(err)?;
         }
         let meta = fs::metadata(dir).map_err(err)?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 || meta.uid() != nix_uid() {
-            return Err(QuarantineError::Insecure { dir: dir.to_path_buf(), mode });
+            return Err(QuarantineError::Insecure {
+                dir: dir.to_path_buf(),
+                mode,
+            });
         }
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -89,7 +107,10 @@ impl Quarantine {
             .open(&bin)
             .map_err(werr(&bin))?;
         let size = copy_content(content, &mut out).and_then(|n| {
-            out.sync_all().map_err(|source| QuarantineError::Write { path: bin.clone(), source })?;
+            out.sync_all().map_err(|source| QuarantineError::Write {
+                path: bin.clone(),
+                source,
+            })?;
             Ok(n)
         });
         let size = match size {
@@ -122,8 +143,13 @@ impl Quarantine {
             .mode(0o600)
             .open(&json)
             .map_err(werr(&json))?;
-        f.write_all(&body).and_then(|_| f.sync_all()).map_err(werr(&json))?;
-        Ok(QuarantineEntry { id, stored_at: FilePath::from(bin.as_path()) })
+        f.write_all(&body)
+            .and_then(|_| f.sync_all())
+            .map_err(werr(&json))?;
+        Ok(QuarantineEntry {
+            id,
+            stored_at: FilePath::from(bin.as_path()),
+        })
     }
 }
 
@@ -135,7 +161,8 @@ fn nix_uid() -> u32 {
 fn copy_content(content: &ScanContent, out: &mut fs::File) -> Result<u64, QuarantineError> {
     match content {
         ScanContent::Bytes(b) => {
-            out.write_all(b).map_err(|source| QuarantineError::Read { offset: 0, source })?;
+            out.write_all(b)
+                .map_err(|source| QuarantineError::Read { offset: 0, source })?;
             Ok(b.len() as u64)
         }
         ScanContent::Fd(fd) => {
@@ -165,7 +192,8 @@ fn copy_content(content: &ScanContent, out: &mut fs::File) -> Result<u64, Quaran
                     return Ok(offset);
                 }
                 let n = n as usize;
-                out.write_all(&buf[..n]).map_err(|source| QuarantineError::Read { offset, source })?;
+                out.write_all(&buf[..n])
+                    .map_err(|source| QuarantineError::Read { offset, source })?;
                 offset += n as u64;
             }
         }

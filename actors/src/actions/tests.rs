@@ -25,7 +25,10 @@ fn rule(name: &str, meta: &[(&str, &str)]) -> RuleMatch {
         rule: name.into(),
         namespace: "test".into(),
         tags: vec![],
-        metadata: meta.iter().map(|(k, v)| (k.to_string(), MetaValue::Str(v.to_string()))).collect(),
+        metadata: meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), MetaValue::Str(v.to_string())))
+            .collect(),
     }
 }
 
@@ -41,12 +44,26 @@ fn fixture(first: ActionChoice, second: ActionChoice) -> Fixture {
     let root = dir.path().to_path_buf();
     let journal = Arc::new(Mutex::new(Vec::new()));
     let collector = Collector(journal.clone()).start();
-    let cfg = ActionsConfig { first, second, quarantine_dir: root.join("quarantine") };
+    let cfg = ActionsConfig {
+        first,
+        second,
+        quarantine_dir: root.join("quarantine"),
+    };
     let addr = Actions::start(cfg, collector.recipient());
-    Fixture { _dir: dir, root, journal, addr }
+    Fixture {
+        _dir: dir,
+        root,
+        journal,
+        addr,
+    }
 }
 
-fn detection(path: &std::path::Path, pid: u32, denied: bool, matches: Vec<RuleMatch>) -> ActOnDetection {
+fn detection(
+    path: &std::path::Path,
+    pid: u32,
+    denied: bool,
+    matches: Vec<RuleMatch>,
+) -> ActOnDetection {
     let meta = std::fs::metadata(path).unwrap();
     let fd: OwnedFd = std::fs::File::open(path).unwrap().into();
     ActOnDetection {
@@ -85,11 +102,21 @@ async fn disinfection_is_not_possible_and_falls_through_to_the_second_action() {
     let f = fixture(ActionChoice::Disinfect, ActionChoice::Block);
     let file = f.root.join("eicar.com");
     std::fs::write(&file, b"bad").unwrap();
-    let taken = f.addr.send(detection(&file, 4242, true, vec![rule("r", &[])])).await.unwrap();
+    let taken = f
+        .addr
+        .send(detection(&file, 4242, true, vec![rule("r", &[])]))
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 2);
     assert_eq!(taken[0].action, ActionKind::Disinfect);
-    assert!(matches!(taken[0].outcome, ActionOutcome::NotPossible { .. }));
-    assert_eq!((taken[1].action, taken[1].step), (ActionKind::Block, ActionStep::Second));
+    assert!(matches!(
+        taken[0].outcome,
+        ActionOutcome::NotPossible { .. }
+    ));
+    assert_eq!(
+        (taken[1].action, taken[1].step),
+        (ActionKind::Block, ActionStep::Second)
+    );
     assert_eq!(taken[1].outcome, ActionOutcome::Succeeded);
     let journaled = settle(&f.journal, 2).await;
     assert_eq!(journaled, taken, "every attempt is journaled");
@@ -108,7 +135,10 @@ async fn remove_keeps_a_backup_with_metadata_then_unlinks() {
     assert!(!file.exists(), "the object is removed");
     let q = taken[0].quarantine.clone().unwrap();
     assert_eq!(q.id, access.to_string());
-    assert_eq!(std::fs::read(q.stored_at.to_path_buf()).unwrap(), b"malicious content");
+    assert_eq!(
+        std::fs::read(q.stored_at.to_path_buf()).unwrap(),
+        b"malicious content"
+    );
     let record: serde_json::Value = serde_json::from_slice(
         &std::fs::read(f.root.join("quarantine").join(format!("{access}.json"))).unwrap(),
     )
@@ -116,7 +146,11 @@ async fn remove_keeps_a_backup_with_metadata_then_unlinks() {
     assert_eq!(record["original_path"], file.display().to_string());
     assert_eq!(record["rules"][0], "Evil");
     assert_eq!(record["size"], 17);
-    let mode = std::fs::metadata(f.root.join("quarantine")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(f.root.join("quarantine"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o700, "quarantine is root-only");
 }
 
@@ -129,7 +163,9 @@ async fn remove_refuses_a_path_that_names_another_file_now() {
     std::fs::remove_file(&file).unwrap();
     std::fs::write(&file, b"innocent replacement").unwrap();
     let taken = f.addr.send(msg).await.unwrap();
-    assert!(matches!(&taken[0].outcome, ActionOutcome::Failed { error } if error.contains("no longer names")));
+    assert!(
+        matches!(&taken[0].outcome, ActionOutcome::Failed { error } if error.contains("no longer names"))
+    );
     assert!(file.exists(), "the replacement is untouched");
     assert_eq!(taken[1].action, ActionKind::Block);
     assert!(
@@ -143,8 +179,15 @@ async fn terminate_kills_the_opener() {
     let f = fixture(ActionChoice::Terminate, ActionChoice::None);
     let file = f.root.join("x");
     std::fs::write(&file, b"bad").unwrap();
-    let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-    let taken = f.addr.send(detection(&file, child.id(), true, vec![])).await.unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let taken = f
+        .addr
+        .send(detection(&file, child.id(), true, vec![]))
+        .await
+        .unwrap();
     assert_eq!(taken[0].outcome, ActionOutcome::Succeeded);
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
@@ -155,7 +198,11 @@ async fn terminate_never_kills_the_agent_itself() {
     let f = fixture(ActionChoice::Terminate, ActionChoice::None);
     let file = f.root.join("x");
     std::fs::write(&file, b"bad").unwrap();
-    let taken = f.addr.send(detection(&file, std::process::id(), true, vec![])).await.unwrap();
+    let taken = f
+        .addr
+        .send(detection(&file, std::process::id(), true, vec![]))
+        .await
+        .unwrap();
     assert!(matches!(taken[0].outcome, ActionOutcome::Failed { .. }));
 }
 
@@ -166,7 +213,12 @@ async fn recommended_follows_the_rule_metadata() {
     std::fs::write(&file, b"bad").unwrap();
     let taken = f
         .addr
-        .send(detection(&file, 4242, true, vec![rule("r", &[("recommended_action", "remove")])]))
+        .send(detection(
+            &file,
+            4242,
+            true,
+            vec![rule("r", &[("recommended_action", "remove")])],
+        ))
         .await
         .unwrap();
     assert_eq!(taken[0].action, ActionKind::Remove);
@@ -181,13 +233,25 @@ fn an_insecure_quarantine_directory_is_refused() {
     std::fs::create_dir(&q).unwrap();
     std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o755)).unwrap();
     let err = Quarantine::open(&q).unwrap_err().to_string();
-    assert!(err.contains("readable by others") && err.contains(&q.display().to_string()), "{err}");
+    assert!(
+        err.contains("readable by others") && err.contains(&q.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
 fn config_errors_name_the_field() {
-    let cfg = ActionsConfig { first: ActionChoice::None, ..ActionsConfig::default() };
+    let cfg = ActionsConfig {
+        first: ActionChoice::None,
+        ..ActionsConfig::default()
+    };
     assert!(cfg.validate().unwrap_err().starts_with("actions.first"));
-    let cfg = ActionsConfig { quarantine_dir: "rel".into(), ..ActionsConfig::default() };
-    assert!(cfg.validate().unwrap_err().starts_with("actions.quarantine_dir"));
+    let cfg = ActionsConfig {
+        quarantine_dir: "rel".into(),
+        ..ActionsConfig::default()
+    };
+    assert!(cfg
+        .validate()
+        .unwrap_err()
+        .starts_with("actions.quarantine_dir"));
 }

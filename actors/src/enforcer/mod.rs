@@ -64,7 +64,10 @@ impl FileKey {
 #[derive(Clone, Debug)]
 enum Cached {
     Clean,
-    Infected { matches: Arc<[RuleMatch]>, sha256: Option<[u8; 32]> },
+    Infected {
+        matches: Arc<[RuleMatch]>,
+        sha256: Option<[u8; 32]>,
+    },
 }
 
 /// One opener waiting for a scan.
@@ -170,7 +173,12 @@ impl Enforcer {
     }
 
     fn record(&self, id: EventId, trace: TraceContext, body: EventBody) {
-        self.journal.do_send(Append(Record { event_id: id, timestamp: Timestamp::now(), trace, body }));
+        self.journal.do_send(Append(Record {
+            event_id: id,
+            timestamp: Timestamp::now(),
+            trace,
+            body,
+        }));
     }
 
     fn record_child(&self, parent: &TraceContext, body: EventBody) {
@@ -233,7 +241,15 @@ impl Enforcer {
             }
         }
         *self.counters.by_reason.entry(reason).or_default() += 1;
-        self.record_child(trace, EventBody::DecisionMade(DecisionMade { access, decision, reason, latency_us }));
+        self.record_child(
+            trace,
+            EventBody::DecisionMade(DecisionMade {
+                access,
+                decision,
+                reason,
+                latency_us,
+            }),
+        );
     }
 
     fn overflow(&mut self, source: OverflowSource, count: u64) {
@@ -242,8 +258,16 @@ impl Enforcer {
     }
 
     fn on_access(&mut self, req: AccessRequest, ctx: &mut Context<Self>) {
-        let AccessRequest { event_id: access, kind, file, process, container, content, responder, received } =
-            req;
+        let AccessRequest {
+            event_id: access,
+            kind,
+            file,
+            process,
+            container,
+            content,
+            responder,
+            received,
+        } = req;
         let span = tracing::debug_span!("access", event_id = %access);
         let _guard = span.enter();
         let trace = TraceContext::root_for(&access);
@@ -268,7 +292,15 @@ impl Enforcer {
 
         // Out of scope: answered at once.
         if !matches!(scope, Scope::In(_)) {
-            self.decide_now(access, trace, accessed, responder, received, Decision::Allow, DecisionReason::NotInScope);
+            self.decide_now(
+                access,
+                trace,
+                accessed,
+                responder,
+                received,
+                Decision::Allow,
+                DecisionReason::NotInScope,
+            );
             if let Scope::Excluded { policy, field } = scope {
                 tracing::trace!(%policy, field, "excluded");
             }
@@ -278,7 +310,15 @@ impl Enforcer {
         // Audit: nobody is blocked (notification events); the decision is
         // recorded once, then the scan runs on the side.
         if self.cfg.mode == Mode::Audit && kind != AccessKind::CloseWrite {
-            self.decide_now(access, trace, accessed, responder, received, Decision::Allow, DecisionReason::AuditMode);
+            self.decide_now(
+                access,
+                trace,
+                accessed,
+                responder,
+                received,
+                Decision::Allow,
+                DecisionReason::AuditMode,
+            );
             self.start_or_join_scan(access, trace, key, path, content, None, pid, ctx);
             return;
         }
@@ -291,7 +331,15 @@ impl Enforcer {
                     Cached::Infected { .. } => Decision::Deny,
                 };
                 let fd = responder.kernel_fd();
-                self.decide_now(access, trace, accessed, responder, received, decision, DecisionReason::CacheHit);
+                self.decide_now(
+                    access,
+                    trace,
+                    accessed,
+                    responder,
+                    received,
+                    decision,
+                    DecisionReason::CacheHit,
+                );
                 match cached {
                     Cached::Clean => {
                         if let Some(fd) = fd {
@@ -299,7 +347,17 @@ impl Enforcer {
                         }
                     }
                     Cached::Infected { matches, sha256 } => {
-                        self.act(access, trace, path, key, pid, content, sha256, &matches, decision == Decision::Deny);
+                        self.act(
+                            access,
+                            trace,
+                            path,
+                            key,
+                            pid,
+                            content,
+                            sha256,
+                            &matches,
+                            decision == Decision::Deny,
+                        );
                     }
                 }
                 return;
@@ -316,12 +374,25 @@ impl Enforcer {
         if self.waiting >= self.cfg.max_pending || self.scans.len() >= self.cfg.max_pending {
             self.overflow(OverflowSource::PendingSet, 1);
             let decision = self.cfg.on_overload.decision();
-            self.decide_now(access, trace, accessed, responder, received, decision, DecisionReason::Overload);
+            self.decide_now(
+                access,
+                trace,
+                accessed,
+                responder,
+                received,
+                decision,
+                DecisionReason::Overload,
+            );
             return;
         }
 
         self.record(access, trace, accessed);
-        let waiter = Waiter { access, trace, responder, received };
+        let waiter = Waiter {
+            access,
+            trace,
+            responder,
+            received,
+        };
         self.start_or_join_scan(access, trace, key, path, content, Some(waiter), pid, ctx);
     }
 
@@ -339,7 +410,11 @@ impl Enforcer {
     ) {
         if let Some(w) = &waiter {
             self.waiting += 1;
-            self.deadlines.push_back((w.received + self.cfg.deadline, *self.inflight.get(&key).unwrap_or(&access), access));
+            self.deadlines.push_back((
+                w.received + self.cfg.deadline,
+                *self.inflight.get(&key).unwrap_or(&access),
+                access,
+            ));
         }
         if let Some(scan_id) = self.inflight.get(&key).copied() {
             if let Some(scan) = self.scans.get_mut(&scan_id) {
@@ -358,7 +433,11 @@ impl Enforcer {
         self.inflight.insert(key, access);
         self.record_child(
             &trace,
-            EventBody::ScanRequested(ScanRequested { access, size: key.size, ruleset: self.ruleset.clone() }),
+            EventBody::ScanRequested(ScanRequested {
+                access,
+                size: key.size,
+                ruleset: self.ruleset.clone(),
+            }),
         );
         self.scans.insert(
             access,
@@ -378,7 +457,9 @@ impl Enforcer {
             Err(e) => act.on_verdict(
                 access,
                 ScanOutcome {
-                    verdict: Verdict::Error { message: format!("scanner unavailable: {e}") },
+                    verdict: Verdict::Error {
+                        message: format!("scanner unavailable: {e}"),
+                    },
                     sha256: None,
                     size: 0,
                     ruleset: act.ruleset.clone(),
@@ -389,7 +470,9 @@ impl Enforcer {
     }
 
     fn on_verdict(&mut self, scan_id: EventId, outcome: ScanOutcome) {
-        let Some(scan) = self.scans.remove(&scan_id) else { return };
+        let Some(scan) = self.scans.remove(&scan_id) else {
+            return;
+        };
         if self.inflight.get(&scan.key) == Some(&scan_id) {
             self.inflight.remove(&scan.key);
         }
@@ -397,19 +480,29 @@ impl Enforcer {
         let _guard = span.enter();
         let class = outcome.verdict.class();
         let (decision, reason) = match class {
-            VerdictClass::Clean | VerdictClass::Skipped => (Decision::Allow, DecisionReason::Verdict),
+            VerdictClass::Clean | VerdictClass::Skipped => {
+                (Decision::Allow, DecisionReason::Verdict)
+            }
             VerdictClass::Infected => match self.cfg.mode {
                 Mode::Enforce => (Decision::Deny, DecisionReason::Verdict),
                 Mode::Audit => (Decision::Allow, DecisionReason::AuditMode),
             },
             VerdictClass::Error => (self.cfg.on_scan_error.decision(), DecisionReason::Verdict),
         };
-        let kernel_fd: Option<Arc<OwnedFd>> = scan.waiters.iter().find_map(|w| w.responder.kernel_fd());
+        let kernel_fd: Option<Arc<OwnedFd>> =
+            scan.waiters.iter().find_map(|w| w.responder.kernel_fd());
         let any_denied = decision == Decision::Deny && !scan.waiters.is_empty();
         // Answers first.
         for w in scan.waiters {
             self.waiting = self.waiting.saturating_sub(1);
-            self.decide(w.access, &w.trace, w.responder, w.received, decision, reason);
+            self.decide(
+                w.access,
+                &w.trace,
+                w.responder,
+                w.received,
+                decision,
+                reason,
+            );
         }
         // Then the verdict caches.
         if self.cfg.skip_unchanged {
@@ -422,7 +515,10 @@ impl Enforcer {
                 }
                 Verdict::Infected { matches } => self.remember(
                     scan.key,
-                    Cached::Infected { matches: matches.clone().into(), sha256: outcome.sha256 },
+                    Cached::Infected {
+                        matches: matches.clone().into(),
+                        sha256: outcome.sha256,
+                    },
                 ),
                 _ => {}
             }
@@ -450,7 +546,8 @@ impl Enforcer {
                     sha256: outcome.sha256,
                     size: outcome.size,
                     ruleset: outcome.ruleset,
-                    scan_duration_us: u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX),
+                    scan_duration_us: u64::try_from(outcome.duration.as_micros())
+                        .unwrap_or(u64::MAX),
                 }),
             );
         }
@@ -458,7 +555,17 @@ impl Enforcer {
         if let Some(matches) = matches {
             if self.cfg.mode == Mode::Enforce {
                 let denied = any_denied && !scan.allowed_early;
-                self.act(scan_id, scan.trace, scan.path, scan.key, scan.first_pid, scan.content, outcome.sha256, &matches, denied);
+                self.act(
+                    scan_id,
+                    scan.trace,
+                    scan.path,
+                    scan.key,
+                    scan.first_pid,
+                    scan.content,
+                    outcome.sha256,
+                    &matches,
+                    denied,
+                );
             }
         }
     }
@@ -528,8 +635,12 @@ impl Enforcer {
                 break;
             }
             self.deadlines.pop_front();
-            let Some(scan) = self.scans.get_mut(&scan_id) else { continue };
-            let Some(i) = scan.waiters.iter().position(|w| w.access == access) else { continue };
+            let Some(scan) = self.scans.get_mut(&scan_id) else {
+                continue;
+            };
+            let Some(i) = scan.waiters.iter().position(|w| w.access == access) else {
+                continue;
+            };
             let w = scan.waiters.swap_remove(i);
             let decision = self.cfg.on_timeout.decision();
             if decision == Decision::Allow {
@@ -537,7 +648,14 @@ impl Enforcer {
             }
             self.waiting = self.waiting.saturating_sub(1);
             tracing::warn!(%access, "no verdict before the deadline; answering on_timeout");
-            self.decide(w.access, &w.trace, w.responder, w.received, decision, DecisionReason::Deadline);
+            self.decide(
+                w.access,
+                &w.trace,
+                w.responder,
+                w.received,
+                decision,
+                DecisionReason::Deadline,
+            );
         }
     }
 
@@ -561,7 +679,14 @@ impl Enforcer {
                 let waiters = std::mem::take(&mut scan.waiters);
                 for w in waiters {
                     answered += 1;
-                    self.decide(w.access, &w.trace, w.responder, w.received, decision, DecisionReason::Shutdown);
+                    self.decide(
+                        w.access,
+                        &w.trace,
+                        w.responder,
+                        w.received,
+                        decision,
+                        DecisionReason::Shutdown,
+                    );
                 }
             }
         }
@@ -599,7 +724,14 @@ impl Handler<AccessRequest> for Enforcer {
         if self.stopping {
             let access = req.event_id;
             let trace = TraceContext::root_for(&access);
-            self.decide(access, &trace, req.responder, req.received, self.cfg.on_timeout.decision(), DecisionReason::Shutdown);
+            self.decide(
+                access,
+                &trace,
+                req.responder,
+                req.received,
+                self.cfg.on_timeout.decision(),
+                DecisionReason::Shutdown,
+            );
             return;
         }
         self.on_access(req, ctx);
@@ -632,8 +764,12 @@ impl Handler<GetStats> for Enforcer {
     type Result = MessageResult<GetStats>;
 
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
-        let mut by_reason: Vec<(&'static str, u64)> =
-            self.counters.by_reason.iter().map(|(r, n)| (r.as_str(), *n)).collect();
+        let mut by_reason: Vec<(&'static str, u64)> = self
+            .counters
+            .by_reason
+            .iter()
+            .map(|(r, n)| (r.as_str(), *n))
+            .collect();
         by_reason.sort();
         MessageResult(EnforcerStats {
             pending: self.waiting,

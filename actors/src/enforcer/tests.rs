@@ -48,7 +48,9 @@ impl Handler<ScanFile> for FakeScanner {
                     }],
                 }
             } else if text.contains("ERROR") {
-                Verdict::Error { message: "boom".into() }
+                Verdict::Error {
+                    message: "boom".into(),
+                }
             } else {
                 Verdict::Clean
             };
@@ -90,7 +92,12 @@ impl Journal {
             .collect()
     }
     fn kinds(&self) -> Vec<&'static str> {
-        self.0.lock().unwrap().iter().map(|r| r.body.kind().as_str()).collect()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.body.kind().as_str())
+            .collect()
     }
     fn accesses(&self) -> Vec<FileAccessed> {
         self.0
@@ -131,7 +138,11 @@ struct Harness {
 fn start(cfg: EnforcerConfig, policies: &[PolicySpec], gate_open: bool) -> Harness {
     let (gate, rx) = watch::channel(gate_open);
     let scans = Arc::new(Mutex::new(0));
-    let scanner = FakeScanner { gate: rx, calls: scans.clone() }.start();
+    let scanner = FakeScanner {
+        gate: rx,
+        calls: scans.clone(),
+    }
+    .start();
     let journal = Journal::default();
     let acts = Acts::default();
     let enforcer = Enforcer::new(
@@ -143,7 +154,13 @@ fn start(cfg: EnforcerConfig, policies: &[PolicySpec], gate_open: bool) -> Harne
     )
     .with_actions(acts.clone().start().recipient())
     .start();
-    Harness { enforcer, journal, acts, gate, scans }
+    Harness {
+        enforcer,
+        journal,
+        acts,
+        gate,
+        scans,
+    }
 }
 
 fn file(path: &str, inode: u64, mtime: i64) -> FileInfo {
@@ -167,10 +184,18 @@ fn request(
         event_id: EventId::new(),
         kind: AccessKind::Open,
         file,
-        process: ProcessInfo { pid: 4242, ppid: 1, ..ProcessInfo::default() },
+        process: ProcessInfo {
+            pid: 4242,
+            ppid: 1,
+            ..ProcessInfo::default()
+        },
         container: None,
         content: ScanContent::Bytes(content.as_bytes().to_vec()),
-        responder: if blocking { Responder::Channel(tx) } else { Responder::Detached },
+        responder: if blocking {
+            Responder::Channel(tx)
+        } else {
+            Responder::Detached
+        },
         received: Instant::now(),
     };
     (req, rx)
@@ -212,9 +237,20 @@ async fn clean_file_is_allowed_after_its_verdict_and_every_fact_is_journaled() {
     h.enforcer.do_send(req);
     assert_eq!(answer(&rx).await, Some(Decision::Allow));
     quiesce(&h).await;
-    assert_eq!(h.journal.kinds(), ["file_accessed", "scan_requested", "decision_made", "verdict_issued"]);
+    assert_eq!(
+        h.journal.kinds(),
+        [
+            "file_accessed",
+            "scan_requested",
+            "decision_made",
+            "verdict_issued"
+        ]
+    );
     let d = &h.journal.decisions()[0];
-    assert_eq!((d.access, d.decision, d.reason), (id, Decision::Allow, DecisionReason::Verdict));
+    assert_eq!(
+        (d.access, d.decision, d.reason),
+        (id, Decision::Allow, DecisionReason::Verdict)
+    );
     assert!(h.acts.0.lock().unwrap().is_empty());
 }
 
@@ -232,7 +268,10 @@ async fn infected_file_is_denied_and_actions_run_in_enforce_mode() {
 
 #[actix_rt::test]
 async fn audit_never_waits_for_the_scan_and_only_records_detections() {
-    let cfg = EnforcerConfig { mode: Mode::Audit, ..EnforcerConfig::default() };
+    let cfg = EnforcerConfig {
+        mode: Mode::Audit,
+        ..EnforcerConfig::default()
+    };
     let h = start(cfg, &[], false);
     let (req, rx) = request(file("/srv/eicar", 3, 1), "EICAR", true);
     h.enforcer.do_send(req);
@@ -244,24 +283,41 @@ async fn audit_never_waits_for_the_scan_and_only_records_detections() {
     assert_eq!(stats.infected, 1, "the scan still ran");
     assert!(h.journal.kinds().contains(&"verdict_issued"));
     assert_eq!(h.journal.decisions()[0].reason, DecisionReason::AuditMode);
-    assert!(h.acts.0.lock().unwrap().is_empty(), "no action runs in audit mode");
+    assert!(
+        h.acts.0.lock().unwrap().is_empty(),
+        "no action runs in audit mode"
+    );
 }
 
 #[actix_rt::test]
 async fn a_policy_in_audit_mode_still_blocks_under_an_enforcing_interceptor() {
-    let h = start(EnforcerConfig::default(), &[policy("audit-only", Mode::Audit)], true);
+    let h = start(
+        EnforcerConfig::default(),
+        &[policy("audit-only", Mode::Audit)],
+        true,
+    );
     let (req, rx) = request(file("/srv/eicar", 4, 1), "EICAR", true);
     h.enforcer.do_send(req);
     assert_eq!(answer(&rx).await, Some(Decision::Deny));
     quiesce(&h).await;
     let access = &h.journal.accesses()[0];
     assert_eq!(access.interceptor_mode, Mode::Enforce);
-    assert_eq!(access.policy, Some(PolicyRef { name: "audit-only".into(), mode: Mode::Audit }));
+    assert_eq!(
+        access.policy,
+        Some(PolicyRef {
+            name: "audit-only".into(),
+            mode: Mode::Audit
+        })
+    );
 }
 
 #[actix_rt::test]
 async fn files_out_of_scope_are_allowed_without_a_scan() {
-    let h = start(EnforcerConfig::default(), &[policy("srv", Mode::Enforce)], false);
+    let h = start(
+        EnforcerConfig::default(),
+        &[policy("srv", Mode::Enforce)],
+        false,
+    );
     for path in ["/elsewhere/eicar", "/srv/skip/eicar"] {
         let (req, rx) = request(file(path, 5, 1), "EICAR", true);
         h.enforcer.do_send(req);
@@ -269,12 +325,19 @@ async fn files_out_of_scope_are_allowed_without_a_scan() {
     }
     quiesce(&h).await;
     assert_eq!(*h.scans.lock().unwrap(), 0);
-    assert!(h.journal.decisions().iter().all(|d| d.reason == DecisionReason::NotInScope));
+    assert!(h
+        .journal
+        .decisions()
+        .iter()
+        .all(|d| d.reason == DecisionReason::NotInScope));
 }
 
 #[actix_rt::test]
 async fn no_verdict_before_the_deadline_answers_on_timeout_and_journals_deadline() {
-    for (fallback, expected) in [(Fallback::Allow, Decision::Allow), (Fallback::Deny, Decision::Deny)] {
+    for (fallback, expected) in [
+        (Fallback::Allow, Decision::Allow),
+        (Fallback::Deny, Decision::Deny),
+    ] {
         let cfg = EnforcerConfig {
             deadline: Duration::from_millis(50),
             on_timeout: fallback,
@@ -288,7 +351,11 @@ async fn no_verdict_before_the_deadline_answers_on_timeout_and_journals_deadline
         let d = h.journal.decisions();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].reason, DecisionReason::Deadline);
-        assert!(d[0].latency_us >= 50_000, "not before the deadline: {}", d[0].latency_us);
+        assert!(
+            d[0].latency_us >= 50_000,
+            "not before the deadline: {}",
+            d[0].latency_us
+        );
         // The late verdict is still recorded, and answers nobody twice.
         h.gate.send(true).unwrap();
         quiesce(&h).await;
@@ -332,7 +399,11 @@ async fn concurrent_opens_of_one_file_share_one_scan() {
 
 #[actix_rt::test]
 async fn a_full_pending_set_answers_on_overload_and_counts_it() {
-    let cfg = EnforcerConfig { max_pending: 1, on_overload: Fallback::Deny, ..EnforcerConfig::default() };
+    let cfg = EnforcerConfig {
+        max_pending: 1,
+        on_overload: Fallback::Deny,
+        ..EnforcerConfig::default()
+    };
     let h = start(cfg, &[], false);
     let (a, _rx_a) = request(file("/srv/a", 9, 1), "hello", true);
     let (b, rx_b) = request(file("/srv/b", 10, 1), "hello", true);
@@ -359,13 +430,20 @@ async fn shutdown_answers_every_pending_decision() {
     for rx in &rxs {
         assert_eq!(answer(rx).await, Some(Decision::Allow));
     }
-    assert!(h.journal.decisions().iter().all(|d| d.reason == DecisionReason::Shutdown));
+    assert!(h
+        .journal
+        .decisions()
+        .iter()
+        .all(|d| d.reason == DecisionReason::Shutdown));
     assert_eq!(h.enforcer.send(GetStats).await.unwrap().pending, 0);
 }
 
 #[actix_rt::test]
 async fn scan_errors_answer_on_scan_error() {
-    let cfg = EnforcerConfig { on_scan_error: Fallback::Deny, ..EnforcerConfig::default() };
+    let cfg = EnforcerConfig {
+        on_scan_error: Fallback::Deny,
+        ..EnforcerConfig::default()
+    };
     let h = start(cfg, &[], true);
     let (req, rx) = request(file("/srv/err", 30, 1), "ERROR", true);
     h.enforcer.do_send(req);

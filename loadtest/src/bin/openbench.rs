@@ -21,7 +21,10 @@ use portcullis_loadtest::{make_files, median, open_pass, PassStats};
 use serde::Serialize;
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis-openbench", about = "Open-path benchmark: no agent, floor, portcullis cold and warm")]
+#[command(
+    name = "portcullis-openbench",
+    about = "Open-path benchmark: no agent, floor, portcullis cold and warm"
+)]
 struct Args {
     /// Files to open per pass.
     #[arg(long, default_value_t = 10_000)]
@@ -73,7 +76,11 @@ fn sibling(name: &str) -> Result<PathBuf> {
 /// Starts a responder and waits (bounded) for its ready file.
 fn start(mut cmd: Command, ready: &Path) -> Result<Child> {
     let _ = std::fs::remove_file(ready);
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().context("starting a responder")?;
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a responder")?;
     let t = Instant::now();
     while !ready.exists() {
         if let Some(status) = child.try_wait()? {
@@ -110,17 +117,26 @@ fn main() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the open-path benchmark needs root (fanotify permission events, mount namespaces)");
     }
-    sandbox::fanotify_permission_available().map_err(|why| anyhow::anyhow!("fanotify unavailable: {why}"))?;
+    sandbox::fanotify_permission_available()
+        .map_err(|why| anyhow::anyhow!("fanotify unavailable: {why}"))?;
     // Single-threaded still: the namespace covers the whole process.
     sandbox::enter_private_mount_namespace().context("entering a private mount namespace")?;
-    let work = tempfile::Builder::new().prefix("portcullis-openbench-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("portcullis-openbench-")
+        .tempdir()?;
     let mnt = work.path().join("mnt");
     std::fs::create_dir(&mnt)?;
     let bytes = (args.files as u64 * (args.size as u64 + 4096)).max(64 << 20) * 2;
     sandbox::mount_tmpfs(&mnt, bytes).context("mounting the benchmark tmpfs")?;
     let files = make_files(&mnt, args.files, args.size)?;
-    let portcullis = args.portcullis.clone().map_or_else(|| sibling("portcullis"), Ok)?;
-    let floor = args.floor.clone().map_or_else(|| sibling("portcullis-floor"), Ok)?;
+    let portcullis = args
+        .portcullis
+        .clone()
+        .map_or_else(|| sibling("portcullis"), Ok)?;
+    let floor = args
+        .floor
+        .clone()
+        .map_or_else(|| sibling("portcullis-floor"), Ok)?;
     let ready = work.path().join("ready");
     let mut buf = Vec::with_capacity(args.size);
     let mut r = Report {
@@ -131,7 +147,12 @@ fn main() -> Result<()> {
         floor: vec![],
         cold: vec![],
         warm: vec![],
-        median_us_per_open: Medians { baseline: 0.0, floor: 0.0, cold: 0.0, warm: 0.0 },
+        median_us_per_open: Medians {
+            baseline: 0.0,
+            floor: 0.0,
+            cold: 0.0,
+            warm: 0.0,
+        },
         warm_over_baseline: 0.0,
         cold_over_floor: 0.0,
     };
@@ -140,14 +161,20 @@ fn main() -> Result<()> {
         r.baseline.push(open_pass(&files, &mut buf));
 
         let mut cmd = Command::new(&floor);
-        cmd.arg("--protect").arg(&mnt).arg("--ready-file").arg(&ready);
+        cmd.arg("--protect")
+            .arg(&mnt)
+            .arg("--ready-file")
+            .arg(&ready);
         let child = start(cmd, &ready)?;
         r.floor.push(open_pass(&files, &mut buf));
         stop(child)?;
 
         let journal = work.path().join(format!("journal-{round}"));
         let mut cmd = Command::new(&portcullis);
-        cmd.args(["--log", "warn", "run", "--protect"]).arg(&mnt).arg("--journal").arg(&journal);
+        cmd.args(["--log", "warn", "run", "--protect"])
+            .arg(&mnt)
+            .arg("--journal")
+            .arg(&journal);
         cmd.arg("--ready-file").arg(&ready);
         let child = start(cmd, &ready)?;
         r.cold.push(open_pass(&files, &mut buf));
@@ -156,14 +183,28 @@ fn main() -> Result<()> {
         let _ = std::fs::remove_dir_all(&journal);
     }
     let med = |v: &[PassStats]| median(v.iter().map(PassStats::per_open_us).collect());
-    r.median_us_per_open = Medians { baseline: med(&r.baseline), floor: med(&r.floor), cold: med(&r.cold), warm: med(&r.warm) };
+    r.median_us_per_open = Medians {
+        baseline: med(&r.baseline),
+        floor: med(&r.floor),
+        cold: med(&r.cold),
+        warm: med(&r.warm),
+    };
     r.warm_over_baseline = r.median_us_per_open.warm / r.median_us_per_open.baseline;
     r.cold_over_floor = r.median_us_per_open.cold / r.median_us_per_open.floor;
-    let failures: u64 = [&r.baseline, &r.floor, &r.cold, &r.warm].iter().flat_map(|v| v.iter()).map(|s| s.failures).sum();
+    let failures: u64 = [&r.baseline, &r.floor, &r.cold, &r.warm]
+        .iter()
+        .flat_map(|v| v.iter())
+        .map(|s| s.failures)
+        .sum();
 
     println!("| mode | median µs/open | p50 µs | p99 µs | p99.9 µs | failed opens |");
     println!("|---|---|---|---|---|---|");
-    for (name, v) in [("no agent (baseline)", &r.baseline), ("floor responder", &r.floor), ("portcullis cold", &r.cold), ("portcullis warm", &r.warm)] {
+    for (name, v) in [
+        ("no agent (baseline)", &r.baseline),
+        ("floor responder", &r.floor),
+        ("portcullis cold", &r.cold),
+        ("portcullis warm", &r.warm),
+    ] {
         let last = v.last().context("no rounds")?;
         println!(
             "| {name} | {:.2} | {:.1} | {:.1} | {:.1} | {} |",
@@ -174,10 +215,14 @@ fn main() -> Result<()> {
             v.iter().map(|s| s.failures).sum::<u64>()
         );
     }
-    println!("\nwarm / baseline = {:.3} (target ≤ 1.10)", r.warm_over_baseline);
+    println!(
+        "\nwarm / baseline = {:.3} (target ≤ 1.10)",
+        r.warm_over_baseline
+    );
     println!("cold / floor    = {:.3} (target ≤ 2.00)", r.cold_over_floor);
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&r)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&r)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
     if failures > 0 {

@@ -43,7 +43,8 @@ pub fn prepare() -> anyhow::Result<()> {
     sandbox::enter_private_mount_namespace().context("entering a private mount namespace")?;
     let dir = std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    sandbox::mount_tmpfs(&dir, 64 * 1024 * 1024).with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
+    sandbox::mount_tmpfs(&dir, 64 * 1024 * 1024)
+        .with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
     let _ = MOUNT.set(dir);
     Ok(())
 }
@@ -70,7 +71,10 @@ fn accessed(e: &Envelope, name: &str) -> bool {
 
 impl Collector {
     fn count(&self, pred: impl Fn(&Envelope) -> bool) -> usize {
-        self.0.lock().map(|v| v.iter().filter(|e| pred(e)).count()).unwrap_or(0)
+        self.0
+            .lock()
+            .map(|v| v.iter().filter(|e| pred(e)).count())
+            .unwrap_or(0)
     }
 
     fn has(&self, pred: impl Fn(&Envelope) -> bool) -> bool {
@@ -81,7 +85,10 @@ impl Collector {
 /// Opens a file from a child process, as any workload would.
 async fn open_as_workload(argv: Vec<String>) -> (bool, String) {
     let out = actix_rt::task::spawn_blocking(move || {
-        std::process::Command::new("timeout").arg("20").args(&argv).output()
+        std::process::Command::new("timeout")
+            .arg("20")
+            .args(&argv)
+            .output()
     })
     .await;
     match out {
@@ -99,15 +106,22 @@ async fn open_as_workload(argv: Vec<String>) -> (bool, String) {
 }
 
 fn settings(mount: &Path, journal: &Path, mode: Mode) -> anyhow::Result<Settings> {
-    let mut file = ConfigFile::default();
-    file.actions = ActionsConfig {
-        first: ActionChoice::Block,
-        second: ActionChoice::None,
-        quarantine_dir: journal.join("quarantine"),
+    let file = ConfigFile {
+        actions: ActionsConfig {
+            first: ActionChoice::Block,
+            second: ActionChoice::None,
+            quarantine_dir: journal.join("quarantine"),
+        },
+        ..ConfigFile::default()
     };
     Ok(file.build(
         "<demo>",
-        Overrides { protect: vec![mount.to_path_buf()], mode: Some(mode), rules: None, journal: Some(journal.to_path_buf()) },
+        Overrides {
+            protect: vec![mount.to_path_buf()],
+            mode: Some(mode),
+            rules: None,
+            journal: Some(journal.to_path_buf()),
+        },
     )?)
 }
 
@@ -139,9 +153,17 @@ fn infected_verdict(e: &Envelope, name: &str) -> bool {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let mount = MOUNT.get().context("the demo tmpfs is not mounted")?.clone();
-    let tmp_journal = tempfile::Builder::new().prefix("portcullis-demo-journal-").tempdir()?;
-    let journal_dir = args.journal.clone().unwrap_or_else(|| tmp_journal.path().to_path_buf());
+    let mount = MOUNT
+        .get()
+        .context("the demo tmpfs is not mounted")?
+        .clone();
+    let tmp_journal = tempfile::Builder::new()
+        .prefix("portcullis-demo-journal-")
+        .tempdir()?;
+    let journal_dir = args
+        .journal
+        .clone()
+        .unwrap_or_else(|| tmp_journal.path().to_path_buf());
     let clean = mount.join("hello.txt");
     let eicar = mount.join("eicar.com");
     let tool = mount.join("echo");
@@ -150,7 +172,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::copy("/bin/echo", &tool).context("copying /bin/echo into the demo tmpfs")?;
 
     println!("portcullis demo");
-    println!("  private mount namespace, tmpfs at {} (nothing else is marked)", mount.display());
+    println!(
+        "  private mount namespace, tmpfs at {} (nothing else is marked)",
+        mount.display()
+    );
     println!("  journal: {}", journal_dir.display());
 
     let system = actix_rt::System::new();
@@ -166,14 +191,23 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let (ok, out) = open_as_workload(vec!["cat".into(), clean.display().to_string()]).await;
         check.step(ok, "cat hello.txt", &format!("allowed, read {out:?}"));
         let (ok, out) = open_as_workload(vec!["cat".into(), eicar.display().to_string()]).await;
-        check.step(!ok && out.contains("not permitted"), "cat eicar.com", &format!("denied: {out}"));
-        let (ok, out) = open_as_workload(vec![tool.display().to_string(), "exec allowed".into()]).await;
+        check.step(
+            !ok && out.contains("not permitted"),
+            "cat eicar.com",
+            &format!("denied: {out}"),
+        );
+        let (ok, out) =
+            open_as_workload(vec![tool.display().to_string(), "exec allowed".into()]).await;
         check.step(ok, "exec ./echo", &format!("allowed, printed {out:?}"));
         let (ok, _) = open_as_workload(vec!["cat".into(), clean.display().to_string()]).await;
         journal.send(portcullis_actors::journal::Sync).await??;
         actix_rt::time::sleep(Duration::from_millis(50)).await;
         let seen = collector.count(|e| accessed(e, "hello.txt"));
-        check.step(ok && seen == 1, "cat hello.txt again", &format!("allowed by the kernel cache: the agent saw {seen} open(s) of it in all"));
+        check.step(
+            ok && seen == 1,
+            "cat hello.txt again",
+            &format!("allowed by the kernel cache: the agent saw {seen} open(s) of it in all"),
+        );
         agent.shutdown(None).await?;
 
         println!("\nAudit mode: opens never wait; detections are only recorded");
@@ -182,9 +216,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let eicar2 = mount.join("eicar-audit.com");
         std::fs::write(&eicar2, EICAR)?;
         let (ok, out) = open_as_workload(vec!["cat".into(), eicar2.display().to_string()]).await;
-        check.step(ok, "cat eicar-audit.com", &format!("allowed, read {} bytes", out.len()));
+        check.step(
+            ok,
+            "cat eicar-audit.com",
+            &format!("allowed, read {} bytes", out.len()),
+        );
         let recorded = wait_for(&collector, |e| infected_verdict(e, "eicar-audit.com")).await;
-        check.step(recorded, "the detection", "recorded in the journal, no action taken");
+        check.step(
+            recorded,
+            "the detection",
+            "recorded in the journal, no action taken",
+        );
         agent.shutdown(None).await?;
         let events = collector.0.lock().map(|v| v.clone()).unwrap_or_default();
         Ok((check.ok, events))
@@ -197,7 +239,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("{}", render::row(e));
     }
     if args.journal.is_some() {
-        println!("\nRead it again with: portcullis events --journal {}", journal_dir.display());
+        println!(
+            "\nRead it again with: portcullis events --journal {}",
+            journal_dir.display()
+        );
     }
     let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir(&mount);

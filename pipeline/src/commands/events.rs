@@ -24,7 +24,10 @@ pub fn parse_since(s: &str) -> anyhow::Result<Timestamp> {
 
 pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let verdict: Option<VerdictClass> = match &args.verdict {
-        Some(v) => Some(v.parse().map_err(|e: String| anyhow::anyhow!("--verdict: {e}"))?),
+        Some(v) => Some(
+            v.parse()
+                .map_err(|e: String| anyhow::anyhow!("--verdict: {e}"))?,
+        ),
         None => None,
     };
     let since = args.since.as_deref().map(parse_since).transpose()?;
@@ -36,12 +39,10 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
         None => None,
         Some(class) => {
             let mut ids = HashSet::new();
-            for env in store.iter_from(1) {
-                if let Ok(env) = env {
-                    if let EventBody::VerdictIssued(v) = &env.body {
-                        if v.verdict.class() == class {
-                            ids.insert(v.access);
-                        }
+            for env in store.iter_from(1).flatten() {
+                if let EventBody::VerdictIssued(v) = &env.body {
+                    if v.verdict.class() == class {
+                        ids.insert(v.access);
                     }
                 }
             }
@@ -77,5 +78,9 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
             EventsFormat::Jsonl => writeln!(out, "{}", ecs::to_ecs_line(&env))?,
         }
     }
-    Ok(if bad > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if bad > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -29,7 +29,9 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let settings = settings(&args)?;
     if settings.protect.is_empty() {
-        anyhow::bail!("nothing to protect: give --protect MOUNTPOINT or `protect` in the config file");
+        anyhow::bail!(
+            "nothing to protect: give --protect MOUNTPOINT or `protect` in the config file"
+        );
     }
     raise_fd_limit();
     let system = actix_rt::System::new();

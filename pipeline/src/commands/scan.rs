@@ -21,13 +21,19 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let timeout = humantime::parse_duration(&args.timeout)
         .with_context(|| format!("--timeout: `{}` is not a duration", args.timeout))?;
     let ruleset = Arc::new(load_ruleset(args.rules.as_deref())?);
-    let limits = ScanLimits { max_size: args.max_size_mb.saturating_mul(1024 * 1024), timeout };
+    let limits = ScanLimits {
+        max_size: args.max_size_mb.saturating_mul(1024 * 1024),
+        timeout,
+    };
     let mut engine = ScanEngine::new(ruleset, limits);
     let mut infected = 0usize;
     let mut errors = 0usize;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut report = |path: &Path, outcome: Option<ScanOutcome>, walk_error: Option<String>| -> std::io::Result<()> {
+    let mut report = |path: &Path,
+                      outcome: Option<ScanOutcome>,
+                      walk_error: Option<String>|
+     -> std::io::Result<()> {
         let line = match (&outcome, &walk_error) {
             (_, Some(e)) => {
                 errors += 1;
@@ -77,7 +83,11 @@ fn format_outcome(path: &Path, o: &ScanOutcome, format: ScanFormat) -> String {
             Verdict::Clean => format!("{p}: clean"),
             Verdict::Infected { matches } => format!(
                 "{p}: INFECTED {}",
-                matches.iter().map(|m| format!("{}:{}", m.namespace, m.rule)).collect::<Vec<_>>().join(", ")
+                matches
+                    .iter()
+                    .map(|m| format!("{}:{}", m.namespace, m.rule))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Verdict::Skipped { reason } => format!("{p}: unprocessed ({})", reason.as_str()),
             Verdict::Error { message } => format!("{p}: error: {message}"),
@@ -95,7 +105,9 @@ fn format_outcome(path: &Path, o: &ScanOutcome, format: ScanFormat) -> String {
                 Verdict::Infected { matches } => {
                     v["rules"] = json!(matches
                         .iter()
-                        .map(|m| json!({ "rule": m.rule, "namespace": m.namespace, "tags": m.tags }))
+                        .map(
+                            |m| json!({ "rule": m.rule, "namespace": m.namespace, "tags": m.tags })
+                        )
                         .collect::<Vec<_>>());
                 }
                 Verdict::Skipped { reason } => v["reason"] = json!(reason.as_str()),
