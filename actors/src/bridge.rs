@@ -8,13 +8,15 @@
 //! and at the process in `/proc/<pid>`, and forwards an [`AccessRequest`]
 //! to the Enforcer.
 
+use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use portcullis_interceptor::{procfs, GroupClass, Intercepted, ReaderMsg};
-use portcullis_schemas::{AccessKind, EventId, FileInfo, OverflowSource};
+use portcullis_schemas::{AccessKind, ContainerRef, EventId, FileInfo, OverflowSource, ProcessInfo};
 
 use crate::enforcer::{AccessRequest, Fallback, OverflowNoticed, Responder, ScanMode};
 use crate::scanner::ScanContent;
@@ -25,8 +27,16 @@ use crate::scanner::ScanContent;
 #[rtype(result = "()")]
 pub struct Intercept(pub ReaderMsg);
 
+/// How long what `/proc` said about a process is reused. A process that
+/// opens many files (tar, a compiler, a scan) costs four `/proc` reads once,
+/// not per file. An exec drops the entry (the image changes); pid reuse
+/// within this window would need the whole pid space to cycle.
+const PROCESS_TTL: Duration = Duration::from_millis(250);
+const PROCESS_CACHE_MAX: usize = 4096;
+
 /// The bridge actor.
 pub struct Bridge {
+    processes: HashMap<u32, (Instant, ProcessInfo, Option<ContainerRef>)>,
     enforcer: Recipient<AccessRequest>,
     overflows: Recipient<OverflowNoticed>,
     class: GroupClass,
@@ -54,6 +64,7 @@ impl Bridge {
         mailbox: usize,
     ) -> Self {
         Self {
+            processes: HashMap::new(),
             enforcer,
             overflows,
             class,
@@ -92,8 +103,7 @@ impl Bridge {
             // will bring the rescan.
             return;
         }
-        let process = procfs::process_info(pid);
-        let container = procfs::container_of(pid);
+        let (process, container) = self.process(pid, kind, received);
         let responder = if ticket.needs_response() {
             Responder::Kernel(ticket)
         } else {
@@ -125,6 +135,34 @@ impl Bridge {
                 tracing::error!(error = %e, "answering an overflowed event failed");
             }
         }
+    }
+}
+
+impl Bridge {
+    /// The process facts of `pid`, from `/proc` or from the short-lived cache.
+    fn process(&mut self, pid: u32, kind: AccessKind, now: Instant) -> (ProcessInfo, Option<ContainerRef>) {
+        if kind != AccessKind::Exec {
+            if let Some((at, p, c)) = self.processes.get(&pid) {
+                if now.saturating_duration_since(*at) < PROCESS_TTL {
+                    return (p.clone(), c.clone());
+                }
+            }
+        }
+        let p = procfs::process_info(pid);
+        let c = procfs::container_of(pid);
+        if kind == AccessKind::Exec {
+            // The image is about to change: what we read is the old one.
+            self.processes.remove(&pid);
+        } else {
+            if self.processes.len() >= PROCESS_CACHE_MAX {
+                self.processes.retain(|_, (at, _, _)| now.saturating_duration_since(*at) < PROCESS_TTL);
+                if self.processes.len() >= PROCESS_CACHE_MAX {
+                    self.processes.clear();
+                }
+            }
+            self.processes.insert(pid, (now, p.clone(), c.clone()));
+        }
+        (p, c)
     }
 }
 
