@@ -146,7 +146,42 @@ fn journal_append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(journal_benches, journal_append);
+/// Baselines measured in the same run, for ratios: the sha256 every scan
+/// does anyway, and one 4 KiB write + fsync in the journal's filesystem
+/// (the floor of any durable append).
+fn baselines(c: &mut Criterion) {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let mut group = c.benchmark_group("baseline");
+    for (name, len) in [("4KiB", 4096usize), ("1MiB", 1 << 20)] {
+        let buf = clean_buffer(len);
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(BenchmarkId::new("sha256", name), |b| {
+            b.iter(|| Sha256::digest(criterion::black_box(&buf)))
+        });
+    }
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(err) => panic!("cannot create a temporary directory: {err}"),
+    };
+    let mut file = match std::fs::File::create(dir.path().join("fsync")) {
+        Ok(f) => f,
+        Err(err) => panic!("cannot create a file: {err}"),
+    };
+    let page = vec![7u8; 4096];
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    group.bench_function("write_fsync_4KiB", |b| {
+        b.iter(|| {
+            if let Err(err) = file.write_all(&page).and_then(|_| file.sync_data()) {
+                panic!("fsync failed: {err}");
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(journal_benches, journal_append, baselines);
 
 // ------------------------------------------------------------------ main
 

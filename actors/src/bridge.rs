@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use portcullis_interceptor::{procfs, GroupClass, Intercepted, ReaderMsg};
-use portcullis_schemas::{AccessKind, ContainerRef, EventId, FileInfo, OverflowSource, ProcessInfo};
+use portcullis_schemas::{
+    AccessKind, ContainerRef, EventId, FileInfo, OverflowSource, ProcessInfo,
+};
 
 use crate::enforcer::{AccessRequest, Fallback, OverflowNoticed, Responder, ScanMode};
 use crate::scanner::ScanContent;
@@ -140,7 +142,12 @@ impl Bridge {
 
 impl Bridge {
     /// The process facts of `pid`, from `/proc` or from the short-lived cache.
-    fn process(&mut self, pid: u32, kind: AccessKind, now: Instant) -> (ProcessInfo, Option<ContainerRef>) {
+    fn process(
+        &mut self,
+        pid: u32,
+        kind: AccessKind,
+        now: Instant,
+    ) -> (ProcessInfo, Option<ContainerRef>) {
         if kind != AccessKind::Exec {
             if let Some((at, p, c)) = self.processes.get(&pid) {
                 if now.saturating_duration_since(*at) < PROCESS_TTL {
@@ -155,7 +162,8 @@ impl Bridge {
             self.processes.remove(&pid);
         } else {
             if self.processes.len() >= PROCESS_CACHE_MAX {
-                self.processes.retain(|_, (at, _, _)| now.saturating_duration_since(*at) < PROCESS_TTL);
+                self.processes
+                    .retain(|_, (at, _, _)| now.saturating_duration_since(*at) < PROCESS_TTL);
                 if self.processes.len() >= PROCESS_CACHE_MAX {
                     self.processes.clear();
                 }

@@ -484,3 +484,42 @@ fn the_agents_own_opens_are_allowed_at_once() {
         "the agent's own opens are not intercepted as accesses"
     );
 }
+
+#[test]
+fn open_and_modify_rescans_a_written_file_when_it_is_closed() {
+    require_privileges!("open_and_modify_rescans_a_written_file_when_it_is_closed");
+    let o = scenario(
+        "[scan]\nmode = \"open_and_modify\"\n",
+        "",
+        "echo hello > doc.txt",
+        r#"try first cat doc.txt
+printf '%s' "$EICAR" > doc.txt
+sleep 0.5
+try after cat doc.txt"#,
+    );
+    assert_eq!(o.status("first"), 0);
+    assert_eq!(o.status("after"), 1, "denied");
+    let closes: Vec<_> = o
+        .of_kind("file_accessed")
+        .into_iter()
+        .filter(|e| e["event"]["action"] == "close_write")
+        .collect();
+    assert!(!closes.is_empty(), "the close after the write was seen");
+    let close_id = closes.last().unwrap()["event"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        o.verdict(&close_id).unwrap()["portcullis"]["verdict"],
+        "infected"
+    );
+    // The open after the write is answered from the verdict of the close.
+    let last_open = o
+        .accesses_of("doc.txt")
+        .into_iter()
+        .filter(|e| e["process"]["name"] == "cat")
+        .last()
+        .unwrap();
+    let id = last_open["event"]["id"].as_str().unwrap();
+    assert_eq!(o.decision(id)["event"]["reason"], "cache_hit");
+}

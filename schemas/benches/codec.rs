@@ -129,6 +129,10 @@ fn bench_codec(c: &mut Criterion) {
         group.bench_function("decode", |b| {
             b.iter(|| codec::decode(black_box(&bytes)).unwrap())
         });
+        // Baseline in the same run: serde's derived JSON of the same value.
+        group.bench_function("baseline_serde_json", |b| {
+            b.iter(|| serde_json::to_vec(black_box(&env)).unwrap())
+        });
         group.finish();
 
         let mut group = c.benchmark_group(format!("ecs/{name}"));

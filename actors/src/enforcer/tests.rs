@@ -449,3 +449,62 @@ async fn scan_errors_answer_on_scan_error() {
     h.enforcer.do_send(req);
     assert_eq!(answer(&rx).await, Some(Decision::Deny));
 }
+
+#[actix_rt::test]
+async fn overflows_seen_elsewhere_are_journaled_by_source() {
+    let h = start(EnforcerConfig::default(), &[], true);
+    h.enforcer.do_send(OverflowNoticed {
+        source: OverflowSource::Kernel,
+        count: 1,
+    });
+    h.enforcer.do_send(OverflowNoticed {
+        source: OverflowSource::Kernel,
+        count: 2,
+    });
+    h.enforcer.do_send(OverflowNoticed {
+        source: OverflowSource::Mailbox,
+        count: 5,
+    });
+    let stats = quiesce(&h).await;
+    assert_eq!(stats.overflows, 8);
+    let mut seen: Vec<(OverflowSource, u64)> = h
+        .journal
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| match &r.body {
+            EventBody::QueueOverflowed(q) => Some((q.source, q.count)),
+            _ => None,
+        })
+        .collect();
+    seen.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        seen,
+        vec![(OverflowSource::Kernel, 3), (OverflowSource::Mailbox, 5)]
+    );
+}
+
+#[actix_rt::test]
+async fn a_close_after_write_scan_caches_its_verdict_for_the_next_open() {
+    let h = start(EnforcerConfig::default(), &[], true);
+    let (mut req, _) = request(file("/srv/w", 40, 9), "EICAR", false);
+    req.kind = AccessKind::CloseWrite;
+    let id = req.event_id;
+    h.enforcer.do_send(req);
+    quiesce(&h).await;
+    assert_eq!(
+        *h.acts.0.lock().unwrap(),
+        vec![(id, false)],
+        "actions run; nobody was denied"
+    );
+    let (req, rx) = request(file("/srv/w", 40, 9), "EICAR", true);
+    h.enforcer.do_send(req);
+    assert_eq!(answer(&rx).await, Some(Decision::Deny));
+    quiesce(&h).await;
+    assert_eq!(
+        h.journal.decisions().last().unwrap().reason,
+        DecisionReason::CacheHit
+    );
+    assert_eq!(*h.scans.lock().unwrap(), 1);
+}

@@ -6,6 +6,7 @@
 //! latency floor the benchmarks compare the real agent against. Runs until
 //! SIGINT/SIGTERM. Refuses a path that is not a mount point, and `/`.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -29,6 +30,10 @@ struct Args {
     /// File to write our pid into once the mark is in place.
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
+    /// Also place a kernel ignore mark on every answered file (cleared on
+    /// modify), as portcullis does for clean files: the floor of a warm open.
+    #[arg(long)]
+    cache: bool,
 }
 
 fn main() -> Result<()> {
@@ -50,15 +55,24 @@ fn main() -> Result<()> {
         Arc::clone(&failed),
         Arc::clone(&overflows),
     );
+    let cache = args.cache.then(|| Arc::clone(&fan));
     let reader = spawn_reader(
         Arc::clone(&fan),
         std::process::id(),
         Box::new(move |msg| {
             let counter = match msg {
-                ReaderMsg::Event(ev) => match ev.ticket.answer(true) {
-                    Ok(()) => &a,
-                    Err(_) => &f,
-                },
+                ReaderMsg::Event(ev) => {
+                    let fd = Arc::clone(ev.ticket.fd());
+                    match ev.ticket.answer(true) {
+                        Ok(()) => {
+                            if let Some(fan) = &cache {
+                                let _ = fan.ignore_until_modified(fd.as_fd());
+                            }
+                            &a
+                        }
+                        Err(_) => &f,
+                    }
+                }
                 ReaderMsg::Overflow => &o,
             };
             counter.fetch_add(1, Relaxed);
