@@ -15,16 +15,20 @@ use anyhow::Context as _;
 use portcullis_actors::actions::Actions;
 use portcullis_actors::bridge::{self, Bridge};
 use portcullis_actors::enforcer::{Enforcer, EnforcerStats, GetStats, Shutdown};
-use portcullis_actors::journal::{Append, Journal, JournalStore, Record, Sync};
+use portcullis_actors::journal::{Append, Journal, JournalReader, JournalStore, Record, Sync};
 use portcullis_actors::scanner::{start_scanners, Ruleset};
 use portcullis_interceptor::{spawn_reader, Fanotify, GroupClass, ReaderHandle, Watch};
 use portcullis_schemas::{AgentStarted, AgentStopped, EventBody, FilePath, Mode, RulesLoaded};
 
 use crate::config::Settings;
+use crate::distributed::outbox::Outbox;
+use crate::distributed::remote::{self, RemoteHandles};
 use crate::rules::load_ruleset;
 
 /// A running agent.
 pub struct Agent {
+    remote: Option<RemoteHandles>,
+    outbox: Option<Outbox>,
     enforcer: Addr<Enforcer>,
     journal: Addr<Journal>,
     reader: Option<ReaderHandle>,
@@ -41,7 +45,11 @@ impl std::fmt::Debug for Agent {
 impl Agent {
     /// Builds every actor, marks the protected mounts and starts reading.
     /// Must run inside an actix `System`.
-    pub async fn start(settings: &Settings, journal: Addr<Journal>) -> anyhow::Result<Agent> {
+    pub async fn start(settings: &Settings, journal: JournalHandle) -> anyhow::Result<Agent> {
+        let JournalHandle {
+            addr: journal,
+            reader,
+        } = journal;
         let ruleset = Arc::new(load_ruleset(settings.rules.as_deref())?);
         let append = |body| journal.do_send(Append(Record::new(body)));
 
@@ -50,13 +58,45 @@ impl Agent {
             Mode::Audit => GroupClass::Notification,
         };
         let fan = Fanotify::init(class).context("creating the fanotify group")?;
-        let scanners = start_scanners(settings.scan_threads, ruleset.clone(), settings.limits);
+        let local = start_scanners(settings.scan_threads, ruleset.clone(), settings.limits);
+        // Distributed mode swaps the transport between Enforcer and scanners.
+        let (scanner, remote, outbox) = match &settings.kafka {
+            None => (local.recipient(), None, None),
+            Some(kafka) => {
+                crate::kafka::ensure_topics(kafka)
+                    .await
+                    .context("creating the Kafka topics")?;
+                // A reply may come long after the opener was answered; it is
+                // still journaled and shared. Past this, the scan counts as
+                // failed.
+                let reply_timeout = settings
+                    .enforcer
+                    .deadline
+                    .saturating_mul(5)
+                    .max(std::time::Duration::from_secs(60));
+                let remote = remote::start(
+                    kafka.clone(),
+                    settings.node_id.clone(),
+                    ruleset.version().clone(),
+                    local.recipient(),
+                    reply_timeout,
+                )?;
+                let outbox = Outbox::start(kafka, reader, settings.node_id.clone())?;
+                tracing::info!(
+                    bootstrap = %kafka.bootstrap,
+                    topics = kafka.topics.prefix(),
+                    reply_partition = kafka.reply_partition_for(&settings.node_id.0),
+                    "distributed mode: scans through Kafka, journal published"
+                );
+                (remote.addr.clone().recipient(), Some(remote), Some(outbox))
+            }
+        };
         let actions = Actions::start(settings.actions.clone(), journal.clone().recipient());
         let enforcer = Enforcer::new(
             settings.enforcer.clone(),
             settings.policies.clone(),
             ruleset.version().clone(),
-            scanners.recipient(),
+            scanner,
             journal.clone().recipient(),
         )
         .with_fanotify(fan.clone())
@@ -111,6 +151,8 @@ impl Agent {
             "portcullis agent ready"
         );
         Ok(Agent {
+            remote,
+            outbox,
             enforcer,
             journal,
             reader: Some(reader),
@@ -161,6 +203,26 @@ impl Agent {
             .await
             .context("journal")?
             .context("final journal commit")?;
+        if let Some(outbox) = self.outbox.take() {
+            // Give the outbox a moment to publish the last events (the rest
+            // goes out from the cursor at the next start).
+            if !outbox
+                .drain_until(last, std::time::Duration::from_secs(5))
+                .await
+            {
+                tracing::warn!(
+                    published = outbox.published(),
+                    last_seq = last,
+                    "outbox backlog left for the next start"
+                );
+            }
+            actix_rt::task::spawn_blocking(move || outbox.stop())
+                .await
+                .context("stopping the outbox")?;
+        }
+        if let Some(remote) = self.remote.take() {
+            remote.stop();
+        }
         tracing::info!(
             answered_pending = answered,
             last_seq = last,
@@ -170,11 +232,22 @@ impl Agent {
     }
 }
 
+/// The journal actor and a reader on the same database.
+#[derive(Debug, Clone)]
+pub struct JournalHandle {
+    pub addr: Addr<Journal>,
+    pub reader: JournalReader,
+}
+
 /// Opens the journal of `settings` and starts its actor on its own thread.
-pub fn open_journal(settings: &Settings) -> anyhow::Result<Addr<Journal>> {
+pub fn open_journal(settings: &Settings) -> anyhow::Result<JournalHandle> {
     let store = JournalStore::open(&settings.journal)
         .with_context(|| format!("opening the journal in {}", settings.journal.dir.display()))?;
-    Ok(Journal::new(store, &settings.journal).start_on_own_thread())
+    let reader = store.reader();
+    Ok(JournalHandle {
+        addr: Journal::new(store, &settings.journal).start_on_own_thread(),
+        reader,
+    })
 }
 
 /// Raises the soft limit of open files to the hard limit: every pending

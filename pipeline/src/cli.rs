@@ -22,6 +22,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show the agent at work on a private tmpfs, in a private mount namespace.
     Demo(DemoArgs),
+    /// Run a scanner service (distributed mode; needs `[kafka]` in the config).
+    Scanner(ScannerArgs),
     /// Scan files or directories once.
     Scan(ScanArgs),
     /// Read the local journal.
@@ -51,6 +53,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub journal: Option<PathBuf>,
     /// Write "ready" to this file once the mounts are protected.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScannerArgs {
+    /// Configuration file with a `[kafka]` section.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Directory of .yar rule files; overrides `scan.rules`.
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// This instance's stable name (client id and transactional id).
+    /// Default: the host name and pid.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Write "ready" to this file once the service consumes.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
 }

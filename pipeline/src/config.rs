@@ -15,6 +15,8 @@ use portcullis_actors::journal::JournalConfig;
 use portcullis_actors::policy::{Policies, PolicySpec};
 use portcullis_actors::scanner::ScanLimits;
 use portcullis_interceptor::MarkScope;
+
+use crate::kafka::{KafkaSection, KafkaSettings};
 use portcullis_schemas::{Mode, NodeId};
 use serde::Deserialize;
 
@@ -70,6 +72,9 @@ pub struct ConfigFile {
     pub journal: JournalSection,
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicySpec>,
+    /// Distributed mode: scan requests and verdicts travel through Kafka,
+    /// and every journal event is published. Absent: embedded mode.
+    pub kafka: Option<KafkaSection>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +251,7 @@ pub struct Settings {
     pub actions: ActionsConfig,
     pub journal: JournalConfig,
     pub policies: std::sync::Arc<Policies>,
+    pub kafka: Option<std::sync::Arc<KafkaSettings>>,
 }
 
 impl ConfigFile {
@@ -364,6 +370,13 @@ impl ConfigFile {
             self.scan.threads
         };
         let journal_dir = o.journal.unwrap_or(self.journal.dir);
+        let kafka = match self.kafka {
+            None => None,
+            Some(k) => Some(std::sync::Arc::new(
+                k.build()
+                    .map_err(|(field, message)| invalid(&field, message))?,
+            )),
+        };
         Ok(Settings {
             node_id: NodeId(node_id.clone()),
             protect,
@@ -401,6 +414,7 @@ impl ConfigFile {
                 commit_interval,
             },
             policies: std::sync::Arc::new(policies),
+            kafka,
         })
     }
 }

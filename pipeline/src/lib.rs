@@ -10,5 +10,7 @@ pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod distributed;
+pub mod kafka;
 pub mod render;
 pub mod rules;

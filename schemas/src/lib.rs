@@ -15,6 +15,7 @@ pub mod ecs;
 mod envelope;
 mod events;
 mod path;
+pub mod wire;
 
 pub use envelope::Envelope;
 pub use envelope::{EventId, NodeId, Timestamp, TraceContext, SCHEMA_VERSION};

@@ -42,11 +42,13 @@
 mod actor;
 mod config;
 mod error;
+mod reader;
 mod record;
 mod store;
 
 pub use actor::{Append, Committed, Journal, Subscribe, Sync};
 pub use config::{JournalConfig, DEFAULT_COMMIT_INTERVAL, DEFAULT_MAX_BATCH};
 pub use error::JournalError;
+pub use reader::JournalReader;
 pub use record::Record;
 pub use store::JournalStore;

@@ -41,6 +41,7 @@ pub struct JournalStore {
     db: sled::Db,
     events: sled::Tree,
     by_id: sled::Tree,
+    meta: sled::Tree,
     last_seq: u64,
     /// Set when a write or flush failed: appends are refused until reopen.
     poisoned: Option<String>,
@@ -171,6 +172,7 @@ impl JournalStore {
             db,
             events,
             by_id,
+            meta,
             last_seq,
             poisoned: None,
         })
@@ -387,6 +389,16 @@ impl JournalStore {
             inner: self.events.range(from.to_be_bytes()..),
             dir: &self.dir,
             done: false,
+        }
+    }
+
+    /// A reader sharing this journal's database (see [`super::JournalReader`]).
+    pub fn reader(&self) -> super::JournalReader {
+        super::JournalReader {
+            dir: self.dir.clone(),
+            db: self.db.clone(),
+            events: self.events.clone(),
+            meta: self.meta.clone(),
         }
     }
 

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 /// Where the content of a scan comes from.
@@ -31,6 +31,48 @@ impl fmt::Debug for ScanContent {
         match self {
             Self::Fd(fd) => f.debug_tuple("Fd").field(&fd.as_raw_fd()).finish(),
             Self::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+        }
+    }
+}
+
+/// Content read into memory by [`ScanContent::read_up_to`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Loaded {
+    /// The whole content.
+    Whole(Vec<u8>),
+    /// Larger than the cap (`size` as far as it was seen).
+    TooLarge { size: u64 },
+}
+
+impl ScanContent {
+    /// Reads the whole content into memory if it is at most `cap` bytes
+    /// (through the fd with `pread`, like a scan). Used to send content
+    /// inline to a remote scanner.
+    pub fn read_up_to(&self, cap: u64) -> io::Result<Loaded> {
+        match self {
+            Self::Bytes(b) if b.len() as u64 > cap => Ok(Loaded::TooLarge {
+                size: b.len() as u64,
+            }),
+            Self::Bytes(b) => Ok(Loaded::Whole(b.clone())),
+            Self::Fd(fd) => {
+                let st = fstat(fd.as_fd())?;
+                if !st.regular {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "not a regular file",
+                    ));
+                }
+                if st.size > cap {
+                    return Ok(Loaded::TooLarge { size: st.size });
+                }
+                let mut buf = Vec::new();
+                let n = read_to_buf(fd.as_fd(), &mut buf, Some(cap.saturating_add(1)), st.size)?;
+                if n as u64 > cap {
+                    return Ok(Loaded::TooLarge { size: n as u64 });
+                }
+                buf.truncate(n);
+                Ok(Loaded::Whole(buf))
+            }
         }
     }
 }
@@ -171,5 +213,25 @@ mod tests {
         assert!(stat.regular);
         let dir = std::fs::File::open(std::env::temp_dir()).unwrap();
         assert!(!fstat(dir.as_fd()).unwrap().regular);
+    }
+
+    #[test]
+    fn read_up_to_loads_small_content_and_refuses_large() {
+        let (file, data) = file_with(5000);
+        let content = ScanContent::Fd(Arc::new(OwnedFd::from(file)));
+        assert_eq!(
+            content.read_up_to(5000).unwrap(),
+            Loaded::Whole(data.clone())
+        );
+        assert_eq!(
+            content.read_up_to(4999).unwrap(),
+            Loaded::TooLarge { size: 5000 }
+        );
+        let bytes = ScanContent::Bytes(data.clone());
+        assert_eq!(
+            bytes.read_up_to(10).unwrap(),
+            Loaded::TooLarge { size: 5000 }
+        );
+        assert_eq!(bytes.read_up_to(5000).unwrap(), Loaded::Whole(data));
     }
 }

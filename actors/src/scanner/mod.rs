@@ -25,7 +25,7 @@ mod rules;
 
 pub use actor::{start_scanners, ScannerWorker};
 pub use config::ScanLimits;
-pub use content::ScanContent;
+pub use content::{Loaded, ScanContent};
 pub use engine::{ScanEngine, ScanOutcome};
 pub use errors::RulesError;
 pub use messages::ScanFile;

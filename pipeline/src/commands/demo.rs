@@ -183,11 +183,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let mut check = Check { ok: true };
         let collector = Collector::default();
         let enforce = settings(&mount, &journal_dir, Mode::Enforce)?;
-        let journal: Addr<Journal> = open_journal(&enforce)?;
+        let handle = open_journal(&enforce)?;
+        let journal: Addr<Journal> = handle.addr.clone();
         journal.do_send(Subscribe(collector.clone().start().recipient()));
 
         println!("\nEnforce mode: opens wait for the scan");
-        let agent = Agent::start(&enforce, journal.clone()).await?;
+        let agent = Agent::start(&enforce, handle.clone()).await?;
         let (ok, out) = open_as_workload(vec!["cat".into(), clean.display().to_string()]).await;
         check.step(ok, "cat hello.txt", &format!("allowed, read {out:?}"));
         let (ok, out) = open_as_workload(vec!["cat".into(), eicar.display().to_string()]).await;
@@ -212,7 +213,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
         println!("\nAudit mode: opens never wait; detections are only recorded");
         let audit = settings(&mount, &journal_dir, Mode::Audit)?;
-        let agent = Agent::start(&audit, journal.clone()).await?;
+        let agent = Agent::start(&audit, handle.clone()).await?;
         let eicar2 = mount.join("eicar-audit.com");
         std::fs::write(&eicar2, EICAR)?;
         let (ok, out) = open_as_workload(vec!["cat".into(), eicar2.display().to_string()]).await;

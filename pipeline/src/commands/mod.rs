@@ -9,12 +9,14 @@ mod events;
 mod rules;
 mod run;
 mod scan;
+mod scanner;
 
 pub fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Scan(args) => scan::run(args),
+        Command::Scanner(args) => scanner::run(args),
         Command::Events(args) => events::run(args),
         Command::Rules { command } => rules::run(command),
     }

@@ -1,0 +1,167 @@
+//! The outbox: every durable journal event goes to the events topic.
+//!
+//! It reads committed records from the journal after its cursor, produces
+//! them (key: node id; header `portcullis.event_id`; payload: the journal's
+//! own encoded bytes) with an idempotent producer (`acks=all`), waits until
+//! every one is delivered, and only then stores the cursor. After a broker
+//! outage or a restart the backlog drains from the cursor. A crash between
+//! delivery and the cursor write re-sends a batch: consumers drop
+//! duplicates by event id.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_actors::journal::JournalReader;
+use portcullis_schemas::{codec, NodeId};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::kafka::config::KafkaSettings;
+use crate::kafka::topics::Topic;
+
+/// The cursor's name in the journal.
+pub const CURSOR: &str = "outbox.events";
+const BATCH: usize = 512;
+
+/// A running outbox.
+#[derive(Debug)]
+pub struct Outbox {
+    stop: Arc<AtomicBool>,
+    published: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Outbox {
+    /// Starts publishing on its own thread.
+    pub fn start(
+        settings: &KafkaSettings,
+        reader: JournalReader,
+        node_id: NodeId,
+    ) -> anyhow::Result<Outbox> {
+        let producer = crate::kafka::clients::idempotent_producer(
+            settings,
+            &format!("portcullis-outbox-{}", node_id.0),
+        )?;
+        let topic = settings.topics.name(Topic::Events);
+        let stop = Arc::new(AtomicBool::new(false));
+        let published = Arc::new(AtomicU64::new(reader.cursor(CURSOR)?));
+        let (flag, count) = (stop.clone(), published.clone());
+        let thread = std::thread::Builder::new()
+            .name("portcullis-outbox".into())
+            .spawn(move || run(&producer, &topic, &reader, &node_id, &flag, &count))?;
+        Ok(Outbox {
+            stop,
+            published,
+            thread: Some(thread),
+        })
+    }
+
+    /// The last seq known delivered.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Waits (bounded) until everything up to `seq` is delivered.
+    pub async fn drain_until(&self, seq: u64, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.published() < seq {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Stops after the batch in flight.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    producer: &FutureProducer,
+    topic: &str,
+    reader: &JournalReader,
+    node: &NodeId,
+    stop: &AtomicBool,
+    published: &AtomicU64,
+) {
+    let mut backoff = Duration::from_millis(50);
+    while !stop.load(Ordering::Relaxed) {
+        let from = published.load(Ordering::Relaxed) + 1;
+        let batch = match reader.raw_from(from, BATCH) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox: reading the journal failed");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        match publish(producer, topic, node, &batch) {
+            Ok(last) => {
+                if let Err(e) = reader.set_cursor(CURSOR, last) {
+                    tracing::error!(error = %e, "outbox: storing the cursor failed");
+                }
+                published.store(last, Ordering::Relaxed);
+                backoff = Duration::from_millis(50);
+            }
+            Err((delivered, e)) => {
+                if let Some(last) = delivered {
+                    if reader.set_cursor(CURSOR, last).is_ok() {
+                        published.store(last, Ordering::Relaxed);
+                    }
+                }
+                tracing::warn!(error = %e, retry_in = ?backoff, "outbox: publishing failed; will retry");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Produces a batch; returns its last seq, or the last seq delivered in
+/// order before the first failure.
+fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    node: &NodeId,
+    batch: &[(u64, Vec<u8>)],
+) -> Result<u64, (Option<u64>, String)> {
+    let mut futures = Vec::with_capacity(batch.len());
+    for (seq, bytes) in batch {
+        let id = codec::decode(bytes)
+            .map(|e| e.event_id.to_string())
+            .unwrap_or_default();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "portcullis.event_id",
+                value: Some(id.as_bytes()),
+            })
+            .insert(Header {
+                key: "portcullis.seq",
+                value: Some(seq.to_string().as_bytes()),
+            });
+        let record = FutureRecord::to(topic)
+            .key(node.0.as_bytes())
+            .payload(bytes)
+            .headers(headers);
+        futures.push((*seq, producer.send(record, Duration::from_secs(5))));
+    }
+    let mut last_ok = None;
+    for (seq, f) in futures {
+        match futures::executor::block_on(f) {
+            Ok(_) => last_ok = Some(seq),
+            Err((e, _)) => return Err((last_ok, e.to_string())),
+        }
+    }
+    last_ok.ok_or((None, "empty batch".into()))
+}

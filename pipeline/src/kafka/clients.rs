@@ -1,0 +1,311 @@
+//! Every Kafka client portcullis creates, with the settings the delivery
+//! guarantees depend on. The passthrough (`kafka.librdkafka`) goes into
+//! each; the keys set here are refused there
+//! ([`OWNED_KEYS`](super::config::OWNED_KEYS)).
+//!
+//! | client | type | set here |
+//! |---|---|---|
+//! | [`idempotent_producer`] | `FutureProducer` | `enable.idempotence=true`, `acks=all` |
+//! | [`transactional_producer`] | `FutureProducer` | the same, `transactional.id` |
+//! | [`group_consumer`] | `StreamConsumer` | `group.id`, `enable.auto.commit=false`, `enable.auto.offset.store=false`, `isolation.level=read_committed`, `auto.offset.reset=earliest` |
+//! | [`assigned_consumer`] | `StreamConsumer` | `assign()` only; `read_committed`, no commits |
+//! | [`admin_client`] | `AdminClient` | — |
+//!
+//! Producers also get `message.max.bytes` large enough for a scan request
+//! with [`inline_limit`](KafkaSettings::inline_limit) bytes of content
+//! (librdkafka's default, 1 000 000, is below the default inline limit of
+//! 1 MiB).
+//!
+//! Why `FutureProducer` for transactions too: it is `Clone` (an `Arc`), has
+//! its own polling thread (delivery reports need no polling loop), and
+//! gives one future per message, so a scanner can await its reply's
+//! delivery or just enqueue it; `commit_transaction` flushes anyway. Its
+//! transaction methods are the blocking ones of the `Producer` trait: call
+//! them through [`txn`](super::txn), which runs them on tokio's blocking
+//! pool.
+//!
+//! Why `StreamConsumer`: `recv().await` fits actors and tasks, and it keeps
+//! the group alive (`max.poll.interval.ms`) while the task awaits. It must
+//! be created inside a tokio runtime (actix-rt is one); outside one the
+//! constructors return [`KafkaSetupError::NoRuntime`] instead of panicking.
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, DeliveryResult, FutureProducer, ProducerContext};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::config::KafkaSettings;
+use super::KafkaSetupError;
+
+/// Bootstrap list, passthrough settings and `client.id`: the part every
+/// client shares.
+pub fn base_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in &settings.librdkafka {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", &settings.bootstrap);
+    c.set("client.id", client_id);
+    c
+}
+
+fn producer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
+    let mut c = base_config(settings, client_id);
+    c.set("enable.idempotence", "true");
+    c.set("acks", "all");
+    if let Some(n) = settings.producer_message_max_bytes() {
+        c.set("message.max.bytes", n.to_string());
+    }
+    c
+}
+
+fn transactional_config(
+    settings: &KafkaSettings,
+    client_id: &str,
+    transactional_id: &str,
+) -> ClientConfig {
+    let mut c = producer_config(settings, client_id);
+    c.set("transactional.id", transactional_id);
+    c
+}
+
+fn consumer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
+    let mut c = base_config(settings, client_id);
+    c.set("enable.auto.commit", "false");
+    c.set("enable.auto.offset.store", "false");
+    c.set("isolation.level", "read_committed");
+    c.set("auto.offset.reset", "earliest");
+    c
+}
+
+/// An idempotent producer (`enable.idempotence=true`, `acks=all`): no
+/// duplicates and no reordering per partition on retries.
+pub fn idempotent_producer(
+    settings: &KafkaSettings,
+    client_id: &str,
+) -> Result<FutureProducer, KafkaSetupError> {
+    producer_config(settings, client_id)
+        .create()
+        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+}
+
+/// A transactional producer for consume-transform-produce (the scanner
+/// service): idempotent, with `transactional.id` set.
+///
+/// Not initialised: call [`txn::init_transactions`](super::txn::init_transactions)
+/// once before the first transaction (it fences older producers with the
+/// same `transactional_id`, so give each scanner instance a stable id of
+/// its own). Then per batch: `txn::begin`, produce, `txn::commit_with_offsets`.
+pub fn transactional_producer(
+    settings: &KafkaSettings,
+    client_id: &str,
+    transactional_id: &str,
+) -> Result<FutureProducer, KafkaSetupError> {
+    if transactional_id.trim().is_empty() {
+        return Err(KafkaSetupError::Setting {
+            client: client_id.to_string(),
+            setting: "transactional.id".into(),
+            message: "must not be empty".into(),
+        });
+    }
+    transactional_config(settings, client_id, transactional_id)
+        .create()
+        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+}
+
+/// A consumer in `group`, not yet subscribed (call `subscribe`). Offsets
+/// are never committed automatically: commit them in a transaction
+/// ([`txn::commit_with_offsets`](super::txn::commit_with_offsets)) or after
+/// the event is persisted. Reads only committed transactions; a group
+/// without committed offsets starts at the earliest message.
+pub fn group_consumer(
+    settings: &KafkaSettings,
+    client_id: &str,
+    group: &str,
+) -> Result<StreamConsumer, KafkaSetupError> {
+    if group.trim().is_empty() {
+        return Err(KafkaSetupError::Setting {
+            client: client_id.to_string(),
+            setting: "group.id".into(),
+            message: "must not be empty".into(),
+        });
+    }
+    let mut c = consumer_config(settings, client_id);
+    c.set("group.id", group);
+    stream_consumer(&c, client_id)
+}
+
+/// A consumer of the given partitions of `topic` from `from`, with
+/// `assign()`: no group membership, no rebalancing, no commits (the node
+/// reading its reply partition). Reads only committed transactions.
+///
+/// librdkafka's `assign()` refuses a consumer without `group.id`
+/// ("Requires a consumer with group.id configured"), so it gets one of its
+/// own, `<client_id>.assigned`, that never joins (no `subscribe`) and never
+/// commits.
+pub fn assigned_consumer(
+    settings: &KafkaSettings,
+    client_id: &str,
+    topic: &str,
+    partitions: &[i32],
+    from: Offset,
+) -> Result<StreamConsumer, KafkaSetupError> {
+    let mut c = consumer_config(settings, client_id);
+    c.set("group.id", format!("{client_id}.assigned"));
+    let consumer = stream_consumer(&c, client_id)?;
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    let assign_error = |source: KafkaError| KafkaSetupError::Assign {
+        client: client_id.to_string(),
+        topic: topic.to_string(),
+        source: Box::new(source),
+    };
+    for &p in partitions {
+        tpl.add_partition_offset(topic, p, from)
+            .map_err(assign_error)?;
+    }
+    consumer.assign(&tpl).map_err(assign_error)?;
+    Ok(consumer)
+}
+
+/// An admin client (topic creation and description).
+pub fn admin_client(
+    settings: &KafkaSettings,
+    client_id: &str,
+) -> Result<AdminClient<DefaultClientContext>, KafkaSetupError> {
+    base_config(settings, client_id)
+        .create()
+        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+}
+
+fn stream_consumer(c: &ClientConfig, client_id: &str) -> Result<StreamConsumer, KafkaSetupError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(KafkaSetupError::NoRuntime {
+            client: client_id.to_string(),
+        });
+    }
+    c.create()
+        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+}
+
+/// Checks one librdkafka setting alone (name known, value valid), without
+/// creating a client. The message is librdkafka's.
+pub(crate) fn check_setting(key: &str, value: &str) -> Result<(), String> {
+    let mut c = ClientConfig::new();
+    c.set(key, value);
+    match c.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(KafkaError::ClientConfig(_, desc, _, _)) => Err(desc),
+        Err(KafkaError::Nul(_)) => Err("contains a NUL byte".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Lets librdkafka check the settings as a whole: creates (and drops) the
+/// idempotent producer, the transactional producer and a consumer with
+/// these settings but no bootstrap list, so no connection is attempted.
+/// This catches conflicts (`retries = 0` with idempotence,
+/// `fetch.max.bytes` below `message.max.bytes`, TLS files that do not
+/// load, ...).
+pub(crate) fn validate(settings: &KafkaSettings) -> Result<(), KafkaSetupError> {
+    const CLIENT: &str = "portcullis-config-check";
+    let offline = |mut c: ClientConfig| {
+        c.remove("bootstrap.servers");
+        c.set_log_level(RDKafkaLogLevel::Emerg);
+        c
+    };
+    let err = |e| KafkaSetupError::setting_or_client(CLIENT, e);
+    offline(producer_config(settings, CLIENT))
+        .create_with_context::<_, BaseProducer<Quiet>>(Quiet)
+        .map_err(err)?;
+    offline(transactional_config(settings, CLIENT, CLIENT))
+        .create_with_context::<_, BaseProducer<Quiet>>(Quiet)
+        .map_err(err)?;
+    offline(consumer_config(settings, CLIENT))
+        .create_with_context::<_, BaseConsumer<Quiet>>(Quiet)
+        .map_err(err)?;
+    Ok(())
+}
+
+/// A context that drops librdkafka's logs and errors: the offline clients
+/// of [`validate`] would warn that they have no brokers.
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}
+    fn error(&self, _: KafkaError, _: &str) {}
+}
+
+impl ProducerContext for Quiet {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+impl ConsumerContext for Quiet {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::kafka::KafkaSection;
+
+    fn settings(text: &str) -> KafkaSettings {
+        toml::from_str::<KafkaSection>(text)
+            .unwrap()
+            .build_with_env(None)
+            .unwrap()
+    }
+
+    #[test]
+    fn configs_carry_the_guarantees() {
+        let s = settings("bootstrap = \"k:1\"\n[librdkafka]\n\"socket.timeout.ms\" = \"30000\"");
+        let b = base_config(&s, "c1");
+        assert_eq!(b.get("bootstrap.servers"), Some("k:1"));
+        assert_eq!(b.get("client.id"), Some("c1"));
+        assert_eq!(b.get("socket.timeout.ms"), Some("30000"));
+        let p = producer_config(&s, "c1");
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        assert_eq!(p.get("acks"), Some("all"));
+        // 1 MiB inline + headroom is above librdkafka's default.
+        assert_eq!(
+            p.get("message.max.bytes"),
+            Some((1024 * 1024 + 64 * 1024).to_string().as_str())
+        );
+        let t = transactional_config(&s, "c1", "scanner-1");
+        assert_eq!(t.get("transactional.id"), Some("scanner-1"));
+        assert_eq!(t.get("enable.idempotence"), Some("true"));
+        let c = consumer_config(&s, "c1");
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+    }
+
+    #[test]
+    fn consumers_need_a_runtime_and_producers_do_not() {
+        let s = settings("");
+        assert!(matches!(
+            group_consumer(&s, "c1", "g"),
+            Err(KafkaSetupError::NoRuntime { .. })
+        ));
+        assert!(idempotent_producer(&s, "c1").is_ok());
+        assert!(transactional_producer(&s, "c1", "t1").is_ok());
+        assert!(matches!(
+            transactional_producer(&s, "c1", " "),
+            Err(KafkaSetupError::Setting { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn consumers_are_created_without_a_broker() {
+        let s = settings("bootstrap = \"127.0.0.1:1\"");
+        assert!(group_consumer(&s, "c1", "g").is_ok());
+        assert!(matches!(
+            group_consumer(&s, "c1", ""),
+            Err(KafkaSetupError::Setting { .. })
+        ));
+        assert!(assigned_consumer(&s, "c2", "t", &[0, 3], Offset::End).is_ok());
+    }
+}

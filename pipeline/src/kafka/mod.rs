@@ -1,0 +1,35 @@
+//! Kafka plumbing for distributed mode: settings, topics, clients,
+//! transactions and dead letters.
+//!
+//! - [`config`]: the `[kafka]` section of the config file ([`KafkaSection`])
+//!   and its validated form ([`KafkaSettings`]);
+//! - [`topics`]: topic names ([`Topic`], [`Topics`]) and [`ensure_topics`];
+//! - [`clients`]: every producer and consumer portcullis creates, with the
+//!   settings the exactly-once guarantees depend on;
+//! - [`txn`]: consume-transform-produce transactions (commit with offsets,
+//!   abort, rewind);
+//! - [`dlq`]: dead letters with origin headers ([`DeadLetters`]).
+//!
+//! Clients: producers are [`FutureProducer`](rdkafka::producer::FutureProducer)s
+//! (cheap to clone, their own polling thread, one future per delivery);
+//! consumers are [`StreamConsumer`](rdkafka::consumer::StreamConsumer)s
+//! (`recv().await`, created inside a tokio runtime: actix-rt is one).
+//! librdkafka's transaction calls block; [`txn`] runs them on tokio's
+//! blocking pool.
+
+pub mod clients;
+pub mod config;
+pub mod dlq;
+mod error;
+pub mod topics;
+pub mod txn;
+
+pub use clients::{
+    admin_client, assigned_consumer, base_config, group_consumer, idempotent_producer,
+    transactional_producer,
+};
+pub use config::{KafkaSection, KafkaSettings, LargeFiles, TopicPartitions};
+pub use dlq::{dlq_headers, DeadLetter, DeadLetters, DlqStage};
+pub use error::KafkaSetupError;
+pub use topics::{ensure_topics, ensure_topics_within, Topic, Topics};
+pub use txn::TxnError;
