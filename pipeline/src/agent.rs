@@ -216,7 +216,7 @@ impl Agent {
                     "outbox backlog left for the next start"
                 );
             }
-            actix_rt::task::spawn_blocking(move || outbox.stop())
+            actix_rt::task::spawn_blocking(move || outbox.stop(std::time::Duration::from_secs(2)))
                 .await
                 .context("stopping the outbox")?;
         }

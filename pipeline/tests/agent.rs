@@ -331,8 +331,7 @@ try after cat doc.txt"#,
     let last_open = o
         .accesses_of("doc.txt")
         .into_iter()
-        .filter(|e| e["process"]["name"] == "cat")
-        .last()
+        .rfind(|e| e["process"]["name"] == "cat")
         .unwrap();
     let id = last_open["event"]["id"].as_str().unwrap();
     assert_eq!(o.decision(id)["event"]["reason"], "cache_hit");

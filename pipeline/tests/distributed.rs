@@ -23,10 +23,15 @@ fn bootstrap(test: &str) -> Option<String> {
 
 /// A `[kafka]` section on fresh topics.
 fn kafka_config(bootstrap: &str, extra: &str) -> String {
+    kafka_config_with_prefix(bootstrap, extra).0
+}
+
+fn kafka_config_with_prefix(bootstrap: &str, extra: &str) -> (String, String) {
     let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
-    format!(
+    let c = format!(
         "[kafka]\nbootstrap = \"{bootstrap}\"\ntopic_prefix = \"{prefix}\"\n{extra}\n[kafka.partitions]\nscan_requests = 4\nverdicts = 2\nverdict_cache = 2\nevents = 2\n[kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n"
-    )
+    );
+    (c, prefix)
 }
 
 /// A running scanner service, stopped (SIGKILL) on drop.
@@ -122,4 +127,330 @@ fn node_and_two_scanners_allow_clean_deny_eicar_and_record_audit() {
             .unwrap_or_else(|| panic!("not recorded:\n{}", o.agent_log))["portcullis"]["verdict"],
         "infected"
     );
+}
+
+fn producer(bootstrap: &str) -> rdkafka::producer::FutureProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap()
+}
+
+fn produce(bootstrap: &str, topic: &str, partition: Option<i32>, key: &[u8], payload: &[u8]) {
+    let p = producer(bootstrap);
+    let mut r = rdkafka::producer::FutureRecord::to(topic)
+        .key(key)
+        .payload(payload);
+    if let Some(part) = partition {
+        r = r.partition(part);
+    }
+    futures::executor::block_on(p.send(r, Duration::from_secs(10)))
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+/// Every message of `topic` (all partitions), read until it is quiet.
+fn consume_all(bootstrap: &str, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set(
+            "group.id",
+            format!("test-{}", uuid::Uuid::now_v7().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let t = Instant::now();
+    let mut quiet = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) && quiet.elapsed() < Duration::from_secs(4) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push(m.detach());
+            quiet = Instant::now();
+        }
+    }
+    out
+}
+
+fn content_sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).to_vec()
+}
+
+#[test]
+fn a_hash_scanned_on_one_node_is_answered_from_shared_verdicts_on_another() {
+    require_privileges!("a_hash_scanned_on_one_node_is_answered_from_shared_verdicts_on_another");
+    let Some(b) =
+        bootstrap("a_hash_scanned_on_one_node_is_answered_from_shared_verdicts_on_another")
+    else {
+        return;
+    };
+    let (config, prefix) = kafka_config_with_prefix(&b, "");
+    let _s = scanner(&config, "s1");
+    let content = format!("shared {}\n", uuid::Uuid::now_v7());
+    let setup = format!("printf '%s' '{content}' > doc.txt");
+    let a = scenario(
+        &format!("node_id = \"node-a\"\n{config}"),
+        "",
+        &setup,
+        "try open cat doc.txt",
+    );
+    assert_eq!(a.status("open"), 0);
+    let b_run = scenario(
+        &format!("node_id = \"node-b\"\n{config}"),
+        "",
+        &setup,
+        "sleep 1; try open cat doc.txt",
+    );
+    assert_eq!(b_run.status("open"), 0);
+    let id = b_run.access_id("doc.txt");
+    assert_eq!(
+        b_run.verdict(&id).unwrap()["portcullis"]["verdict"],
+        "clean"
+    );
+    assert_eq!(
+        b_run
+            .events
+            .iter()
+            .find(|e| e["portcullis"]["kind"] == "agent_started")
+            .unwrap()["host"]["name"],
+        "node-b"
+    );
+    // One scan request for this content in the whole cluster.
+    let sha = content_sha256(content.as_bytes());
+    let requests = consume_all(&b, &format!("{prefix}.scan-requests.v1"));
+    use rdkafka::Message;
+    let same: Vec<_> = requests
+        .iter()
+        .filter(|m| m.key() == Some(sha.as_slice()))
+        .collect();
+    assert_eq!(
+        same.len(),
+        1,
+        "node-b answered from the shared verdicts without a scan request"
+    );
+}
+
+#[test]
+fn poison_messages_go_to_dead_letter_topics_and_the_pipeline_goes_on() {
+    require_privileges!("poison_messages_go_to_dead_letter_topics_and_the_pipeline_goes_on");
+    let Some(b) = bootstrap("poison_messages_go_to_dead_letter_topics_and_the_pipeline_goes_on")
+    else {
+        return;
+    };
+    let (config, prefix) = kafka_config_with_prefix(&b, "reply_partition = 1\n");
+    let _s = scanner(&config, "s1");
+    let topic = |t: &str| format!("{prefix}.{t}.v1");
+    let (bb, p2) = (b.clone(), prefix.clone());
+    let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let t = |x: &str| format!("{p2}.{x}.v1");
+        produce(
+            &bb,
+            &t("scan-requests"),
+            None,
+            b"poison-1",
+            b"not a scan request",
+        );
+        produce(&bb, &t("verdicts"), Some(1), b"poison-2", b"PRxx garbage");
+        produce(&bb, &t("verdict-cache"), None, b"poison-3", b"\x00\x01\x02");
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let o = scenario_with_hook(
+        &config,
+        "",
+        r#"printf '%s' "$EICAR" > eicar.com; echo fine > ok.txt"#,
+        "wait_hook; try eicar cat eicar.com; try ok cat ok.txt",
+        Some(hook),
+    );
+    assert_eq!(
+        o.status("eicar"),
+        1,
+        "still denied after the poison: {}",
+        o.agent_log
+    );
+    assert_eq!(o.status("ok"), 0);
+    let bad = o.access_id("eicar.com");
+    assert_eq!(o.decision(&bad)["event"]["reason"], "verdict");
+    for (name, key) in [
+        ("scan-requests", "poison-1"),
+        ("verdicts", "poison-2"),
+        ("verdict-cache", "poison-3"),
+    ] {
+        let dlq = consume_all(&b, &format!("{}.dlq", topic(name)));
+        use rdkafka::Message;
+        let m = dlq
+            .iter()
+            .find(|m| m.key() == Some(key.as_bytes()))
+            .unwrap_or_else(|| {
+                panic!("{name}: no dead letter for {key} in {} messages", dlq.len())
+            });
+        let headers = portcullis_pipeline::kafka::dlq_headers(m);
+        let joined = format!("{headers:?}");
+        assert!(
+            joined.contains(&topic(name)),
+            "{name}: origin topic in headers: {joined}"
+        );
+        assert!(headers.keys().any(|k| k.contains("offset")), "{joined}");
+        assert!(headers.keys().any(|k| k.contains("error")), "{joined}");
+        assert!(headers.keys().any(|k| k.contains("stage")), "{joined}");
+    }
+}
+
+#[test]
+fn killing_a_scanner_mid_stream_loses_no_verdict_and_hangs_no_open() {
+    require_privileges!("killing_a_scanner_mid_stream_loses_no_verdict_and_hangs_no_open");
+    let Some(b) = bootstrap("killing_a_scanner_mid_stream_loses_no_verdict_and_hangs_no_open")
+    else {
+        return;
+    };
+    let config = format!(
+        "[scan]\ntimeout = \"2s\"\n[enforcer]\ndeadline = \"3s\"\n{}",
+        kafka_config(&b, "")
+    );
+    let s1 = scanner(&config, "s1");
+    let _s2 = scanner(&config, "s2");
+    let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        drop(s1); // SIGKILL
+    });
+    let o = scenario_with_hook(
+        &config,
+        "",
+        "for i in $(seq 1 150); do echo \"file $i\" > f$i.txt; done",
+        r#"for i in $(seq 1 150); do try open$i cat f$i.txt; done; wait_hook; sleep 20"#,
+        Some(hook),
+    );
+    for i in 1..=150 {
+        assert_eq!(
+            o.status(&format!("open{i}")),
+            0,
+            "open {i} answered (verdict or deadline allow)"
+        );
+    }
+    for d in o.of_kind("decision_made") {
+        let ns = d["event"]["duration"].as_u64().unwrap();
+        assert!(
+            ns < 3_600_000_000,
+            "every open answered within its deadline plus a margin: {ns} ns"
+        );
+    }
+    let requested: Vec<String> = o
+        .of_kind("scan_requested")
+        .iter()
+        .map(|e| e["portcullis"]["access_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(requested.len() >= 150);
+    for access in &requested {
+        let v = o
+            .verdict(access)
+            .unwrap_or_else(|| panic!("no verdict for {access}:\n{}", o.agent_log));
+        assert_eq!(v["portcullis"]["verdict"], "clean", "{access}: {v}");
+    }
+}
+
+#[test]
+fn a_broker_outage_is_answered_by_the_deadline_and_the_outbox_drains_exactly_once() {
+    require_privileges!(
+        "a_broker_outage_is_answered_by_the_deadline_and_the_outbox_drains_exactly_once"
+    );
+    if bootstrap("a_broker_outage_is_answered_by_the_deadline_and_the_outbox_drains_exactly_once")
+        .is_none()
+    {
+        return;
+    }
+    // Its own broker: stopping the shared one would disturb other tests.
+    let script = std::env::var("PORTCULLIS_KAFKA_SCRIPT")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka").to_string());
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("kafka.state");
+    let kafka = |cmd: &str| {
+        let out = Command::new("timeout")
+            .args(["180", "bash", &script, cmd])
+            .env("KAFKA_STATE", &state)
+            .env_remove("KAFKA_PORT")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kafka {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    struct Clean<F: Fn(&str) -> String>(F);
+    impl<F: Fn(&str) -> String> Drop for Clean<F> {
+        fn drop(&mut self) {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.0)("clean")));
+        }
+    }
+    let started = kafka("start");
+    let own = started
+        .trim()
+        .trim_start_matches("KAFKA_BOOTSTRAP=")
+        .to_string();
+    let _cleanup = Clean(kafka);
+    let (config, prefix) = kafka_config_with_prefix(&own, "");
+    let config = format!("[enforcer]\ndeadline = \"2s\"\n[scan]\ntimeout = \"1s\"\n{config}");
+    let _s = scanner(&config, "s1");
+    // Run from `/`: a broker started from the tmpfs would keep it busy.
+    let script_cmd = format!(
+        "kafkactl() {{ (cd / && KAFKA_STATE={} timeout 180 bash {script} \"$@\"); }}",
+        state.display()
+    );
+    let o = scenario(
+        &config,
+        "",
+        "for i in 1 2 3 4; do echo \"doc $i\" > d$i.txt; done",
+        &format!(
+            r#"{script_cmd}
+sleep 3
+try before cat d1.txt
+kafkactl stop >/dev/null 2>&1
+try during1 cat d2.txt; try during2 cat d3.txt
+kafkactl start >/dev/null 2>&1
+sleep 12
+try after cat d4.txt
+sleep 2"#
+        ),
+    );
+    for n in ["before", "during1", "during2", "after"] {
+        assert_eq!(o.status(n), 0, "{n}: {}", o.agent_log);
+    }
+    for f in ["d2.txt", "d3.txt"] {
+        let id = o.access_id(f);
+        assert_eq!(
+            o.decision(&id)["event"]["reason"],
+            "deadline",
+            "{f} answered by the deadline policy"
+        );
+    }
+    // Every journal event is in the events topic, exactly once by event id.
+    let journal_ids: std::collections::BTreeSet<String> = o
+        .events
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let published = consume_all(&own, &format!("{prefix}.events.v1"));
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for m in &published {
+        use rdkafka::Message;
+        let env = portcullis_schemas::codec::decode(m.payload().unwrap()).unwrap();
+        *seen.entry(env.event_id.to_string()).or_default() += 1;
+    }
+    let missing: Vec<_> = journal_ids
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} journal events never published: {missing:?}",
+        missing.len()
+    );
+    let dup: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dup.is_empty(), "published more than once: {dup:?}");
+    assert_eq!(seen.len(), journal_ids.len());
 }

@@ -74,11 +74,22 @@ impl Outbox {
         true
     }
 
-    /// Stops after the batch in flight.
-    pub fn stop(mut self) {
+    /// Stops the publisher. Waits at most `within` for the batch in
+    /// flight (deliveries can wait minutes while the broker is gone): past
+    /// that the thread is left to die with the process, and what it was
+    /// sending goes out again from the cursor at the next start.
+    pub fn stop(mut self, within: Duration) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let deadline = std::time::Instant::now() + within;
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!("outbox still waiting for deliveries; leaving it (its backlog resumes at the next start)");
+            }
         }
     }
 }

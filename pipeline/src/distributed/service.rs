@@ -61,6 +61,9 @@ struct Reply {
     outcome: ScanOutcome,
 }
 
+/// (topic, partition, key, payload) of one message a step produces.
+type Outgoing = (String, Option<i32>, Vec<u8>, Vec<u8>);
+
 /// Runs until `stop` resolves. Must run inside an actix System.
 pub async fn run(
     opts: ServiceOptions,
@@ -212,9 +215,7 @@ async fn step(
         replies.push(Reply { request, outcome });
     }
     let shared_topic = kafka.topics.name(Topic::VerdictCache);
-    // (topic, partition, key, payload) of everything this step produces.
-    let mut out: Vec<(String, Option<i32>, Vec<u8>, Vec<u8>)> =
-        Vec::with_capacity(replies.len() * 2);
+    let mut out: Vec<Outgoing> = Vec::with_capacity(replies.len() * 2);
     for Reply { request, outcome } in &replies {
         let reply = ScanReplied {
             request: request.request,

@@ -97,6 +97,18 @@ impl Outcome {
 /// not seen), `script` while it runs. Both run in the tmpfs as cwd, with
 /// `$MNT` the mount and `try NAME CMD...` recording CMD's exit status.
 pub fn scenario(config: &str, args: &str, setup: &str, script: &str) -> Outcome {
+    scenario_with_hook(config, args, setup, script, None)
+}
+
+/// Like [`scenario`], with a hook run (on another thread) once the agent is
+/// ready; the script can wait for it with `wait_hook`.
+pub fn scenario_with_hook(
+    config: &str,
+    args: &str,
+    setup: &str,
+    script: &str,
+    hook: Option<Box<dyn FnOnce() + Send>>,
+) -> Outcome {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let config = if config.contains("[actions]") {
@@ -116,10 +128,12 @@ MNT=$(mktemp -d /tmp/portcullis-test-mnt.XXXXXX)
 mount -t tmpfs -o size=512m tmpfs "$MNT" || exit 90
 cd "$MNT"
 EICAR='{eicar}'
+wait_hook() {{ for _ in $(seq 1 600); do [ -f "$WORK/hook-done" ] && return 0; sleep 0.05; done; echo "hook_timeout 1" >> "$WORK/results"; }}
 try() {{ local name=$1; shift; local err; err=$(timeout 20 "$@" 2>&1 >/dev/null); echo "$name $? ${{err//$'\n'/ }}" >> "$WORK/results"; }}
 {setup}
 {bin} --log info run --config "$WORK/config.toml" --protect "$MNT" --journal "$WORK/journal" --ready-file "$WORK/ready" {args} 2> "$WORK/agent.log" &
 AGENT=$!
+trap 'kill -9 $AGENT 2>/dev/null' EXIT
 for _ in $(seq 1 200); do [ -f "$WORK/ready" ] && break; kill -0 $AGENT 2>/dev/null || break; sleep 0.05; done
 [ -f "$WORK/ready" ] || {{ echo "agent_exit 91 not ready" >> "$WORK/results"; exit 0; }}
 {script}
@@ -132,6 +146,18 @@ cd /; umount "$MNT"; rmdir "$MNT"
         eicar = EICAR,
         bin = env!("CARGO_BIN_EXE_portcullis"),
     );
+    let hook_thread = hook.map(|h| {
+        let ready = w.join("ready");
+        let done = w.join("hook-done");
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            while !ready.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            h();
+            std::fs::write(done, b"done").unwrap();
+        })
+    });
     let status = Command::new("timeout")
         .args([
             "120",
@@ -143,10 +169,18 @@ cd /; umount "$MNT"; rmdir "$MNT"
             "-c",
             &harness,
         ])
+        .stderr(std::fs::File::create(w.join("harness.err")).unwrap())
         .status()
         .unwrap();
+    if let Some(t) = hook_thread {
+        t.join().unwrap();
+    }
     let agent_log = std::fs::read_to_string(w.join("agent.log")).unwrap_or_default();
-    assert!(status.success(), "scenario failed: {status}\n{agent_log}");
+    let harness_err = std::fs::read_to_string(w.join("harness.err")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "scenario failed: {status}\n{harness_err}\n{agent_log}"
+    );
     let results = std::fs::read_to_string(w.join("results")).unwrap_or_default();
     let results: HashMap<String, (i32, String)> = results
         .lines()
