@@ -454,3 +454,41 @@ sleep 2"#
     assert!(dup.is_empty(), "published more than once: {dup:?}");
     assert_eq!(seen.len(), journal_ids.len());
 }
+
+#[test]
+fn files_over_the_inline_limit_are_scanned_locally_or_skipped_as_configured() {
+    require_privileges!("files_over_the_inline_limit_are_scanned_locally_or_skipped_as_configured");
+    let Some(b) =
+        bootstrap("files_over_the_inline_limit_are_scanned_locally_or_skipped_as_configured")
+    else {
+        return;
+    };
+    for (policy, expected) in [("local", "clean"), ("skip", "skipped")] {
+        let config = kafka_config(
+            &b,
+            &format!("inline_limit_kb = 1\nlarge_files = \"{policy}\"\n"),
+        );
+        let _s = scanner(&config, "s1");
+        let o = scenario(
+            &config,
+            "",
+            "head -c 4096 /dev/zero > big.bin; echo small > small.txt",
+            "try big cat big.bin; try small cat small.txt",
+        );
+        assert_eq!(o.status("big"), 0);
+        assert_eq!(o.status("small"), 0);
+        let big = o.access_id("big.bin");
+        let v = o
+            .verdict(&big)
+            .unwrap_or_else(|| panic!("{policy}: no verdict:\n{}", o.agent_log));
+        assert_eq!(v["portcullis"]["verdict"], expected, "{policy}: {v}");
+        if policy == "skip" {
+            assert_eq!(
+                v["event"]["reason"], "too_large",
+                "logged as unprocessed: {v}"
+            );
+        }
+        let small = o.access_id("small.txt");
+        assert_eq!(o.verdict(&small).unwrap()["portcullis"]["verdict"], "clean");
+    }
+}
