@@ -199,10 +199,7 @@ impl Enforcer {
         decision: Decision,
         reason: DecisionReason,
     ) {
-        let blocking = responder.is_blocking();
-        if let Err(e) = responder.answer(access, decision) {
-            tracing::error!(%access, error = %e, "writing the fanotify response failed");
-        }
+        let blocking = write_answer(access, responder, decision);
         self.record(access, trace, accessed);
         self.journal_decision(access, &trace, received, blocking, decision, reason);
     }
@@ -217,10 +214,7 @@ impl Enforcer {
         decision: Decision,
         reason: DecisionReason,
     ) {
-        let blocking = responder.is_blocking();
-        if let Err(e) = responder.answer(access, decision) {
-            tracing::error!(%access, error = %e, "writing the fanotify response failed");
-        }
+        let blocking = write_answer(access, responder, decision);
         self.journal_decision(access, trace, received, blocking, decision, reason);
     }
 
@@ -694,6 +688,15 @@ impl Enforcer {
         self.deadlines.clear();
         answered
     }
+}
+
+/// Writes the answer; returns whether somebody was waiting for it.
+fn write_answer(access: EventId, responder: Responder, decision: Decision) -> bool {
+    let blocking = responder.is_blocking();
+    if let Err(e) = responder.answer(access, decision) {
+        tracing::error!(%access, error = %e, "writing the fanotify response failed");
+    }
+    blocking
 }
 
 impl Actor for Enforcer {
