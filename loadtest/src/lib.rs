@@ -3,9 +3,13 @@
 //! - `portcullis-floor`: the minimal fanotify responder (always ALLOW), the
 //!   latency floor every measurement is compared against;
 //! - `portcullis-openbench`: the open-path benchmark (no agent, floor,
-//!   portcullis cold and warm, side by side in one run).
+//!   portcullis cold and warm, side by side in one run);
+//! - `portcullis-pipebench`: scan throughput and decision latency through
+//!   the real Enforcer with synthetic accesses (no kernel), embedded and
+//!   over Kafka with one and two scanner services, in one run.
 //!
-//! The open pass and its statistics live here so they can be tested.
+//! The open pass, its statistics and the pipebench helpers ([`pipe`]) live
+//! here so they can be tested.
 
 use std::fs::File;
 use std::io::Read;
@@ -14,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+pub mod pipe;
 
 /// What one pass over the files measured.
 #[derive(Debug, Clone, Serialize)]

@@ -32,7 +32,10 @@ use crate::kafka::{
 };
 
 const MAX_BATCH: usize = 256;
-const BATCH_WINDOW: Duration = Duration::from_millis(2);
+/// How long a batch stays open after its first message: the trade between
+/// transactions per second (each commit costs broker round trips) and the
+/// latency a request waits for its batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(5);
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failed attempts after which a message is dead-lettered instead.
 const MAX_ATTEMPTS: u32 = 3;
@@ -105,9 +108,13 @@ pub async fn run(
                     continue;
                 }
             };
+            // A batch closes BATCH_WINDOW after its first message (or when
+            // full): under load it never waits to fill up, and a lone request
+            // waits at most the window.
             let mut batch = vec![first];
+            let close_at = tokio::time::Instant::now() + BATCH_WINDOW;
             while batch.len() < MAX_BATCH {
-                match tokio::time::timeout(BATCH_WINDOW, consumer.recv()).await {
+                match tokio::time::timeout_at(close_at, consumer.recv()).await {
                     Ok(Ok(m)) => batch.push(m.detach()),
                     _ => break,
                 }
