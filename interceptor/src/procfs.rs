@@ -16,10 +16,19 @@ use crate::sys;
 /// not open the target, and non-UTF-8 names survive ([`FilePath`] is
 /// bytes). A deleted file's path ends in ` (deleted)`, as the kernel says.
 pub fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
-    let st = sys::fstat(fd)?;
     let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
     Ok(FileInfo {
         path: FilePath::from_bytes(link.as_os_str().as_bytes()),
+        ..file_identity(fd)?
+    })
+}
+
+/// `fstat` alone: the file's identity and version (device, inode, size,
+/// mtime, ctime) without its path, for checking that a file is unchanged.
+pub fn file_identity(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
+    let st = sys::fstat(fd)?;
+    Ok(FileInfo {
+        path: FilePath::default(),
         device: st.st_dev,
         inode: st.st_ino,
         size: u64::try_from(st.st_size).unwrap_or(0),

@@ -613,7 +613,7 @@ impl Enforcer {
             tracing::debug!(error = %e, "kernel ignore mark not placed");
             return;
         }
-        match portcullis_interceptor::procfs::file_info(fd.as_fd()) {
+        match portcullis_interceptor::procfs::file_identity(fd.as_fd()) {
             Ok(now) if FileKey::of(&now) == key => self.counters.kernel_cache_marks += 1,
             _ => {
                 if let Err(e) = fan.remove_ignore(fd.as_fd()) {
