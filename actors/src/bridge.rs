@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use portcullis_interceptor::{procfs, GroupClass, Intercepted, ReaderMsg};
+use portcullis_interceptor::{procfs, Intercepted, ReaderMsg};
 use portcullis_schemas::{
     AccessKind, ContainerRef, EventId, FileInfo, OverflowSource, ProcessInfo,
 };
@@ -41,7 +41,6 @@ pub struct Bridge {
     processes: HashMap<u32, (Instant, ProcessInfo, Option<ContainerRef>)>,
     enforcer: Recipient<AccessRequest>,
     overflows: Recipient<OverflowNoticed>,
-    class: GroupClass,
     scan_mode: ScanMode,
     on_overload: Fallback,
     dropped: Arc<AtomicU64>,
@@ -60,7 +59,6 @@ impl Bridge {
     pub fn new(
         enforcer: Recipient<AccessRequest>,
         overflows: Recipient<OverflowNoticed>,
-        class: GroupClass,
         scan_mode: ScanMode,
         on_overload: Fallback,
         mailbox: usize,
@@ -69,7 +67,6 @@ impl Bridge {
             processes: HashMap::new(),
             enforcer,
             overflows,
-            class,
             scan_mode,
             on_overload,
             dropped: Arc::new(AtomicU64::new(0)),
@@ -179,7 +176,6 @@ impl Actor for Bridge {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox);
-        let _ = self.class;
         // Report overflows counted on the reader thread.
         let dropped = self.dropped.clone();
         ctx.run_interval(std::time::Duration::from_millis(100), move |act, _| {

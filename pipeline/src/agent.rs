@@ -105,7 +105,6 @@ impl Agent {
         let bridge = Bridge::new(
             enforcer.clone().recipient(),
             enforcer.clone().recipient(),
-            class,
             settings.scan_mode,
             settings.enforcer.on_overload,
             settings.enforcer.mailbox,
