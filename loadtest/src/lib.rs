@@ -100,6 +100,32 @@ pub fn make_files(dir: &Path, count: usize, size: usize) -> std::io::Result<Vec<
     Ok(out)
 }
 
+/// Stops a child process: SIGTERM, then SIGKILL past `bound`. Returns how it
+/// ended (`had exited: …`, its exit status, or `killed after N s`), and
+/// whether it stopped on its own.
+pub fn stop_child(mut child: std::process::Child, bound: Duration) -> (String, bool) {
+    if let Ok(Some(status)) = child.try_wait() {
+        return (format!("had exited: {status}"), true);
+    }
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let t = Instant::now();
+    while t.elapsed() < bound {
+        match child.try_wait() {
+            Ok(Some(status)) => return (status.to_string(), true),
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return (format!("wait failed: {e}"), false),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (format!("killed after {} s", bound.as_secs()), false)
+}
+
 /// The median of a non-empty list of values.
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {

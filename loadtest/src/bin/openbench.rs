@@ -105,19 +105,10 @@ fn start(mut cmd: Command, ready: &Path) -> Result<Child> {
     Ok(child)
 }
 
-fn stop(mut child: Child) -> Result<()> {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let t = Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        if t.elapsed() > Duration::from_secs(30) {
-            child.kill()?;
-            bail!("responder did not stop within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+fn stop(child: Child) -> Result<()> {
+    match portcullis_loadtest::stop_child(child, Duration::from_secs(30)) {
+        (_, true) => Ok(()),
+        (how, false) => bail!("responder did not stop: {how}"),
     }
 }
 

@@ -900,27 +900,8 @@ fn wait_ready(children: &mut [(String, Child, PathBuf)], bound: Duration) -> Res
 }
 
 /// SIGTERM, then SIGKILL after 15 s; returns how it ended.
-fn stop_child(mut child: Child) -> String {
-    if let Ok(Some(status)) = child.try_wait() {
-        return format!("had exited: {status}");
-    }
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(15) {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.to_string(),
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return format!("wait failed: {e}"),
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    "killed after 15 s".into()
+fn stop_child(child: Child) -> String {
+    portcullis_loadtest::stop_child(child, Duration::from_secs(15)).0
 }
 
 /// Deletes the mode's topics (and their dead-letter topics), best effort.
