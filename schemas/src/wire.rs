@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use crate::codec::DECODE_LIMIT;
 use crate::envelope::{EventId, NodeId, Timestamp, TraceContext};
 use crate::events::{RulesetVersion, Verdict};
-use crate::path::FilePath;
 
 /// The wire version of every message kind below.
 pub const WIRE_VERSION: u16 = 1;
@@ -29,8 +28,6 @@ pub struct ScanRequest {
     pub reply_partition: i32,
     pub sha256: [u8; 32],
     pub size: u64,
-    /// For reporting only; the content travels inline.
-    pub path: FilePath,
     #[serde(with = "serde_bytes")]
     pub content: Vec<u8>,
     pub trace: TraceContext,
@@ -194,7 +191,6 @@ mod tests {
             reply_partition: 3,
             sha256: [9; 32],
             size: 4,
-            path: FilePath::from_bytes(&b"/srv/\xffx"[..]),
             content: b"abcd".to_vec(),
             trace: TraceContext::default(),
             sent_at: Timestamp(1),

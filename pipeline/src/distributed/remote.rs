@@ -8,7 +8,7 @@ use actix::prelude::*;
 use portcullis_actors::scanner::{Loaded, ScanFile, ScanOutcome};
 use portcullis_schemas::wire::{self, ScanReplied, ScanRequest, VerdictShared};
 use portcullis_schemas::{
-    EventId, FilePath, NodeId, RulesetVersion, SkipReason, Timestamp, TraceContext, Verdict,
+    EventId, NodeId, RulesetVersion, SkipReason, Timestamp, TraceContext, Verdict,
 };
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -364,7 +364,6 @@ impl Handler<ScanFile> for RemoteScanner {
             reply_partition: self.reply_partition,
             sha256,
             size,
-            path: FilePath::default(),
             content,
             trace: TraceContext::root_for(&msg.access),
             sent_at: Timestamp::now(),
