@@ -15,7 +15,9 @@ use anyhow::Context as _;
 use portcullis_actors::actions::Actions;
 use portcullis_actors::bridge::{self, Bridge};
 use portcullis_actors::enforcer::{Enforcer, EnforcerStats, GetStats, Shutdown};
-use portcullis_actors::journal::{Append, Journal, JournalReader, JournalStore, Record, Sync};
+use portcullis_actors::journal::{
+    export, Append, ExportServer, Journal, JournalReader, JournalStore, Record, Sync,
+};
 use portcullis_actors::scanner::{start_scanners, Ruleset};
 use portcullis_interceptor::{spawn_reader, Fanotify, GroupClass, ReaderHandle, Watch};
 use portcullis_schemas::{AgentStarted, AgentStopped, EventBody, FilePath, Mode, RulesLoaded};
@@ -34,6 +36,9 @@ pub struct Agent {
     reader: Option<ReaderHandle>,
     fanotify: Option<Arc<Fanotify>>,
     ruleset: Arc<Ruleset>,
+    /// Serves exports of the journal to `portcullis replay`/`investigate`
+    /// while the agent holds the database.
+    export: Option<ExportServer>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -52,6 +57,21 @@ impl Agent {
         } = journal;
         let ruleset = Arc::new(load_ruleset(settings.rules.as_deref())?);
         let append = |body| journal.do_send(Append(Record::new(body)));
+        let export = match ExportServer::start(
+            &settings.journal.dir,
+            reader.clone(),
+            settings.node_id.clone(),
+        ) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    socket = %export::socket_path(&settings.journal.dir).display(),
+                    "the journal export socket is not available: replay and investigate cannot read this journal while the agent runs"
+                );
+                None
+            }
+        };
 
         let class = match settings.enforcer.mode {
             Mode::Enforce => GroupClass::Permission,
@@ -157,6 +177,7 @@ impl Agent {
             reader: Some(reader),
             fanotify: Some(fan),
             ruleset,
+            export,
         })
     }
 
@@ -221,6 +242,12 @@ impl Agent {
         }
         if let Some(remote) = self.remote.take() {
             remote.stop();
+        }
+        if let Some(export) = self.export.take() {
+            // Joins the export threads (bounded by their write timeout).
+            actix_rt::task::spawn_blocking(move || drop(export))
+                .await
+                .context("stopping the journal export")?;
         }
         tracing::info!(
             answered_pending = answered,

@@ -42,6 +42,7 @@
 mod actor;
 mod config;
 mod error;
+pub mod export;
 mod reader;
 mod record;
 mod store;
@@ -49,6 +50,7 @@ mod store;
 pub use actor::{Append, Committed, Journal, Subscribe, Sync};
 pub use config::{JournalConfig, DEFAULT_COMMIT_INTERVAL, DEFAULT_MAX_BATCH};
 pub use error::JournalError;
+pub use export::{ExportReader, ExportServer};
 pub use reader::JournalReader;
 pub use record::Record;
 pub use store::JournalStore;
