@@ -139,6 +139,16 @@ fn bench_codec(c: &mut Criterion) {
         group.bench_function("to_ecs_line", |b| {
             b.iter(|| ecs::to_ecs_line(black_box(&env)))
         });
+        // The SIEM outbox's path: one reused buffer, with a source position.
+        let source = SourcePosition::Journal { seq: env.seq };
+        group.bench_function("write_ecs_line", |b| {
+            let mut buf = Vec::with_capacity(2048);
+            b.iter(|| {
+                buf.clear();
+                ecs::write_ecs_line(black_box(&env), Some(&source), &mut buf).unwrap();
+                black_box(buf.len())
+            })
+        });
         // Including the decode, as the SIEM forwarder does it.
         group.bench_function("decode_to_ecs_line", |b| {
             b.iter(|| ecs::to_ecs_line(&codec::decode(black_box(&bytes)).unwrap()))

@@ -1,403 +1,884 @@
 //! JSON with Elastic Common Schema field names.
 //!
-//! One envelope becomes one flat-ish JSON object: `@timestamp`, `event.*`,
+//! One envelope becomes one [`EcsDocument`]: `@timestamp`, `event.*`,
 //! `file.*`, `process.*`, `user.*`, `container.*`, `host.*`, `rule.*`,
-//! `trace.id`/`span.id`, and portcullis-specific fields under `portcullis.*`.
-//! Absent values are left out rather than written as `null`.
+//! `trace.id`/`span.id`, and portcullis-specific fields under
+//! `portcullis.*` (including `portcullis.source`, where the event was read
+//! from, when the caller knows it). Absent values are left out rather than
+//! written as `null`.
+//!
+//! The document is a tree of borrowing structs serialized by serde, so the
+//! hot path ([`write_ecs_line`]) copies no strings: paths are borrowed
+//! unless they are not UTF-8, and times, ids and hashes are formatted
+//! straight into the output. Its JSON Schema (`schemas/json/ecs.schema.json`)
+//! is generated from the same structs; see [`crate::json_schema`].
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+use std::io;
 
-use crate::envelope::Envelope;
+use schemars::JsonSchema;
+use serde::ser::SerializeSeq;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::envelope::{Envelope, EventId};
 use crate::events::*;
 use crate::path::FilePath;
+use crate::render::{Hex, HexBytes, MetaJson, MetaMap, NumText, Rfc3339};
+use crate::source::SourcePosition;
 
 /// The ECS version the output follows.
 pub const ECS_VERSION: &str = "8.11.0";
 
-/// The ECS document for one envelope.
+/// The ECS document for one envelope, as a JSON value (tests, tools).
+/// The SIEM path uses [`write_ecs_line`].
 pub fn to_ecs(env: &Envelope) -> Value {
-    let mut doc = Map::new();
-    doc.insert("@timestamp".into(), json!(env.timestamp.to_rfc3339()));
-    doc.insert("ecs".into(), json!({ "version": ECS_VERSION }));
-    doc.insert(
-        "host".into(),
-        json!({ "name": env.node_id.0, "hostname": env.node_id.0 }),
-    );
-    doc.insert(
-        "trace".into(),
-        json!({ "id": hex::encode(env.trace.trace_id) }),
-    );
-    doc.insert(
-        "span".into(),
-        json!({ "id": hex::encode(env.trace.span_id) }),
-    );
-
-    let mut event = Map::new();
-    event.insert("id".into(), json!(env.event_id.to_string()));
-    event.insert("sequence".into(), json!(env.seq));
-    event.insert("module".into(), json!("portcullis"));
-    event.insert("dataset".into(), json!("portcullis.events"));
-    event.insert("provider".into(), json!(env.body.kind().as_str()));
-
-    let mut pc = Map::new();
-    pc.insert("schema".into(), json!(env.schema));
-    pc.insert("kind".into(), json!(env.body.kind().as_str()));
-    if let Some(access) = env.body.access_id() {
-        pc.insert("access_id".into(), json!(access.to_string()));
-    }
-
-    match &env.body {
-        EventBody::AgentStarted(e) => {
-            set_event(
-                &mut event,
-                "event",
-                &["host", "process"],
-                &["start"],
-                "agent-started",
-                "success",
-            );
-            doc.insert(
-                "agent".into(),
-                json!({ "type": "portcullis", "version": e.version }),
-            );
-            doc.insert("process".into(), json!({ "pid": e.pid }));
-            pc.insert(
-                "interceptor_mode".into(),
-                json!(e.interceptor_mode.as_str()),
-            );
-            pc.insert(
-                "protected".into(),
-                Value::Array(e.protected.iter().map(|p| json!(p.escaped())).collect()),
-            );
-        }
-        EventBody::AgentStopped(e) => {
-            set_event(
-                &mut event,
-                "event",
-                &["host", "process"],
-                &["end"],
-                "agent-stopped",
-                "success",
-            );
-            pc.insert("answered_pending".into(), json!(e.answered_pending));
-            if let Some(sig) = &e.signal {
-                event.insert("reason".into(), json!(sig));
-            }
-        }
-        EventBody::RulesLoaded(e) => {
-            set_event(
-                &mut event,
-                "event",
-                &["configuration"],
-                &["change"],
-                "rules-loaded",
-                "success",
-            );
-            doc.insert("rule".into(), json!({ "version": e.ruleset.0 }));
-            pc.insert("rules".into(), json!(e.rules));
-            pc.insert("rule_files".into(), json!(e.files));
-        }
-        EventBody::FileAccessed(e) => {
-            set_event(
-                &mut event,
-                "event",
-                &["file"],
-                &["access"],
-                e.kind.as_str(),
-                "unknown",
-            );
-            doc.insert("file".into(), file_info(&e.file));
-            doc.insert("process".into(), process(&e.process));
-            doc.insert("user".into(), json!({ "id": e.process.uid.to_string() }));
-            doc.insert("group".into(), json!({ "id": e.process.gid.to_string() }));
-            if let Some(c) = &e.container {
-                doc.insert(
-                    "container".into(),
-                    json!({ "id": c.id, "runtime": c.runtime.as_str() }),
-                );
-            }
-            pc.insert(
-                "interceptor_mode".into(),
-                json!(e.interceptor_mode.as_str()),
-            );
-            pc.insert("blocking".into(), json!(e.blocking));
-            if let Some(p) = &e.policy {
-                pc.insert(
-                    "policy".into(),
-                    json!({ "name": p.name, "mode": p.mode.as_str() }),
-                );
-            }
-        }
-        EventBody::ScanRequested(e) => {
-            set_event(
-                &mut event,
-                "event",
-                &["file"],
-                &["info"],
-                "scan-requested",
-                "unknown",
-            );
-            doc.insert("file".into(), json!({ "size": e.size }));
-            doc.insert("rule".into(), json!({ "version": e.ruleset.0 }));
-        }
-        EventBody::VerdictIssued(e) => verdict(&mut doc, &mut event, &mut pc, e),
-        EventBody::DecisionMade(e) => {
-            let ty = match e.decision {
-                Decision::Allow => "allowed",
-                Decision::Deny => "denied",
-            };
-            let outcome = match e.decision {
-                Decision::Allow => "success",
-                Decision::Deny => "failure",
-            };
-            set_event(
-                &mut event,
-                "event",
-                &["file"],
-                &["access", ty],
-                e.decision.as_str(),
-                outcome,
-            );
-            event.insert("reason".into(), json!(e.reason.as_str()));
-            event.insert("duration".into(), json!(e.latency_us.saturating_mul(1000)));
-            pc.insert("decision".into(), json!(e.decision.as_str()));
-        }
-        EventBody::ActionTaken(e) => {
-            let ty = match e.action {
-                ActionKind::Remove => "deletion",
-                ActionKind::Terminate => "end",
-                ActionKind::Block => "denied",
-                ActionKind::Disinfect => "change",
-            };
-            let outcome = match e.outcome {
-                ActionOutcome::Succeeded => "success",
-                _ => "failure",
-            };
-            set_event(
-                &mut event,
-                "event",
-                &["malware", "file"],
-                &[ty],
-                e.action.as_str(),
-                outcome,
-            );
-            doc.insert("file".into(), path_only(&e.path));
-            doc.insert("process".into(), json!({ "pid": e.pid }));
-            let mut action = Map::new();
-            action.insert(
-                "step".into(),
-                json!(match e.step {
-                    ActionStep::First => "first",
-                    ActionStep::Second => "second",
-                }),
-            );
-            action.insert("result".into(), json!(e.outcome.as_str()));
-            match &e.outcome {
-                ActionOutcome::Failed { error } => {
-                    action.insert("error".into(), json!(error));
-                }
-                ActionOutcome::NotPossible { why } => {
-                    action.insert("error".into(), json!(why));
-                }
-                ActionOutcome::Succeeded => {}
-            }
-            if let Some(q) = &e.quarantine {
-                action.insert("quarantine_id".into(), json!(q.id));
-                action.insert("quarantine_path".into(), json!(q.stored_at.escaped()));
-            }
-            pc.insert("action".into(), Value::Object(action));
-        }
-        EventBody::QueueOverflowed(e) => {
-            set_event(
-                &mut event,
-                "event",
-                &["host"],
-                &["info"],
-                "queue-overflowed",
-                "failure",
-            );
-            event.insert("reason".into(), json!(e.source.as_str()));
-            pc.insert("overflow_count".into(), json!(e.count));
-        }
-    }
-    doc.insert("event".into(), Value::Object(event));
-    doc.insert("portcullis".into(), Value::Object(pc));
-    Value::Object(doc)
+    serde_json::to_value(EcsDocument::new(env, None)).unwrap_or(Value::Null)
 }
 
 /// One line of JSON (no trailing newline).
 pub fn to_ecs_line(env: &Envelope) -> String {
-    to_ecs(env).to_string()
+    let mut buf = Vec::with_capacity(1024);
+    // Writing to a Vec cannot fail, and serde_json writes UTF-8 only.
+    let _ = write_ecs_line(env, None, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
 }
 
-fn set_event(
-    event: &mut Map<String, Value>,
-    kind: &str,
-    category: &[&str],
-    ty: &[&str],
-    action: &str,
-    outcome: &str,
-) {
-    event.insert("kind".into(), json!(kind));
-    event.insert("category".into(), json!(category));
-    event.insert("type".into(), json!(ty));
-    event.insert("action".into(), json!(action));
-    event.insert("outcome".into(), json!(outcome));
+/// Writes the ECS document of `env` as one line of JSON, **without** a
+/// trailing newline (the caller frames records: `\n` for JSON lines, none
+/// for a Kafka message). `source`, when given, becomes `portcullis.source`.
+///
+/// Nothing is allocated for UTF-8 paths; use a buffered writer (or a
+/// reused `Vec<u8>`), as serde_json issues many small writes.
+pub fn write_ecs_line(
+    env: &Envelope,
+    source: Option<&SourcePosition>,
+    w: &mut impl io::Write,
+) -> io::Result<()> {
+    serde_json::to_writer(w, &EcsDocument::new(env, source)).map_err(io::Error::from)
 }
 
-fn path_only(path: &FilePath) -> Value {
-    let mut f = Map::new();
-    f.insert("path".into(), json!(path.escaped()));
-    f.insert(
-        "name".into(),
-        json!(FilePath::from_bytes(path.file_name()).escaped()),
-    );
-    if !path.is_utf8() {
-        f.insert("path_hex".into(), json!(hex::encode(path.as_bytes())));
-    }
-    Value::Object(f)
+// ------------------------------------------------------------- document
+
+/// One event in ECS form.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "EcsDocument")]
+pub struct EcsDocument<'a> {
+    /// When the event happened (UTC, nanoseconds).
+    #[serde(rename = "@timestamp")]
+    pub timestamp: Rfc3339,
+    pub ecs: EcsMeta,
+    pub host: EcsHost<'a>,
+    pub trace: EcsTrace<'a>,
+    pub span: EcsSpan<'a>,
+    pub event: EcsEvent<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<EcsAgent<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<EcsFile<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<EcsProcess<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<EcsNumId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<EcsNumId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<EcsContainer<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<EcsRule<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threat: Option<EcsThreat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<EcsError<'a>>,
+    pub portcullis: EcsPortcullis<'a>,
 }
 
-fn file_info(info: &FileInfo) -> Value {
-    let mut f = match path_only(&info.path) {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    f.insert("inode".into(), json!(info.inode.to_string()));
-    f.insert("device".into(), json!(info.device.to_string()));
-    f.insert("size".into(), json!(info.size));
-    f.insert(
-        "mtime".into(),
-        json!(crate::Timestamp(info.mtime_ns).to_rfc3339()),
-    );
-    f.insert(
-        "ctime".into(),
-        json!(crate::Timestamp(info.ctime_ns).to_rfc3339()),
-    );
-    Value::Object(f)
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsMeta {
+    /// Always [`ECS_VERSION`].
+    #[schemars(schema_with = "ecs_version_schema")]
+    pub version: &'static str,
 }
 
-fn process(p: &ProcessInfo) -> Value {
-    let mut m = Map::new();
-    m.insert("pid".into(), json!(p.pid));
-    m.insert("parent".into(), json!({ "pid": p.ppid }));
-    m.insert("user".into(), json!({ "id": p.uid.to_string() }));
-    m.insert("group".into(), json!({ "id": p.gid.to_string() }));
-    if let Some(exe) = &p.executable {
-        m.insert("executable".into(), json!(exe.escaped()));
-    }
-    if let Some(name) = &p.command {
-        m.insert("name".into(), json!(name));
-    }
-    Value::Object(m)
+fn ecs_version_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "const": ECS_VERSION })
 }
 
-fn meta_value(v: &MetaValue) -> Value {
-    match v {
-        MetaValue::Int(i) => json!(i),
-        MetaValue::Float(f) => json!(f),
-        MetaValue::Bool(b) => json!(b),
-        MetaValue::Str(s) => json!(s),
-        MetaValue::Bytes(b) => json!(String::from_utf8_lossy(b)),
-    }
+/// The node the event was recorded on (both fields hold the node id).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsHost<'a> {
+    pub name: &'a str,
+    pub hostname: &'a str,
 }
 
-fn verdict(
-    doc: &mut Map<String, Value>,
-    event: &mut Map<String, Value>,
-    pc: &mut Map<String, Value>,
-    e: &VerdictIssued,
-) {
-    let mut file = match path_only(&e.path) {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    file.insert("size".into(), json!(e.size));
-    if let Some(h) = &e.sha256 {
-        file.insert("hash".into(), json!({ "sha256": hex::encode(h) }));
-    }
-    doc.insert("file".into(), Value::Object(file));
-    event.insert(
-        "duration".into(),
-        json!(e.scan_duration_us.saturating_mul(1000)),
-    );
-    pc.insert("verdict".into(), json!(e.verdict.class().as_str()));
-    match &e.verdict {
-        Verdict::Clean => {
-            set_event(event, "event", &["file"], &["info"], "scan", "success");
-            doc.insert("rule".into(), json!({ "version": e.ruleset.0 }));
+/// W3C trace id (32 hex digits).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsTrace<'a> {
+    pub id: Hex<'a, 16>,
+}
+
+/// W3C span id (16 hex digits).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsSpan<'a> {
+    pub id: Hex<'a, 8>,
+}
+
+/// `event.kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EcsKind {
+    Event,
+    /// An infected verdict.
+    Alert,
+}
+
+/// `event.category` values used here (ECS allowed values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EcsCategory {
+    Configuration,
+    File,
+    Host,
+    IntrusionDetection,
+    Malware,
+    Process,
+}
+
+/// `event.type` values used here (ECS allowed values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EcsType {
+    Access,
+    Allowed,
+    Change,
+    Deletion,
+    Denied,
+    End,
+    Indicator,
+    Info,
+    Start,
+}
+
+/// `event.outcome`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EcsOutcome {
+    Success,
+    Failure,
+    Unknown,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsEvent<'a> {
+    /// The envelope's event id (UUIDv7).
+    pub id: &'a EventId,
+    /// The envelope's per-node sequence number.
+    pub sequence: u64,
+    #[schemars(schema_with = "const_portcullis")]
+    pub module: &'static str,
+    #[schemars(schema_with = "const_dataset")]
+    pub dataset: &'static str,
+    /// The event kind (`file_accessed`, ...), as `portcullis.kind`.
+    pub provider: EventKind,
+    pub kind: EcsKind,
+    #[schemars(length(min = 1))]
+    pub category: &'static [EcsCategory],
+    #[serde(rename = "type")]
+    #[schemars(length(min = 1))]
+    pub ty: &'static [EcsType],
+    #[schemars(length(min = 1))]
+    pub action: &'static str,
+    pub outcome: EcsOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+}
+
+fn const_portcullis(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "const": "portcullis" })
+}
+
+fn const_dataset(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "const": "portcullis.events" })
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsAgent<'a> {
+    #[serde(rename = "type")]
+    #[schemars(schema_with = "const_portcullis")]
+    pub ty: &'static str,
+    pub version: &'a str,
+}
+
+#[derive(Debug, Default, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsFile<'a> {
+    /// The path; bytes that are not UTF-8 are written `\xNN` (see
+    /// `FilePath::escaped`), and then `path_hex` holds the exact bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<HexBytes<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inode: Option<NumText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<NumText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<Rfc3339>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctime: Option<Rfc3339>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<EcsHash<'a>>,
+}
+
+impl<'a> EcsFile<'a> {
+    fn path(path: &'a FilePath) -> Self {
+        Self {
+            path: Some(path.to_text()),
+            name: Some(path.file_name_text()),
+            path_hex: (!path.is_utf8()).then(|| HexBytes(path.as_bytes())),
+            ..Self::default()
         }
-        Verdict::Infected { matches } => {
-            set_event(
-                event,
-                "alert",
-                &["malware", "intrusion_detection", "file"],
-                &["info", "indicator"],
-                "scan",
-                "success",
-            );
-            let names: Vec<&str> = matches.iter().map(|m| m.rule.as_str()).collect();
-            let mut rule = Map::new();
-            rule.insert("version".into(), json!(e.ruleset.0));
-            if let Some(first) = matches.first() {
-                rule.insert("name".into(), json!(first.rule));
-                rule.insert("ruleset".into(), json!(first.namespace));
-                for (k, v) in &first.metadata {
-                    if matches!(
-                        k.as_str(),
-                        "description"
-                            | "author"
-                            | "reference"
-                            | "category"
-                            | "license"
-                            | "uuid"
-                            | "id"
-                    ) {
-                        rule.insert(k.clone(), meta_value(v));
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsHash<'a> {
+    pub sha256: Hex<'a, 32>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsProcess<'a> {
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<EcsPid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<EcsNumId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<EcsNumId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+}
+
+impl EcsProcess<'_> {
+    fn pid(pid: u32) -> Self {
+        Self {
+            pid,
+            parent: None,
+            user: None,
+            group: None,
+            executable: None,
+            name: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsPid {
+    pub pid: u32,
+}
+
+/// A numeric uid or gid, written as a string (`user.id`, `group.id`).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsNumId {
+    pub id: NumText,
+}
+
+impl EcsNumId {
+    fn of(id: u32) -> Self {
+        Self {
+            id: NumText(u64::from(id)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsContainer<'a> {
+    pub id: &'a str,
+    /// `docker`, `containerd`, `cri-o` or `podman`.
+    #[schemars(schema_with = "runtime_schema")]
+    pub runtime: &'static str,
+}
+
+fn runtime_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "enum": ["docker", "containerd", "cri-o", "podman"] })
+}
+
+/// `rule.*`: the ruleset version, and for an infected verdict the first
+/// matching rule with the ECS rule fields found in its metadata.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsRule<'a> {
+    pub version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    /// The rule's YARA namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ruleset: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<MetaJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<MetaJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<MetaJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<MetaJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<MetaJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<MetaJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<MetaJson<'a>>,
+}
+
+impl<'a> EcsRule<'a> {
+    fn version(version: &'a RulesetVersion) -> Self {
+        Self {
+            version: &version.0,
+            ..Self::default()
+        }
+    }
+
+    /// Lifts the ECS rule fields out of a match's metadata (the last value
+    /// of a repeated key wins).
+    fn lift(&mut self, m: &'a RuleMatch) {
+        self.name = Some(&m.rule);
+        self.ruleset = Some(&m.namespace);
+        for (k, v) in &m.metadata {
+            let slot = match k.as_str() {
+                "description" => &mut self.description,
+                "author" => &mut self.author,
+                "reference" => &mut self.reference,
+                "category" => &mut self.category,
+                "license" => &mut self.license,
+                "uuid" => &mut self.uuid,
+                "id" => &mut self.id,
+                _ => continue,
+            };
+            *slot = Some(MetaJson(v));
+        }
+    }
+}
+
+/// `threat.*` of an infected verdict: `{"indicator":{"type":"file"},"enrichments":[]}`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsThreat {
+    pub indicator: EcsIndicator,
+    pub enrichments: EmptyList,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsIndicator {
+    #[serde(rename = "type")]
+    #[schemars(schema_with = "const_file")]
+    pub ty: &'static str,
+}
+
+fn const_file(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "const": "file" })
+}
+
+/// Always `[]`.
+#[derive(Debug, Default)]
+pub struct EmptyList;
+
+impl Serialize for EmptyList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_seq(Some(0))?.end()
+    }
+}
+
+impl JsonSchema for EmptyList {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "EmptyList".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "array", "maxItems": 0 })
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsError<'a> {
+    pub message: &'a str,
+}
+
+// ------------------------------------------------------------ portcullis.*
+
+/// Fields with no ECS home, under `portcullis.*`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsPortcullis<'a> {
+    /// The envelope's schema version.
+    pub schema: u16,
+    pub kind: EventKind,
+    /// The file access this event is about (absent on the `file_accessed`
+    /// itself, whose `event.id` it is): the key to the adjacent events of a
+    /// detection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_id: Option<EventId>,
+    /// Where the event was read from, when the exporter knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'a SourcePosition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interceptor_mode: Option<Mode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protected: Option<PathList<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_pending: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_files: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocking: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<EcsPolicy<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<EcsAction<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overflow_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<VerdictClass>,
+    /// Every matching rule, in match order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_names: Option<RuleNames<'a>>,
+    /// Every match with its tags and full metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Matches<'a>>,
+    /// Why the object was not scanned, with the numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unprocessed: Option<EcsUnprocessed<'a>>,
+}
+
+impl<'a> EcsPortcullis<'a> {
+    fn new(env: &'a Envelope, source: Option<&'a SourcePosition>) -> Self {
+        Self {
+            schema: env.schema,
+            kind: env.body.kind(),
+            access_id: env.body.access_id(),
+            source,
+            interceptor_mode: None,
+            protected: None,
+            answered_pending: None,
+            rules: None,
+            rule_files: None,
+            blocking: None,
+            policy: None,
+            decision: None,
+            action: None,
+            overflow_count: None,
+            verdict: None,
+            rule_names: None,
+            matches: None,
+            unprocessed: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsPolicy<'a> {
+    pub name: &'a str,
+    pub mode: Mode,
+}
+
+/// `portcullis.action`: the step, its result, and what went wrong.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsAction<'a> {
+    #[schemars(schema_with = "step_schema")]
+    pub step: &'static str,
+    #[schemars(schema_with = "result_schema")]
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_path: Option<Cow<'a, str>>,
+}
+
+fn step_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "enum": ["first", "second"] })
+}
+
+fn result_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "enum": ["success", "failure", "not_possible"] })
+}
+
+/// `portcullis.unprocessed`: one of `{size, limit}`, `{after_ms}`, `{rule}`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EcsUnprocessed<'a> {
+    TooLarge(EcsTooLarge),
+    ScanTimeout(EcsScanTimeout),
+    Excluded(EcsExcluded<'a>),
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsTooLarge {
+    pub size: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsScanTimeout {
+    pub after_ms: u64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsExcluded<'a> {
+    pub rule: &'a str,
+}
+
+/// Paths in their escaped text form.
+#[derive(Debug)]
+pub struct PathList<'a>(pub &'a [FilePath]);
+
+impl Serialize for PathList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(FilePath::to_text))
+    }
+}
+
+impl JsonSchema for PathList<'_> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "PathList".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "array", "items": { "type": "string" } })
+    }
+}
+
+/// The rule name of each match.
+#[derive(Debug)]
+pub struct RuleNames<'a>(pub &'a [RuleMatch]);
+
+impl Serialize for RuleNames<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|m| &m.rule))
+    }
+}
+
+impl JsonSchema for RuleNames<'_> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "RuleNames".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "array", "items": { "type": "string" } })
+    }
+}
+
+/// Every match in full.
+#[derive(Debug)]
+pub struct Matches<'a>(pub &'a [RuleMatch]);
+
+/// One match of `portcullis.matches`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsMatch<'a> {
+    pub rule: &'a str,
+    pub namespace: &'a str,
+    pub tags: &'a [String],
+    pub metadata: MetaMap<'a>,
+}
+
+impl<'a> From<&'a RuleMatch> for EcsMatch<'a> {
+    fn from(m: &'a RuleMatch) -> Self {
+        Self {
+            rule: &m.rule,
+            namespace: &m.namespace,
+            tags: &m.tags,
+            metadata: MetaMap(&m.metadata),
+        }
+    }
+}
+
+impl Serialize for Matches<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(EcsMatch::from))
+    }
+}
+
+impl JsonSchema for Matches<'_> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Matches".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "array", "items": g.subschema_for::<EcsMatch<'static>>() })
+    }
+}
+
+// -------------------------------------------------------------- mapping
+
+fn step_str(step: ActionStep) -> &'static str {
+    match step {
+        ActionStep::First => "first",
+        ActionStep::Second => "second",
+    }
+}
+
+impl<'a> EcsDocument<'a> {
+    /// The document of `env`; `source` becomes `portcullis.source`.
+    pub fn new(env: &'a Envelope, source: Option<&'a SourcePosition>) -> Self {
+        use EcsCategory as C;
+        use EcsType as T;
+
+        let kind = env.body.kind();
+        let mut doc = EcsDocument {
+            timestamp: Rfc3339(env.timestamp.0),
+            ecs: EcsMeta {
+                version: ECS_VERSION,
+            },
+            host: EcsHost {
+                name: &env.node_id.0,
+                hostname: &env.node_id.0,
+            },
+            trace: EcsTrace {
+                id: Hex(&env.trace.trace_id),
+            },
+            span: EcsSpan {
+                id: Hex(&env.trace.span_id),
+            },
+            event: EcsEvent {
+                id: &env.event_id,
+                sequence: env.seq,
+                module: "portcullis",
+                dataset: "portcullis.events",
+                provider: kind,
+                kind: EcsKind::Event,
+                category: &[C::Host],
+                ty: &[T::Info],
+                action: kind.as_str(),
+                outcome: EcsOutcome::Unknown,
+                reason: None,
+                duration: None,
+            },
+            agent: None,
+            file: None,
+            process: None,
+            user: None,
+            group: None,
+            container: None,
+            rule: None,
+            threat: None,
+            error: None,
+            portcullis: EcsPortcullis::new(env, source),
+        };
+        let ev = &mut doc.event;
+        let pc = &mut doc.portcullis;
+
+        match &env.body {
+            EventBody::AgentStarted(e) => {
+                (ev.category, ev.ty) = (&[C::Host, C::Process], &[T::Start]);
+                (ev.action, ev.outcome) = ("agent-started", EcsOutcome::Success);
+                doc.agent = Some(EcsAgent {
+                    ty: "portcullis",
+                    version: &e.version,
+                });
+                doc.process = Some(EcsProcess::pid(e.pid));
+                pc.interceptor_mode = Some(e.interceptor_mode);
+                pc.protected = Some(PathList(&e.protected));
+            }
+            EventBody::AgentStopped(e) => {
+                (ev.category, ev.ty) = (&[C::Host, C::Process], &[T::End]);
+                (ev.action, ev.outcome) = ("agent-stopped", EcsOutcome::Success);
+                ev.reason = e.signal.as_deref();
+                pc.answered_pending = Some(e.answered_pending);
+            }
+            EventBody::RulesLoaded(e) => {
+                (ev.category, ev.ty) = (&[C::Configuration], &[T::Change]);
+                (ev.action, ev.outcome) = ("rules-loaded", EcsOutcome::Success);
+                doc.rule = Some(EcsRule::version(&e.ruleset));
+                pc.rules = Some(e.rules);
+                pc.rule_files = Some(&e.files);
+            }
+            EventBody::FileAccessed(e) => {
+                (ev.category, ev.ty) = (&[C::File], &[T::Access]);
+                ev.action = e.kind.as_str();
+                let f = &e.file;
+                doc.file = Some(EcsFile {
+                    inode: Some(NumText(f.inode)),
+                    device: Some(NumText(f.device)),
+                    size: Some(f.size),
+                    mtime: Some(Rfc3339(f.mtime_ns)),
+                    ctime: Some(Rfc3339(f.ctime_ns)),
+                    ..EcsFile::path(&f.path)
+                });
+                let p = &e.process;
+                doc.process = Some(EcsProcess {
+                    pid: p.pid,
+                    parent: Some(EcsPid { pid: p.ppid }),
+                    user: Some(EcsNumId::of(p.uid)),
+                    group: Some(EcsNumId::of(p.gid)),
+                    executable: p.executable.as_ref().map(FilePath::to_text),
+                    name: p.command.as_deref(),
+                });
+                doc.user = Some(EcsNumId::of(p.uid));
+                doc.group = Some(EcsNumId::of(p.gid));
+                doc.container = e.container.as_ref().map(|c| EcsContainer {
+                    id: &c.id,
+                    runtime: c.runtime.as_str(),
+                });
+                pc.interceptor_mode = Some(e.interceptor_mode);
+                pc.blocking = Some(e.blocking);
+                pc.policy = e.policy.as_ref().map(|p| EcsPolicy {
+                    name: &p.name,
+                    mode: p.mode,
+                });
+            }
+            EventBody::ScanRequested(e) => {
+                (ev.category, ev.ty) = (&[C::File], &[T::Info]);
+                ev.action = "scan-requested";
+                doc.file = Some(EcsFile {
+                    size: Some(e.size),
+                    ..EcsFile::default()
+                });
+                doc.rule = Some(EcsRule::version(&e.ruleset));
+            }
+            EventBody::VerdictIssued(e) => {
+                ev.action = "scan";
+                ev.duration = Some(e.scan_duration_us.saturating_mul(1000));
+                doc.file = Some(EcsFile {
+                    size: Some(e.size),
+                    hash: e.sha256.as_ref().map(|h| EcsHash { sha256: Hex(h) }),
+                    ..EcsFile::path(&e.path)
+                });
+                pc.verdict = Some(e.verdict.class());
+                match &e.verdict {
+                    Verdict::Clean => {
+                        (ev.category, ev.ty) = (&[C::File], &[T::Info]);
+                        ev.outcome = EcsOutcome::Success;
+                        doc.rule = Some(EcsRule::version(&e.ruleset));
+                    }
+                    Verdict::Infected { matches } => {
+                        ev.kind = EcsKind::Alert;
+                        ev.category = &[C::Malware, C::IntrusionDetection, C::File];
+                        ev.ty = &[T::Info, T::Indicator];
+                        ev.outcome = EcsOutcome::Success;
+                        let mut rule = EcsRule::version(&e.ruleset);
+                        if let Some(first) = matches.first() {
+                            rule.lift(first);
+                        }
+                        doc.rule = Some(rule);
+                        doc.threat = Some(EcsThreat {
+                            indicator: EcsIndicator { ty: "file" },
+                            enrichments: EmptyList,
+                        });
+                        pc.rule_names = Some(RuleNames(matches));
+                        pc.matches = Some(Matches(matches));
+                    }
+                    Verdict::Skipped { reason } => {
+                        (ev.category, ev.ty) = (&[C::File], &[T::Info]);
+                        ev.reason = Some(reason.as_str());
+                        pc.unprocessed = Some(match reason {
+                            SkipReason::TooLarge { size, limit } => {
+                                EcsUnprocessed::TooLarge(EcsTooLarge {
+                                    size: *size,
+                                    limit: *limit,
+                                })
+                            }
+                            SkipReason::ScanTimeout { after_ms } => {
+                                EcsUnprocessed::ScanTimeout(EcsScanTimeout {
+                                    after_ms: *after_ms,
+                                })
+                            }
+                            SkipReason::Excluded { rule } => {
+                                EcsUnprocessed::Excluded(EcsExcluded { rule })
+                            }
+                        });
+                    }
+                    Verdict::Error { message } => {
+                        (ev.category, ev.ty) = (&[C::File], &[T::Info]);
+                        ev.outcome = EcsOutcome::Failure;
+                        doc.error = Some(EcsError { message });
                     }
                 }
             }
-            doc.insert("rule".into(), Value::Object(rule));
-            doc.insert(
-                "threat".into(),
-                json!({ "indicator": { "type": "file" }, "enrichments": [] }),
-            );
-            pc.insert("rule_names".into(), json!(names));
-            pc.insert(
-                "matches".into(),
-                Value::Array(
-                    matches
-                        .iter()
-                        .map(|m| {
-                            let meta: Map<String, Value> = m
-                                .metadata
-                                .iter()
-                                .map(|(k, v)| (k.clone(), meta_value(v)))
-                                .collect();
-                            json!({
-                                "rule": m.rule,
-                                "namespace": m.namespace,
-                                "tags": m.tags,
-                                "metadata": meta,
-                            })
-                        })
-                        .collect(),
-                ),
-            );
+            EventBody::DecisionMade(e) => {
+                ev.category = &[C::File];
+                (ev.ty, ev.outcome) = match e.decision {
+                    Decision::Allow => (&[T::Access, T::Allowed], EcsOutcome::Success),
+                    Decision::Deny => (&[T::Access, T::Denied], EcsOutcome::Failure),
+                };
+                ev.action = e.decision.as_str();
+                ev.reason = Some(e.reason.as_str());
+                ev.duration = Some(e.latency_us.saturating_mul(1000));
+                pc.decision = Some(e.decision);
+            }
+            EventBody::ActionTaken(e) => {
+                ev.category = &[C::Malware, C::File];
+                ev.ty = match e.action {
+                    ActionKind::Remove => &[T::Deletion],
+                    ActionKind::Terminate => &[T::End],
+                    ActionKind::Block => &[T::Denied],
+                    ActionKind::Disinfect => &[T::Change],
+                };
+                ev.action = e.action.as_str();
+                ev.outcome = match e.outcome {
+                    ActionOutcome::Succeeded => EcsOutcome::Success,
+                    _ => EcsOutcome::Failure,
+                };
+                doc.file = Some(EcsFile::path(&e.path));
+                doc.process = Some(EcsProcess::pid(e.pid));
+                pc.action = Some(EcsAction {
+                    step: step_str(e.step),
+                    result: e.outcome.as_str(),
+                    error: match &e.outcome {
+                        ActionOutcome::Failed { error } => Some(error),
+                        ActionOutcome::NotPossible { why } => Some(why),
+                        ActionOutcome::Succeeded => None,
+                    },
+                    quarantine_id: e.quarantine.as_ref().map(|q| q.id.as_str()),
+                    quarantine_path: e.quarantine.as_ref().map(|q| q.stored_at.to_text()),
+                });
+            }
+            EventBody::QueueOverflowed(e) => {
+                (ev.category, ev.ty) = (&[C::Host], &[T::Info]);
+                (ev.action, ev.outcome) = ("queue-overflowed", EcsOutcome::Failure);
+                ev.reason = Some(e.source.as_str());
+                pc.overflow_count = Some(e.count);
+            }
         }
-        Verdict::Skipped { reason } => {
-            set_event(event, "event", &["file"], &["info"], "scan", "unknown");
-            event.insert("reason".into(), json!(reason.as_str()));
-            let detail = match reason {
-                SkipReason::TooLarge { size, limit } => json!({ "size": size, "limit": limit }),
-                SkipReason::ScanTimeout { after_ms } => json!({ "after_ms": after_ms }),
-                SkipReason::Excluded { rule } => json!({ "rule": rule }),
-            };
-            pc.insert("unprocessed".into(), detail);
-        }
-        Verdict::Error { message } => {
-            set_event(event, "event", &["file"], &["info"], "scan", "failure");
-            doc.insert("error".into(), json!({ "message": message }));
-        }
+        doc
     }
 }

@@ -23,6 +23,22 @@ impl EventId {
     }
 }
 
+impl schemars::JsonSchema for EventId {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "uuid",
+            "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        })
+    }
+}
+
 impl Default for EventId {
     fn default() -> Self {
         Self::new()
@@ -72,10 +88,7 @@ impl Timestamp {
 
     /// RFC 3339 with nanoseconds, e.g. `2026-11-28T20:33:04.123456789Z`.
     pub fn to_rfc3339(self) -> String {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0))
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_else(|_| self.0.to_string())
+        crate::render::Rfc3339(self.0).to_string()
     }
 
     /// Parses RFC 3339.
