@@ -8,6 +8,9 @@
 //!   settings the exactly-once guarantees depend on;
 //! - [`txn`]: consume-transform-produce transactions (commit with offsets,
 //!   abort, rewind);
+//! - [`ctp`]: the consume-transform-produce loop around them, shared by
+//!   the scanner service and `siem-export` (a [`ctp::Transform`] per
+//!   service);
 //! - [`dlq`]: dead letters with origin headers ([`DeadLetters`]).
 //!
 //! Clients: producers are [`FutureProducer`](rdkafka::producer::FutureProducer)s
@@ -19,6 +22,7 @@
 
 pub mod clients;
 pub mod config;
+pub mod ctp;
 pub mod dlq;
 mod error;
 pub mod topics;
@@ -31,5 +35,7 @@ pub use clients::{
 pub use config::{KafkaSection, KafkaSettings, LargeFiles, TopicPartitions};
 pub use dlq::{dlq_headers, DeadLetter, DeadLetters, DlqStage};
 pub use error::KafkaSetupError;
-pub use topics::{ensure_topics, ensure_topics_within, Topic, Topics};
+pub use topics::{
+    ensure_siem_topics, ensure_topics, ensure_topics_within, SiemTopic, Topic, Topics,
+};
 pub use txn::TxnError;

@@ -7,6 +7,7 @@
 //! | `<prefix>.verdict-cache.v1` | sha256 + ruleset | `partitions.verdict_cache` | `cleanup.policy=compact` |
 //! | `<prefix>.events.v1` | node id | `partitions.events` | `retention.ms` from `events_retention` |
 //! | `<topic>.dlq` | original key | 1 | retention 30 days, same `max.message.bytes` as its topic |
+//! | `<prefix>.siem.ecs.v1`, `<prefix>.siem.ocsf.v1` ([`SiemTopic`]) | node id | `siem.partitions` | `retention.ms` from `events_retention`; created by `siem-export` only ([`ensure_siem_topics`]) |
 //!
 //! Every topic gets `min.insync.replicas` 2 when its replication factor is 3
 //! or more (acks=all then survives one broker down), else 1.
@@ -56,6 +57,29 @@ impl Topic {
     }
 }
 
+/// The topics `portcullis siem-export` produces. Not in [`Topic::ALL`]:
+/// agents and scanners never create them; the exporter does, for the
+/// formats it is configured to produce ([`ensure_siem_topics`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SiemTopic {
+    /// One ECS JSON document per event.
+    Ecs,
+    /// One OCSF JSON document per event that has an OCSF class.
+    Ocsf,
+}
+
+impl SiemTopic {
+    pub const ALL: [SiemTopic; 2] = [SiemTopic::Ecs, SiemTopic::Ocsf];
+
+    /// The name after the prefix, with its version.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            SiemTopic::Ecs => "siem.ecs.v1",
+            SiemTopic::Ocsf => "siem.ocsf.v1",
+        }
+    }
+}
+
 /// Suffix of a dead-letter topic.
 pub const DLQ_SUFFIX: &str = ".dlq";
 /// Retention of dead letters: long enough to look at them after a holiday.
@@ -98,6 +122,11 @@ impl Topics {
         format!("{}{DLQ_SUFFIX}", self.name(t))
     }
 
+    /// `<prefix>.<suffix>` of a SIEM topic, e.g. `portcullis.siem.ecs.v1`.
+    pub fn siem(&self, t: SiemTopic) -> String {
+        format!("{}.{}", self.prefix, t.suffix())
+    }
+
     /// Every topic with its name (not the dead-letter topics).
     pub fn all(&self) -> Vec<(Topic, String)> {
         Topic::ALL.iter().map(|&t| (t, self.name(t))).collect()
@@ -128,7 +157,9 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), String> {
     }
     let longest = Topic::ALL
         .iter()
-        .map(|t| prefix.len() + 1 + t.suffix().len() + DLQ_SUFFIX.len())
+        .map(|t| t.suffix().len() + DLQ_SUFFIX.len())
+        .chain(SiemTopic::ALL.iter().map(|t| t.suffix().len()))
+        .map(|suffix| prefix.len() + 1 + suffix)
         .max()
         .unwrap_or(0);
     if longest > MAX_TOPIC_NAME {
@@ -222,19 +253,65 @@ pub async fn ensure_topics_within(
     settings: &KafkaSettings,
     timeout: Duration,
 ) -> Result<(), KafkaSetupError> {
+    ensure_specs(settings, &topic_specs(settings), timeout).await
+}
+
+/// What `siem-export` reads and writes: the events topic and its DLQ
+/// (as [`ensure_topics`] makes them) and the SIEM topics in `siem`, with
+/// `partitions` each and the events topic's retention. Idempotent, within
+/// [`SETUP_TIMEOUT`].
+pub async fn ensure_siem_topics(
+    settings: &KafkaSettings,
+    siem: &[SiemTopic],
+    partitions: i32,
+) -> Result<(), KafkaSetupError> {
+    let events = [
+        settings.topics.name(Topic::Events),
+        settings.topics.dlq(Topic::Events),
+    ];
+    let mut specs: Vec<TopicSpec> = topic_specs(settings)
+        .into_iter()
+        .filter(|s| events.contains(&s.name))
+        .collect();
+    let min_isr = specs
+        .first()
+        .and_then(|s| s.config.get("min.insync.replicas").cloned())
+        .unwrap_or_else(|| "1".into());
+    for &t in siem {
+        let mut config = BTreeMap::new();
+        config.insert("min.insync.replicas", min_isr.clone());
+        config.insert(
+            "retention.ms",
+            settings.events_retention.as_millis().to_string(),
+        );
+        specs.push(TopicSpec {
+            name: settings.topics.siem(t),
+            partitions,
+            config,
+        });
+    }
+    ensure_specs(settings, &specs, SETUP_TIMEOUT).await
+}
+
+/// Creates the topics of `specs` if missing, waits for their leaders and
+/// checks them (see [`ensure_topics`]).
+async fn ensure_specs(
+    settings: &KafkaSettings,
+    specs: &[TopicSpec],
+    timeout: Duration,
+) -> Result<(), KafkaSetupError> {
     let client_id = format!("{}-admin", settings.topics.prefix());
     let admin = Arc::new(admin_client(settings, &client_id)?);
     let bound = Bound {
         deadline: Instant::now() + timeout,
         timeout,
     };
-    let specs = topic_specs(settings);
     // The steps have their own deadlines and name what they waited for;
     // this outer bound (a little later) only catches a stuck future.
     let result = tokio::time::timeout(timeout + Duration::from_secs(2), async {
-        create_missing(&admin, &client_id, settings, &specs, timeout).await?;
-        let found = wait_for_leaders(&admin, &client_id, &specs, bound).await?;
-        check_existing(&admin, settings, &specs, &found, bound).await
+        create_missing(&admin, &client_id, settings, specs, timeout).await?;
+        let found = wait_for_leaders(&admin, &client_id, specs, bound).await?;
+        check_existing(&admin, settings, specs, &found, bound).await
     })
     .await;
     // Dropping the admin client joins its polling thread (up to 100 ms): do
@@ -380,7 +457,7 @@ async fn wait_for_leaders(
 }
 
 /// Checks the layout: partitions of every topic, compaction of the verdict
-/// cache.
+/// cache (when `specs` has it).
 async fn check_existing(
     admin: &AdminClient<DefaultClientContext>,
     settings: &KafkaSettings,
@@ -411,6 +488,9 @@ async fn check_existing(
         }
     }
     let cache = settings.topics.name(Topic::VerdictCache);
+    if !specs.iter().any(|s| s.name == cache) {
+        return Ok(());
+    }
     let policy = topic_config(admin, &cache, "cleanup.policy", bound.left()).await?;
     if !policy
         .as_deref()
@@ -484,6 +564,8 @@ mod tests {
         assert_eq!(t.topic_of("portcullis.verdicts.v1"), Some(Topic::Verdicts));
         assert_eq!(t.topic_of("portcullis.verdicts.v1.dlq"), None);
         assert_eq!(Topics::new("x.y").name(Topic::Events), "x.y.events.v1");
+        assert_eq!(t.siem(SiemTopic::Ecs), "portcullis.siem.ecs.v1");
+        assert_eq!(t.siem(SiemTopic::Ocsf), "portcullis.siem.ocsf.v1");
     }
 
     #[test]
