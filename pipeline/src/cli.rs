@@ -26,8 +26,17 @@ pub enum Command {
     Scanner(ScannerArgs),
     /// Scan files or directories once.
     Scan(ScanArgs),
-    /// Read the local journal.
+    /// Read the local journal as a table (a shortcut for `replay --format table`).
     Events(EventsArgs),
+    /// Export the Kafka events topic to SIEMs: ECS (and OCSF) topics,
+    /// exactly once per event, and CEF over syslog (docs/siem.md).
+    SiemExport(SiemExportArgs),
+    /// Replay events from a journal, an export or the Kafka events topic:
+    /// filtered, as ECS, OCSF, CEF or a table; or verify the log is whole.
+    Replay(ReplayArgs),
+    /// Show one detection with the events around it: same container (or
+    /// process tree), within a time window, as a timeline.
+    Investigate(InvestigateArgs),
     /// Work with rule files.
     Rules {
         #[command(subcommand)]
@@ -75,6 +84,53 @@ pub struct ScannerArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SiemExportArgs {
+    /// Configuration file with `[kafka]` and `[siem]`. Without one, the
+    /// defaults of both apply (bootstrap from env KAFKA_BOOTSTRAP).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This instance's stable name: its transactional id is
+    /// `portcullis-siem-export-<instance>`. Default: the node id.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Consumer group; overrides `siem.group`.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Do not produce the ECS topic (`siem.ecs = false`).
+    #[arg(long)]
+    pub no_ecs: bool,
+    /// Also produce the OCSF topic (`siem.ocsf = true`).
+    #[arg(long)]
+    pub ocsf: bool,
+    /// CEF over syslog to `udp://HOST:PORT`, `tcp://HOST:PORT` or
+    /// `tls://HOST:PORT`; overrides `siem.syslog.url`.
+    #[arg(long, value_name = "URL")]
+    pub syslog: Option<String>,
+    /// Syslog facility; overrides `siem.syslog.facility` (default local4).
+    #[arg(long, value_enum, value_name = "FACILITY")]
+    pub syslog_facility: Option<crate::siem::Facility>,
+    /// TLS: CA certificates (PEM) to verify the collector with.
+    #[arg(long, value_name = "FILE")]
+    pub syslog_ca: Option<PathBuf>,
+    /// TLS: client certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub syslog_client_cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub syslog_client_key: Option<PathBuf>,
+    /// Stop after this many events are committed (a one-shot export).
+    #[arg(long, value_name = "N")]
+    pub max_events: Option<u64>,
+    /// Stop after this long without an event: seconds, or a duration like
+    /// `30s`.
+    #[arg(long, value_name = "SECS")]
+    pub idle_exit: Option<String>,
+    /// Write "ready" to this file once the exporter consumes.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Keep the demo's journal here instead of a temporary directory.
     #[arg(long, value_name = "DIR")]
@@ -111,12 +167,121 @@ pub struct EventsArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: EventsFormat,
     /// Only verdicts of this class (clean, infected, skipped, error) and the
-    /// events of the same accesses.
+    /// decisions and actions that followed them.
     #[arg(long, value_name = "VERDICT")]
     pub verdict: Option<String>,
     /// Only events at or after this time: RFC 3339, or an age like `10m`.
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
+}
+
+/// Where `replay` and `investigate` read events.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
+    /// A journal directory. While an agent runs, it is read through the
+    /// agent's export socket (`<DIR>/export.sock`), never opened twice.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/portcullis/journal",
+        conflicts_with_all = ["export", "kafka"]
+    )]
+    pub journal: PathBuf,
+    /// A journal export (written by `replay --format export`; `-` = stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "kafka")]
+    pub export: Option<PathBuf>,
+    /// Read the Kafka events topic named by the `[kafka]` section of
+    /// `--config`.
+    #[arg(long, requires = "config")]
+    pub kafka: bool,
+    /// Configuration file (for `--kafka`).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "ecs")]
+    pub format: crate::forensics::output::Format,
+    /// Only events at or after this time: RFC 3339, or an age like `1h`.
+    /// On Kafka, resolved per partition with offsets-for-times.
+    #[arg(long, value_name = "WHEN")]
+    pub from: Option<String>,
+    /// Only events at or before this time: RFC 3339, or an age.
+    #[arg(long, value_name = "WHEN")]
+    pub to: Option<String>,
+    /// Only this node (repeatable).
+    #[arg(long, value_name = "NODE")]
+    pub node: Vec<String>,
+    /// Only accesses from this container (id or id prefix; repeatable),
+    /// with their scans, verdicts, decisions and actions.
+    #[arg(long, value_name = "ID")]
+    pub container: Vec<String>,
+    /// Only accesses by this process id (repeatable), with what followed.
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Only events about paths matching this glob (repeatable), e.g.
+    /// `/var/lib/**/*.so`.
+    #[arg(long, value_name = "GLOB")]
+    pub path: Vec<String>,
+    /// Only these event kinds (repeatable or comma-separated), e.g.
+    /// `verdict_issued,decision_made`.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Vec<String>,
+    /// Only accesses with this verdict (clean, infected, skipped, error):
+    /// the verdict and the decision and actions that followed it.
+    #[arg(long, value_name = "VERDICT")]
+    pub verdict: Vec<String>,
+    /// Only accesses where a rule matching this glob matched (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub rule: Vec<String>,
+    /// Check the log instead of printing it: sequence gaps, duplicates and
+    /// undecodable records per node. Exit code 1 when anything is wrong.
+    #[arg(long)]
+    pub verify: bool,
+    /// Keep reading new events (a running agent's journal, or Kafka).
+    #[arg(long)]
+    pub follow: bool,
+    /// Show the progress bar even when stderr is not a terminal.
+    #[arg(long)]
+    pub progress: bool,
+    /// Write here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InvestigateArgs {
+    /// The event to investigate (any event of the access: the access, its
+    /// verdict, decision or action).
+    pub event_id: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// How far before and after the event to look.
+    #[arg(long, default_value = "5m")]
+    pub window: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "timeline")]
+    pub format: InvestigateFormat,
+    /// Write here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show the progress bar even when stderr is not a terminal.
+    #[arg(long)]
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum InvestigateFormat {
+    /// A timeline for the terminal.
+    Timeline,
+    /// The investigation as one JSON document (schemas/json/investigation.schema.json).
+    Json,
+    /// A self-contained HTML report (no external assets).
+    Html,
 }
 
 #[derive(Debug, Subcommand)]

@@ -75,6 +75,8 @@ pub struct ConfigFile {
     /// Distributed mode: scan requests and verdicts travel through Kafka,
     /// and every journal event is published. Absent: embedded mode.
     pub kafka: Option<KafkaSection>,
+    /// `portcullis siem-export` (needs `[kafka]`); see docs/siem.md.
+    pub siem: Option<crate::siem::SiemSection>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +254,7 @@ pub struct Settings {
     pub journal: JournalConfig,
     pub policies: std::sync::Arc<Policies>,
     pub kafka: Option<std::sync::Arc<KafkaSettings>>,
+    pub siem: Option<crate::siem::SiemSettings>,
 }
 
 impl ConfigFile {
@@ -377,6 +380,19 @@ impl ConfigFile {
                     .map_err(|(field, message)| invalid(&field, message))?,
             )),
         };
+        let siem = match (self.siem, &kafka) {
+            (None, _) => None,
+            (Some(s), Some(k)) => Some(
+                s.build(k)
+                    .map_err(|(field, message)| invalid(&field, message))?,
+            ),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "siem",
+                    "needs a [kafka] section (siem-export reads the events topic)".into(),
+                ))
+            }
+        };
         Ok(Settings {
             node_id: NodeId(node_id.clone()),
             protect,
@@ -415,6 +431,7 @@ impl ConfigFile {
             },
             policies: std::sync::Arc::new(policies),
             kafka,
+            siem,
         })
     }
 }

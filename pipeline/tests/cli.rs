@@ -258,7 +258,7 @@ fn events_reads_the_journal_as_a_table_or_ecs_jsonl_with_filters() {
         .arg(dir.path())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("--since"));
+        .stderr(predicate::str::contains("yesterday-ish"));
     portcullis()
         .args(["events", "--journal"])
         .arg(dir.path().join("nope"))

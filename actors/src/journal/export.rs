@@ -260,6 +260,12 @@ impl<R: Read> ExportReader<R> {
         &self.origin
     }
 
+    /// True when nothing is buffered: the next record needs a read that
+    /// may block (a follow stream waiting for new records).
+    pub fn is_idle(&self) -> bool {
+        self.inner.buffer().is_empty()
+    }
+
     /// The next record `(seq, bytes)`, or `None` at the end marker. A
     /// stream that ends without the marker is [`ExportError::Truncated`].
     pub fn next_record(&mut self) -> Result<Option<(u64, Vec<u8>)>, ExportError> {

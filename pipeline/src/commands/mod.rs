@@ -6,10 +6,13 @@ use crate::cli::Command;
 
 pub mod demo;
 mod events;
+mod investigate;
+mod replay;
 mod rules;
 mod run;
 mod scan;
 mod scanner;
+mod siem_export;
 
 pub fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -17,7 +20,10 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Scan(args) => scan::run(args),
         Command::Scanner(args) => scanner::run(args),
+        Command::SiemExport(args) => siem_export::run(args),
         Command::Events(args) => events::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Investigate(args) => investigate::run(args),
         Command::Rules { command } => rules::run(command),
     }
 }

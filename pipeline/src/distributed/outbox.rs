@@ -149,7 +149,9 @@ fn publish(
 ) -> Result<u64, (Option<u64>, String)> {
     let mut futures = Vec::with_capacity(batch.len());
     for (seq, bytes) in batch {
-        let id = codec::decode(bytes)
+        let decoded = codec::decode(bytes).ok();
+        let id = decoded
+            .as_ref()
             .map(|e| e.event_id.to_string())
             .unwrap_or_default();
         let headers = OwnedHeaders::new()
@@ -161,10 +163,16 @@ fn publish(
                 key: "portcullis.seq",
                 value: Some(seq.to_string().as_bytes()),
             });
-        let record = FutureRecord::to(topic)
+        let mut record = FutureRecord::to(topic)
             .key(node.0.as_bytes())
             .payload(bytes)
             .headers(headers);
+        // The message's timestamp is the event's time (not the publish
+        // time), so `replay --from/--to` on Kafka resolves a time window
+        // with offsets-for-times even after a backlog was published late.
+        if let Some(env) = &decoded {
+            record = record.timestamp(env.timestamp.0.div_euclid(1_000_000));
+        }
         futures.push((*seq, producer.send(record, Duration::from_secs(5))));
     }
     let mut last_ok = None;

@@ -170,6 +170,21 @@ pub fn assigned_consumer(
     Ok(consumer)
 }
 
+/// A plain consumer for reading a topic once (`portcullis replay`): no
+/// group membership (partitions are assigned), no commits, read_committed,
+/// and end-of-partition events so the reader knows when it caught up.
+/// Blocking API: use it on a thread of its own.
+pub fn replay_consumer(
+    settings: &KafkaSettings,
+    client_id: &str,
+) -> Result<BaseConsumer, KafkaSetupError> {
+    let mut c = consumer_config(settings, client_id);
+    c.set("group.id", format!("{client_id}.assigned"));
+    c.set("enable.partition.eof", "true");
+    c.create()
+        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+}
+
 /// An admin client (topic creation and description).
 pub fn admin_client(
     settings: &KafkaSettings,

@@ -30,7 +30,7 @@ pub mod txn;
 
 pub use clients::{
     admin_client, assigned_consumer, base_config, group_consumer, idempotent_producer,
-    transactional_producer,
+    replay_consumer, transactional_producer,
 };
 pub use config::{KafkaSection, KafkaSettings, LargeFiles, TopicPartitions};
 pub use dlq::{dlq_headers, DeadLetter, DeadLetters, DlqStage};
