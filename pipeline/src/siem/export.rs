@@ -242,36 +242,28 @@ impl Exporter {
         pos: &SourcePosition,
         out: &mut Output<Vec<Vec<u8>>>,
     ) -> io::Result<()> {
-        let key = env.node_id.0.as_bytes().to_vec();
-        let headers = || {
-            vec![
+        // One document for a topic: key the node id, the same headers.
+        let message = |topic: &String, payload: Vec<u8>| Outgoing {
+            topic: topic.clone(),
+            partition: None,
+            key: env.node_id.0.as_bytes().to_vec(),
+            payload,
+            headers: vec![
                 (header::EVENT_ID, env.event_id.to_string().into_bytes()),
                 (header::SEQ, env.seq.to_string().into_bytes()),
                 (header::SOURCE, pos.to_string().into_bytes()),
-            ]
+            ],
         };
         let mut messages = Vec::with_capacity(2);
         if let Some(topic) = &self.ecs_topic {
             let mut doc = Vec::with_capacity(1024);
             ecs::write_ecs_line(env, Some(pos), &mut doc)?;
-            messages.push(Outgoing {
-                topic: topic.clone(),
-                partition: None,
-                key: key.clone(),
-                payload: doc,
-                headers: headers(),
-            });
+            messages.push(message(topic, doc));
         }
         if let Some(topic) = &self.ocsf_topic {
             let mut doc = Vec::with_capacity(1024);
             if ocsf::write_ocsf_line(env, Some(pos), &mut doc)? {
-                messages.push(Outgoing {
-                    topic: topic.clone(),
-                    partition: None,
-                    key: key.clone(),
-                    payload: doc,
-                    headers: headers(),
-                });
+                messages.push(message(topic, doc));
             }
         }
         let line = match &self.syslog {
