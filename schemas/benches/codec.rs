@@ -1,13 +1,14 @@
 //! The per-event hot path of the journal and the SIEM outbox: binary
-//! encode/decode of an envelope, and its ECS JSON line.
+//! encode/decode of an envelope, and its ECS, OCSF and CEF lines.
 //!
 //! ```sh
 //! cargo bench -p portcullis-schemas --bench codec
+//! cargo bench -p portcullis-schemas --bench codec -- 'ecs|ocsf|cef'
 //! ```
 #![allow(clippy::unwrap_used)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use portcullis_schemas::{codec, ecs, *};
+use portcullis_schemas::{cef, codec, ecs, ocsf, *};
 use uuid::Uuid;
 
 /// 2025-11-28T20:33:04.123456789Z
@@ -152,6 +153,29 @@ fn bench_codec(c: &mut Criterion) {
         // Including the decode, as the SIEM forwarder does it.
         group.bench_function("decode_to_ecs_line", |b| {
             b.iter(|| ecs::to_ecs_line(&codec::decode(black_box(&bytes)).unwrap()))
+        });
+        group.finish();
+
+        let mut group = c.benchmark_group(format!("ocsf/{name}"));
+        group.bench_function("write_ocsf_line", |b| {
+            let mut buf = Vec::with_capacity(2048);
+            b.iter(|| {
+                buf.clear();
+                ocsf::write_ocsf_line(black_box(&env), Some(&source), &mut buf).unwrap();
+                black_box(buf.len())
+            })
+        });
+        group.finish();
+
+        let header = cef::CefHeader::default();
+        let mut group = c.benchmark_group(format!("cef/{name}"));
+        group.bench_function("write_cef", |b| {
+            let mut buf = Vec::with_capacity(1024);
+            b.iter(|| {
+                buf.clear();
+                cef::write_cef(black_box(&env), Some(&source), &header, &mut buf).unwrap();
+                black_box(buf.len())
+            })
         });
         group.finish();
     }

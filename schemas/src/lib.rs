@@ -9,14 +9,23 @@
 //! - [`codec`]: the internal binary encoding (bincode 2, serde mode) with a
 //!   version prefix that rejects unknown versions;
 //! - [`ecs`]: JSON with Elastic Common Schema field names, for SIEMs and for
-//!   `portcullis events --format jsonl`.
+//!   `portcullis events --format jsonl`;
+//! - [`ocsf`]: JSON in OCSF 1.3.0 classes (File System Activity, Detection
+//!   Finding) for the events that have an OCSF home;
+//! - [`cef`]: ArcSight CEF lines, with the signature id table SIEM rules
+//!   key on.
 //!
-//! [`SourcePosition`] says where an exported event was read from.
+//! [`json_schema`] generates the JSON Schemas of the ECS and OCSF shapes
+//! (checked in under `schemas/json/`), and [`SourcePosition`] says where an
+//! exported event was read from.
 
+pub mod cef;
 pub mod codec;
 pub mod ecs;
 mod envelope;
 mod events;
+pub mod json_schema;
+pub mod ocsf;
 mod path;
 pub mod render;
 mod source;

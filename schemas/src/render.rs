@@ -46,16 +46,17 @@ fn two(buf: &mut [u8], v: u8) {
     buf[1] = b'0' + v % 10;
 }
 
-impl fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Rfc3339 {
+    /// The text in a stack buffer: `(buffer, length)`, or `None` for a
+    /// year outside 0..10000 (impossible for i64 nanoseconds: years
+    /// 1677..2262).
+    fn to_buf(self) -> Option<([u8; 30], usize)> {
         let secs = self.0.div_euclid(1_000_000_000);
         let nanos = self.0.rem_euclid(1_000_000_000) as u32;
         let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
         let sod = secs.rem_euclid(86_400) as u32;
         if !(0..10_000).contains(&year) {
-            // Cannot happen for i64 nanoseconds (years 1677..2262); the
-            // same fallback as `Timestamp::to_rfc3339` had.
-            return write!(f, "{}", self.0);
+            return None;
         }
         // "YYYY-MM-DDTHH:MM:SS" + ".nnnnnnnnn" + "Z"
         let mut buf = *b"0000-00-00T00:00:00.000000000Z";
@@ -82,14 +83,32 @@ impl fmt::Display for Rfc3339 {
             end
         };
         buf[end] = b'Z';
-        // Only ASCII digits and punctuation were written.
-        f.write_str(std::str::from_utf8(&buf[..=end]).map_err(|_| fmt::Error)?)
+        Some((buf, end + 1))
     }
+}
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_buf() {
+            // Only ASCII digits and punctuation were written.
+            Some((buf, len)) => f.write_str(ascii(&buf[..len])),
+            // The same fallback as `Timestamp::to_rfc3339` had.
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// Text known to be ASCII.
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 impl Serialize for Rfc3339 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.to_buf() {
+            Some((buf, len)) => s.serialize_str(ascii(&buf[..len])),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -111,15 +130,20 @@ impl JsonSchema for Rfc3339 {
 
 // ------------------------------------------------------------------- hex
 
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+/// Writes `2 * bytes.len()` hex digits to the front of `out`.
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     let mut buf = [0u8; 64];
     for chunk in bytes.chunks(32) {
-        for (i, b) in chunk.iter().enumerate() {
-            buf[2 * i] = DIGITS[usize::from(b >> 4)];
-            buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
-        }
-        f.write_str(std::str::from_utf8(&buf[..2 * chunk.len()]).map_err(|_| fmt::Error)?)?;
+        hex_into(chunk, &mut buf);
+        f.write_str(ascii(&buf[..2 * chunk.len()]))?;
     }
     Ok(())
 }
@@ -137,7 +161,13 @@ impl<const N: usize> fmt::Display for Hex<'_, N> {
 
 impl<const N: usize> Serialize for Hex<'_, N> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if N <= 32 {
+            let mut buf = [0u8; 64];
+            hex_into(self.0, &mut buf);
+            s.serialize_str(ascii(&buf[..2 * N]))
+        } else {
+            s.collect_str(self)
+        }
     }
 }
 
@@ -199,7 +229,18 @@ impl fmt::Display for NumText {
 
 impl Serialize for NumText {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        let mut n = self.0;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        s.serialize_str(ascii(&buf[i..]))
     }
 }
 
@@ -361,7 +402,21 @@ mod tests {
             serde_json::to_string(&HexBytes(b"\xff/")).unwrap(),
             "\"ff2f\""
         );
-        assert_eq!(serde_json::to_string(&NumText(42)).unwrap(), "\"42\"");
+        for n in [0, 7, 42, 1_000_000, u64::MAX] {
+            assert_eq!(
+                serde_json::to_string(&NumText(n)).unwrap(),
+                format!("\"{n}\"")
+            );
+        }
+        let digest: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
+        assert_eq!(
+            serde_json::to_value(Hex(&digest)).unwrap(),
+            serde_json::Value::from(hex::encode(digest))
+        );
+        assert_eq!(
+            serde_json::to_value(Rfc3339(1_764_361_984_120_000_000)).unwrap(),
+            "2025-11-28T20:33:04.12Z"
+        );
     }
 
     #[test]

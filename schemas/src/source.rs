@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 /// {"kafka": {"topic": "portcullis.events.v1", "partition": 3, "offset": 1234}}
 /// ```
 ///
-/// Text form ([`Display`](fmt::Display) / [`FromStr`]): `journal:seq=42`,
-/// `kafka:portcullis.events.v1/3@1234`.
+/// Text form (`Display` and `FromStr`, and the CEF `cs5` field):
+/// `journal:seq=42`, `kafka:portcullis.events.v1/3@1234`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourcePosition {

@@ -1,6 +1,13 @@
 //! Golden fixtures: the deterministic samples (`samples/mod.rs`) encoded
 //! with the binary codec (`fixtures/v1/<name>.bin`) and rendered as ECS
-//! JSON (`fixtures/ecs/<name>.json`).
+//! JSON (`fixtures/ecs/<name>.json`), OCSF JSON (`fixtures/ocsf/<name>.json`,
+//! `null` for an event with no OCSF mapping) and CEF
+//! (`fixtures/cef/<name>.cef`).
+//!
+//! The OCSF and CEF fixtures are rendered with a source position (the
+//! journal's, a Kafka one for `file_accessed_escapes`), and carry the crate
+//! version (OCSF `metadata.product.version`, the CEF header): a version bump
+//! re-blesses them.
 //!
 //! The binary fixtures pin the wire format of schema version 1: a change
 //! that alters them breaks every journal and topic already written. Only
@@ -19,7 +26,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use portcullis_schemas::{codec, ecs, *};
+use portcullis_schemas::{cef, codec, ecs, ocsf, *};
 use serde_json::Value;
 
 fn bless() -> bool {
@@ -178,6 +185,320 @@ fn ecs_fixtures() {
         }
     }
     assert!(failures.is_empty(), "golden ECS fixtures:\n{failures}");
+}
+
+/// The source position the OCSF and CEF fixtures are rendered with.
+fn fixture_source(name: &str, env: &Envelope) -> SourcePosition {
+    if name == "file_accessed_escapes" {
+        SourcePosition::Kafka {
+            topic: "portcullis.events.v1".to_owned(),
+            partition: 3,
+            offset: 1234,
+        }
+    } else {
+        SourcePosition::Journal { seq: env.seq }
+    }
+}
+
+/// Compares (or with `PORTCULLIS_BLESS=1` writes) `fixtures/<sub>/<name>.<ext>`
+/// for every sample; `same` decides whether the file content matches.
+fn text_fixtures(
+    sub: &str,
+    ext: &str,
+    render: impl Fn(&str, &Envelope) -> String,
+    same: impl Fn(&str, &str) -> bool,
+) {
+    let dir = fixture_dir(sub);
+    let mut failures = String::new();
+    for (name, env) in samples::all() {
+        let path = dir.join(format!("{name}.{ext}"));
+        let mut text = render(name, &env);
+        text.push('\n');
+        if bless() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(golden) if same(&golden, &text) => {}
+            Ok(_) => writeln!(
+                failures,
+                "{name}: {sub} output differs from {}; now:\n{text}",
+                path.display()
+            )
+            .unwrap(),
+            Err(_) => writeln!(
+                failures,
+                "{name}: missing {} (run with PORTCULLIS_BLESS=1)",
+                path.display()
+            )
+            .unwrap(),
+        }
+    }
+    if !bless() {
+        for stale in stale_fixtures(&dir, ext) {
+            writeln!(failures, "{stale}: fixture without a sample").unwrap();
+        }
+    }
+    assert!(failures.is_empty(), "golden {sub} fixtures:\n{failures}");
+}
+
+#[test]
+fn ocsf_fixtures() {
+    text_fixtures(
+        "ocsf",
+        "json",
+        |name, env| {
+            let source = fixture_source(name, env);
+            let doc = ocsf::to_ocsf(env, Some(&source)).map(|e| serde_json::to_value(e).unwrap());
+            // The one-line form is the same document.
+            let mut line = Vec::new();
+            let mapped = ocsf::write_ocsf_line(env, Some(&source), &mut line).unwrap();
+            assert_eq!(mapped, doc.is_some(), "{name}");
+            if let Some(doc) = &doc {
+                let back: Value = serde_json::from_slice(&line).unwrap();
+                assert_eq!(&back, doc, "{name}: write_ocsf_line differs from to_ocsf");
+            }
+            serde_json::to_string_pretty(&doc.unwrap_or(Value::Null)).unwrap()
+        },
+        |golden, now| {
+            serde_json::from_str::<Value>(golden).ok() == serde_json::from_str::<Value>(now).ok()
+        },
+    );
+}
+
+#[test]
+fn cef_fixtures() {
+    text_fixtures(
+        "cef",
+        "cef",
+        |name, env| {
+            let source = fixture_source(name, env);
+            let line = cef::to_cef_line(env, Some(&source), &cef::CefHeader::default());
+            let mut written = Vec::new();
+            cef::write_cef(env, Some(&source), &cef::CefHeader::default(), &mut written).unwrap();
+            assert_eq!(written, line.as_bytes(), "{name}");
+            line
+        },
+        |golden, now| golden == now,
+    );
+}
+
+// ------------------------------------------------------------- OCSF by hand
+
+fn ocsf_of(name: &str) -> Value {
+    ocsf::to_ocsf_value(&samples::by_name(name)).unwrap_or(Value::Null)
+}
+
+#[test]
+fn ocsf_file_access_is_file_system_activity() {
+    let doc = ocsf_of("file_accessed");
+    assert_eq!(at(&doc, "/class_uid"), 1001);
+    assert_eq!(at(&doc, "/category_uid"), 1);
+    assert_eq!(at(&doc, "/activity_id"), 14);
+    assert_eq!(at(&doc, "/activity_name"), "Open");
+    assert_eq!(at(&doc, "/type_uid"), 100114);
+    assert_eq!(at(&doc, "/type_name"), "File System Activity: Open");
+    assert_eq!(at(&doc, "/time"), 1_764_361_984_129i64);
+    assert_eq!(at(&doc, "/metadata/version"), "1.3.0");
+    assert_eq!(at(&doc, "/metadata/sequence"), 4);
+    assert_eq!(at(&doc, "/metadata/product/vendor_name"), "portcullis");
+    assert_eq!(at(&doc, "/device/hostname"), samples::NODE);
+    assert_eq!(at(&doc, "/actor/process/pid"), 31337);
+    assert_eq!(at(&doc, "/actor/process/parent_process/pid"), 1000);
+    assert_eq!(at(&doc, "/actor/process/user/uid"), "1001");
+    assert_eq!(at(&doc, "/actor/process/file/path"), "/usr/bin/python3.12");
+    assert_eq!(
+        at(&doc, "/actor/process/container/uid"),
+        samples::CONTAINER_ID
+    );
+    assert_eq!(at(&doc, "/file/path"), "/srv/upload/inv\\xffoice.pdf");
+    assert_eq!(
+        at(&doc, "/unmapped/path_hex"),
+        &Value::from(hex::encode(samples::UPLOAD_PATH))
+    );
+    assert!(doc.pointer("/disposition_id").is_none());
+
+    let exec = ocsf_of("file_accessed_escapes");
+    assert_eq!(at(&exec, "/activity_id"), 99);
+    assert_eq!(at(&exec, "/activity_name"), "Exec");
+    assert_eq!(at(&exec, "/type_uid"), 100199);
+    assert_eq!(at(&exec, "/type_name"), "File System Activity: Other");
+    let written = ocsf_of("file_accessed_minimal");
+    assert_eq!(at(&written, "/activity_id"), 3);
+    assert_eq!(at(&written, "/type_uid"), 100103);
+}
+
+#[test]
+fn ocsf_infected_verdict_is_a_detection_finding() {
+    let doc = ocsf_of("verdict_infected");
+    let access = samples::by_name("file_accessed");
+    assert_eq!(at(&doc, "/class_uid"), 2004);
+    assert_eq!(at(&doc, "/category_uid"), 2);
+    assert_eq!(at(&doc, "/type_uid"), 200401);
+    assert_eq!(at(&doc, "/severity_id"), 4);
+    assert_eq!(at(&doc, "/status_id"), 1);
+    assert_eq!(at(&doc, "/confidence_id"), 3);
+    assert_eq!(at(&doc, "/finding_info/title"), "EICAR_Test_File");
+    assert_eq!(at(&doc, "/finding_info/analytic/type_id"), 1);
+    assert_eq!(
+        at(&doc, "/finding_info/analytic/uid"),
+        "default.EICAR_Test_File"
+    );
+    assert_eq!(
+        at(&doc, "/evidences/0/file/hashes/0"),
+        &serde_json::json!({"algorithm_id": 3, "algorithm": "SHA-256", "value": samples::EICAR_SHA256})
+    );
+    assert_eq!(at(&doc, "/malware/1/name"), "Suspicious_PDF");
+    assert_eq!(
+        at(&doc, "/malware/0/classification_ids"),
+        &serde_json::json!([0])
+    );
+    assert_eq!(
+        at(&doc, "/metadata/correlation_uid"),
+        &Value::from(access.event_id.to_string())
+    );
+    for not_mapped in [
+        "verdict_clean",
+        "verdict_error",
+        "verdict_skipped_too_large",
+        "decision_deny",
+    ] {
+        assert_eq!(ocsf_of(not_mapped), Value::Null, "{not_mapped}");
+    }
+}
+
+#[test]
+fn ocsf_actions_carry_the_security_control_outcome() {
+    let removed = ocsf_of("action_taken_remove");
+    assert_eq!(at(&removed, "/activity_id"), 4);
+    assert_eq!(at(&removed, "/action_id"), 2);
+    assert_eq!(at(&removed, "/disposition_id"), 3);
+    assert_eq!(at(&removed, "/disposition"), "Quarantined");
+    assert_eq!(at(&removed, "/status_id"), 1);
+    assert_eq!(at(&removed, "/unmapped/quarantine_id"), "q-019acc2b587b");
+    let blocked = ocsf_of("action_taken_block");
+    assert_eq!(at(&blocked, "/activity_id"), 14);
+    assert_eq!(at(&blocked, "/disposition_id"), 2);
+    let failed = ocsf_of("action_taken_terminate_failed");
+    assert_eq!(at(&failed, "/status_id"), 2);
+    assert_eq!(at(&failed, "/disposition_id"), 27);
+    assert_eq!(
+        at(&failed, "/status_detail"),
+        "kill: No such process (os error 3)"
+    );
+    let not_possible = ocsf_of("action_taken_disinfect_not_possible");
+    assert_eq!(at(&not_possible, "/disposition_id"), 13);
+    assert_eq!(at(&not_possible, "/activity_name"), "Disinfect");
+}
+
+// -------------------------------------------------------------- CEF by hand
+
+fn cef_of(name: &str) -> String {
+    cef::to_cef_line(&samples::by_name(name), None, &cef::CefHeader::default())
+}
+
+#[test]
+fn cef_header_and_signatures() {
+    let line = cef_of("verdict_infected");
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        line.starts_with(&format!(
+            "CEF:0|portcullis|portcullis|{version}|FFTP-001|Malware detected|8|rt="
+        )),
+        "{line}"
+    );
+    for (name, id) in [
+        ("file_accessed", "FM-001"),
+        ("file_accessed_escapes", "FM-002"),
+        ("file_accessed_minimal", "FM-003"),
+        ("decision_allow", "FM-010"),
+        ("decision_deny", "FFTP-002"),
+        ("action_taken_block", "FFTP-002"),
+        ("action_taken_remove", "FFTP-003"),
+        ("action_taken_terminate_failed", "FFTP-005"),
+        ("action_taken_disinfect_not_possible", "FFTP-006"),
+        ("verdict_error", "FFTP-010"),
+        ("verdict_skipped_timeout", "FFTP-011"),
+        ("verdict_clean", "FFTP-012"),
+        ("agent_started", "PC-001"),
+        ("queue_overflowed", "PC-010"),
+    ] {
+        assert_eq!(cef::signature(&samples::by_name(name)).0, id, "{name}");
+        assert!(cef_of(name).contains(&format!("|{id}|")), "{name}");
+    }
+    // Every signature written is in the documented table.
+    for (name, env) in samples::all() {
+        let (id, title, severity) = cef::signature(&env);
+        assert!(
+            cef::SIGNATURES
+                .iter()
+                .any(|s| (s.id, s.name, s.severity) == (id, title, severity)),
+            "{name}: {id} is not in SIGNATURES"
+        );
+    }
+}
+
+#[test]
+fn cef_extension_fields() {
+    let line = cef_of("file_accessed");
+    for field in [
+        "rt=1764361984129 ",
+        "dvchost=node-a.example.internal ",
+        "cn1=4 cn1Label=seq",
+        "dpid=31337 spid=1000 duid=1001 ",
+        "dproc=/usr/bin/python3.12 ",
+        "filePath=/srv/upload/inv\\\\xffoice.pdf fname=inv\\\\xffoice.pdf ",
+        "fsize=68 fileId=2049:1310722 ",
+        "flexString1=uploads flexString1Label=policy",
+    ] {
+        assert!(line.contains(field), "no {field:?} in {line}");
+    }
+    assert!(
+        line.ends_with(&format!(
+            "flexString2={} flexString2Label=containerId",
+            samples::CONTAINER_ID
+        )),
+        "{line}"
+    );
+    assert!(
+        !line.contains("cs6"),
+        "portcullis knows no container names: {line}"
+    );
+
+    let infected = cef_of("verdict_infected");
+    let hash = format!("fileHash={}", samples::EICAR_SHA256);
+    for field in [
+        hash.as_str(),
+        "cs1=EICAR_Test_File,Suspicious_PDF cs1Label=rule",
+        "cs2=a1b2c3d4e5f6 cs2Label=ruleset",
+        "cs3=infected cs3Label=verdict",
+    ] {
+        assert!(infected.contains(field), "no {field:?} in {infected}");
+    }
+    let deny = cef_of("decision_deny");
+    assert!(
+        deny.contains("act=deny outcome=failure reason=verdict"),
+        "{deny}"
+    );
+
+    let escapes = cef_of("file_accessed_escapes");
+    assert!(
+        !escapes.contains('\n') && !escapes.contains('\r'),
+        "{escapes}"
+    );
+    // The path is not UTF-8, so its `\` was already doubled by
+    // FilePath::escaped (and 0xfe written `\xfe`); CEF doubles every
+    // backslash again and writes the newline and CR as `\n` and `\r`.
+    assert!(
+        escapes.contains(r"filePath=/srv/up|load/a\=b\\\\c\nd\re\\xfe\\xc3|f.txt "),
+        "{escapes}"
+    );
+    assert!(escapes.contains(r"dproc=/opt/a|b\=c\\d/run "), "{escapes}");
+    assert!(
+        escapes.contains(r"flexString1=web|prod\=1\\\nnext flexString1Label=policy"),
+        "{escapes}"
+    );
 }
 
 // ------------------------------------------------------------- ECS by hand

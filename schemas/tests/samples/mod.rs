@@ -24,6 +24,10 @@ pub const CONTAINER_ID: &str = "3f4e9a1c2b7d8e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d
 /// A non-UTF-8 upload path (0xff in the file name).
 pub const UPLOAD_PATH: &[u8] = b"/srv/upload/inv\xffoice.pdf";
 
+/// A path with every character CEF escapes, a newline, a carriage return
+/// and bytes that are not UTF-8 (0xfe, and 0xc3 without its continuation).
+pub const ESCAPES_PATH: &[u8] = b"/srv/up|load/a=b\\c\nd\re\xfe\xc3|f.txt";
+
 /// A fixed UUIDv7-shaped id: 48-bit ms timestamp, version 7, variant 10.
 pub fn id(n: u16) -> EventId {
     let ms: u128 = 0x019a_cc2b_587b; // 2025-11-28T20:33:04.123Z
@@ -434,6 +438,44 @@ pub fn all() -> Vec<(&'static str, Envelope)> {
                 EventBody::QueueOverflowed(QueueOverflowed {
                     source: OverflowSource::Kernel,
                     count: 17,
+                }),
+            ),
+        ),
+        (
+            // Every character the SIEM encodings must escape: `|`, `=`, `\`,
+            // a newline and a carriage return, and bytes that are not UTF-8.
+            "file_accessed_escapes",
+            env(
+                20,
+                root(20),
+                EventBody::FileAccessed(FileAccessed {
+                    kind: AccessKind::Exec,
+                    file: FileInfo {
+                        path: path(ESCAPES_PATH),
+                        device: 2049,
+                        inode: 77,
+                        size: 4096,
+                        mtime_ns: T0,
+                        ctime_ns: T0,
+                    },
+                    process: ProcessInfo {
+                        pid: 4711,
+                        ppid: 4710,
+                        uid: 33,
+                        gid: 33,
+                        executable: Some(path(b"/opt/a|b=c\\d/run")),
+                        command: Some("run|x=y\\z".to_owned()),
+                    },
+                    container: Some(ContainerRef {
+                        runtime: ContainerRuntime::CriO,
+                        id: CONTAINER_ID.to_owned(),
+                    }),
+                    interceptor_mode: Mode::Enforce,
+                    policy: Some(PolicyRef {
+                        name: "web|prod=1\\\nnext".to_owned(),
+                        mode: Mode::Audit,
+                    }),
+                    blocking: true,
                 }),
             ),
         ),

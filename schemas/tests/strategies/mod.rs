@@ -448,3 +448,17 @@ pub fn envelope() -> impl Strategy<Value = Envelope> {
             },
         )
 }
+
+/// Where an exported event was read from (or nothing).
+pub fn source_position() -> impl Strategy<Value = Option<SourcePosition>> {
+    option::of(prop_oneof![
+        any::<u64>().prop_map(|seq| SourcePosition::Journal { seq }),
+        (text(), any::<i32>(), any::<i64>()).prop_map(|(topic, partition, offset)| {
+            SourcePosition::Kafka {
+                topic,
+                partition,
+                offset,
+            }
+        }),
+    ])
+}
