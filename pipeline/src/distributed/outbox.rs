@@ -173,11 +173,15 @@ fn publish(
         if let Some(env) = &decoded {
             record = record.timestamp(env.timestamp.0.div_euclid(1_000_000));
         }
-        futures.push((*seq, producer.send(record, Duration::from_secs(5))));
+        futures.push(async move { (*seq, producer.send(record, Duration::from_secs(5)).await) });
     }
+    // `send` is lazy: a message is handed to librdkafka when its future is
+    // first polled. join_all polls them all at once, so the whole batch is
+    // in flight together (awaiting them one by one made a broker round trip
+    // per event).
     let mut last_ok = None;
-    for (seq, f) in futures {
-        match futures::executor::block_on(f) {
+    for (seq, result) in futures::executor::block_on(futures::future::join_all(futures)) {
+        match result {
             Ok(_) => last_ok = Some(seq),
             Err((e, _)) => return Err((last_ok, e.to_string())),
         }
