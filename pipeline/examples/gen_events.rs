@@ -211,9 +211,10 @@ fn main() -> anyhow::Result<()> {
                 );
                 next = seq + 1;
             }
-            for p in pending {
-                rt.block_on(p)
-                    .map_err(|(e, _)| anyhow::anyhow!("producing: {e}"))?;
+            // `send` is lazy: join_all puts the whole batch in flight
+            // (awaiting one by one made a broker round trip per event).
+            for r in rt.block_on(futures::future::join_all(pending)) {
+                r.map_err(|(e, _)| anyhow::anyhow!("producing: {e}"))?;
                 sent += 1;
             }
         }

@@ -862,7 +862,14 @@ mod tests {
     impl Log {
         fn push(&mut self, body: EventBody) -> EventId {
             let seq = self.events.len() as u64 + 1;
-            let id = EventId::new();
+            // Fixed ids (UUIDv7 layout: the time in the top 48 bits), so
+            // the golden files are stable.
+            let id = EventId(uuid::Uuid::from_u128(
+                (1_000_000_000u128 + u128::from(seq)) << 80
+                    | 0x7000 << 64
+                    | 0x8000 << 48
+                    | u128::from(seq),
+            ));
             self.events.push((
                 SourcePosition::Journal { seq },
                 Envelope {
@@ -995,6 +1002,56 @@ mod tests {
 
         let missing = build(EventId::new(), &log.events, "journal test", window).unwrap_err();
         assert!(missing.contains("is not in journal test"), "{missing}");
+    }
+
+    /// The text, JSON and HTML renderings of a fixed investigation, against
+    /// golden files in `pipeline/tests/fixtures/investigation/`
+    /// (`PORTCULLIS_BLESS=1` rewrites them).
+    #[test]
+    fn golden_renderings() {
+        let mut log = Log { events: vec![] };
+        let a1 = log.access(None, 4242, 4000, "/srv/app/start.sh");
+        log.verdict(a1, "/srv/app/start.sh", false);
+        log.decide(a1, Decision::Allow);
+        let bad = log.access(None, 4243, 4000, "/srv/app/payload <x>.bin");
+        let focus = log.verdict(bad, "/srv/app/payload <x>.bin", true);
+        log.decide(bad, Decision::Deny);
+        let window = (
+            Timestamp(1_000_000_000_000 - 300_000_000_000),
+            Timestamp(1_000_000_000_000 + 300_000_000_000),
+        );
+        let mut inv = build(
+            focus,
+            &log.events,
+            "journal /var/lib/portcullis/journal",
+            window,
+        )
+        .unwrap();
+        inv.generated_at = "2026-11-28T00:00:00Z".into();
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/investigation");
+        let outputs = [
+            ("timeline.txt", render_text(&inv)),
+            (
+                "investigation.json",
+                serde_json::to_string_pretty(&inv).unwrap() + "\n",
+            ),
+            ("report.html", render_html(&inv)),
+        ];
+        let bless = std::env::var_os("PORTCULLIS_BLESS").is_some();
+        for (name, got) in outputs {
+            let path = dir.join(name);
+            if bless {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &got).unwrap();
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                want == got,
+                "{} differs (PORTCULLIS_BLESS=1 rewrites it):\n{got}",
+                path.display()
+            );
+        }
     }
 
     #[test]
