@@ -134,6 +134,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         total.unwrap_or(0),
     );
     let mut correlator = Correlator::default();
+    let correlate = filter.needs_facts();
     let mut verifier = args.verify.then(Verifier::default);
     let (mut read, mut written, mut bad) = (0u64, 0u64, 0u64);
 
@@ -162,9 +163,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                 };
-                let keep = {
+                let keep = if correlate {
                     let facts = correlator.observe(&env);
                     filter.matches(&env, facts)
+                } else {
+                    filter.matches(&env, None)
                 };
                 if !keep {
                     continue;
@@ -181,6 +184,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            handle.recycle(batch);
             if args.follow {
                 out.flush()?;
             }

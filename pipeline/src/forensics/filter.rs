@@ -123,6 +123,16 @@ pub fn globs(flag: &str, patterns: &[String]) -> anyhow::Result<Option<GlobSet>>
 }
 
 impl Filter {
+    /// Whether any filter needs the facts of an event's access (else the
+    /// correlation can be skipped).
+    pub fn needs_facts(&self) -> bool {
+        !self.containers.is_empty()
+            || !self.pids.is_empty()
+            || self.paths.is_some()
+            || !self.verdicts.is_empty()
+            || self.rules.is_some()
+    }
+
     /// True when a time bound alone rules `env` out.
     pub fn outside_window(&self, env: &Envelope) -> bool {
         self.from.is_some_and(|t| env.timestamp < t) || self.to.is_some_and(|t| env.timestamp > t)

@@ -85,6 +85,9 @@ pub enum SourceMsg {
 #[derive(Debug)]
 pub struct SourceHandle {
     pub rx: Receiver<SourceMsg>,
+    /// Spent batches go back to the source thread, which refills their
+    /// records in place (no allocation per record on a fast source).
+    recycle: Sender<Vec<RawRecord>>,
     /// Records the source expects to deliver (for a progress bar), when
     /// known.
     pub total: Option<u64>,
@@ -92,6 +95,11 @@ pub struct SourceHandle {
 }
 
 impl SourceHandle {
+    /// Hands a processed batch back for reuse.
+    pub fn recycle(&self, batch: Vec<RawRecord>) {
+        let _ = self.recycle.try_send(batch);
+    }
+
     /// Waits for the source thread; its error, if it failed.
     pub fn finish(mut self) -> anyhow::Result<()> {
         drop(std::mem::replace(&mut self.rx, crossbeam_channel::never()));
@@ -111,6 +119,7 @@ type SourceBody = Box<dyn FnOnce(Sender<SourceMsg>) -> anyhow::Result<()> + Send
 /// Starts reading `spec`.
 pub fn open(spec: &SourceSpec, opts: ReadOptions) -> anyhow::Result<SourceHandle> {
     let (tx, rx) = bounded(QUEUE);
+    let (recycle, recycled) = bounded(QUEUE + 2);
     let (total, body): (Option<u64>, SourceBody) = match spec {
         SourceSpec::Journal(dir) => match ExportReader::connect(dir, 1, opts.follow) {
             Ok(reader) => {
@@ -171,7 +180,7 @@ pub fn open(spec: &SourceSpec, opts: ReadOptions) -> anyhow::Result<SourceHandle
         SourceSpec::Kafka(settings) => {
             let plan = KafkaPlan::resolve(settings, opts)?;
             let total = Some(plan.expected());
-            (total, Box::new(move |tx| from_kafka(plan, &tx)))
+            (total, Box::new(move |tx| from_kafka(plan, &tx, recycled)))
         }
     };
     let thread = std::thread::Builder::new()
@@ -180,6 +189,7 @@ pub fn open(spec: &SourceSpec, opts: ReadOptions) -> anyhow::Result<SourceHandle
         .context("starting the source thread")?;
     Ok(SourceHandle {
         rx,
+        recycle,
         total,
         thread: Some(thread),
     })
@@ -330,7 +340,68 @@ impl KafkaPlan {
     }
 }
 
-fn from_kafka(plan: KafkaPlan, tx: &Sender<SourceMsg>) -> anyhow::Result<()> {
+/// Fills batches with records taken from spent batches when there are
+/// some, so a steady stream reuses its buffers instead of allocating (and
+/// freeing on another thread) a payload, a topic name and a node id per
+/// record.
+struct Batcher {
+    out: Vec<RawRecord>,
+    spare: Vec<RawRecord>,
+    recycled: Receiver<Vec<RawRecord>>,
+}
+
+impl Batcher {
+    fn new(recycled: Receiver<Vec<RawRecord>>) -> Self {
+        Self {
+            out: Vec::with_capacity(BATCH),
+            spare: Vec::new(),
+            recycled,
+        }
+    }
+
+    /// The next record to fill (its old contents are to be overwritten).
+    fn slot(&mut self) -> &mut RawRecord {
+        if self.spare.is_empty() {
+            if let Ok(spent) = self.recycled.try_recv() {
+                self.spare = spent;
+            }
+        }
+        let record = self.spare.pop().unwrap_or_else(|| RawRecord {
+            pos: SourcePosition::Journal { seq: 0 },
+            node: None,
+            bytes: Vec::new(),
+        });
+        self.out.push(record);
+        let last = self.out.len() - 1;
+        &mut self.out[last]
+    }
+
+    fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Sends what is filled; false when the caller stopped listening.
+    fn send(&mut self, tx: &Sender<SourceMsg>) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let mut next = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        // The records of a recycled batch are spares; its vector the next
+        // batch.
+        self.spare.append(&mut next);
+        let full = std::mem::replace(&mut self.out, next);
+        tx.send(SourceMsg::Records(full)).is_ok()
+    }
+}
+
+fn from_kafka(
+    plan: KafkaPlan,
+    tx: &Sender<SourceMsg>,
+    recycled: Receiver<Vec<RawRecord>>,
+) -> anyhow::Result<()> {
     let KafkaPlan {
         consumer,
         topic,
@@ -354,13 +425,26 @@ fn from_kafka(plan: KafkaPlan, tx: &Sender<SourceMsg>) -> anyhow::Result<()> {
     consumer
         .assign(&tpl)
         .with_context(|| format!("assigning the partitions of {topic}"))?;
-    let topic_name: Arc<str> = Arc::from(topic.as_str());
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Batcher::new(recycled);
+    // Node ids are message keys: one shared string per node.
+    let mut nodes: Vec<Arc<str>> = Vec::new();
+    let mut idle = false;
     while open > 0 {
-        let msg = match consumer.poll(Duration::from_millis(100)) {
+        // While messages flow, take them without a timeout (no clock
+        // reads); when none is ready, send what there is and wait.
+        let polled = if idle {
+            consumer.poll(Duration::from_millis(100))
+        } else {
+            consumer.poll(Duration::ZERO)
+        };
+        let msg = match polled {
             None | Some(Err(KafkaError::PartitionEOF(_))) => {
-                if !send(tx, &mut batch) {
-                    return Ok(());
+                if !idle {
+                    idle = true;
+                    if !batch.send(tx) {
+                        return Ok(());
+                    }
+                    continue;
                 }
                 // The end offset can be a transaction marker, which is
                 // never delivered: a partition whose position passed its
@@ -385,6 +469,7 @@ fn from_kafka(plan: KafkaPlan, tx: &Sender<SourceMsg>) -> anyhow::Result<()> {
             }
             Some(Ok(m)) => m,
         };
+        idle = false;
         let p = msg.partition();
         let Some(end) = last.get(&p).copied() else {
             continue;
@@ -392,25 +477,49 @@ fn from_kafka(plan: KafkaPlan, tx: &Sender<SourceMsg>) -> anyhow::Result<()> {
         if end.is_some_and(|e| msg.offset() > e) {
             continue;
         }
-        batch.push(RawRecord {
-            pos: SourcePosition::Kafka {
-                topic: topic_name.to_string(),
-                partition: p,
-                offset: msg.offset(),
-            },
-            node: msg
-                .key()
-                .map(|k| Arc::from(String::from_utf8_lossy(k).as_ref())),
-            bytes: msg.payload().unwrap_or_default().to_vec(),
+        let node = msg.key().map(|k| {
+            match nodes.iter().find(|n| n.as_bytes() == k) {
+                Some(n) => n.clone(),
+                None => {
+                    let n: Arc<str> = Arc::from(String::from_utf8_lossy(k).as_ref());
+                    // A bounded cache: node ids are few, garbage keys are not.
+                    if nodes.len() < 1024 {
+                        nodes.push(n.clone());
+                    }
+                    n
+                }
+            }
         });
+        let slot = batch.slot();
+        match &mut slot.pos {
+            SourcePosition::Kafka {
+                topic: t,
+                partition,
+                offset,
+            } if *t == topic => {
+                *partition = p;
+                *offset = msg.offset();
+            }
+            pos => {
+                *pos = SourcePosition::Kafka {
+                    topic: topic.clone(),
+                    partition: p,
+                    offset: msg.offset(),
+                }
+            }
+        }
+        slot.node = node;
+        slot.bytes.clear();
+        slot.bytes
+            .extend_from_slice(msg.payload().unwrap_or_default());
         if end == Some(msg.offset()) {
             last.remove(&p);
             open -= 1;
         }
-        if batch.len() >= BATCH && !send(tx, &mut batch) {
+        if batch.len() >= BATCH && !batch.send(tx) {
             return Ok(());
         }
     }
-    send(tx, &mut batch);
+    batch.send(tx);
     Ok(())
 }

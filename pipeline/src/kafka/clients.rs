@@ -78,6 +78,11 @@ fn consumer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
     c.set("enable.auto.offset.store", "false");
     c.set("isolation.level", "read_committed");
     c.set("auto.offset.reset", "earliest");
+    // librdkafka (2.4+) postpones the next fetch by this much once its
+    // prefetch queue is full (default 1 s). A consumer that drains that
+    // queue faster then sits idle for the rest of the second: replay of
+    // 1M events took 5.6 s instead of 1.7 s. 20 ms keeps fetches coming.
+    c.set("fetch.queue.backoff.ms", "20");
     c
 }
 
