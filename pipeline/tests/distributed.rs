@@ -9,17 +9,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::kafka_bootstrap as bootstrap;
 use common::*;
-
-fn bootstrap(test: &str) -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Some(b),
-        _ => {
-            eprintln!("\n!!!!!!!! SKIPPED `{test}`: KAFKA_BOOTSTRAP not set (scripts/test starts a broker) !!!!!!!!\n");
-            None
-        }
-    }
-}
 
 /// A `[kafka]` section on fresh topics.
 fn kafka_config(bootstrap: &str, extra: &str) -> String {

@@ -34,6 +34,17 @@ fn portcullis() -> AssertCommand {
     c
 }
 
+/// `portcullis replay ARGS --journal DIR`.
+fn replay_journal(dir: &Path, args: &[&str]) -> std::process::Output {
+    portcullis()
+        .arg("replay")
+        .args(args)
+        .arg("--journal")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -170,11 +181,7 @@ fn replay_filters_and_formats_a_journal_at_rest() {
         ],
     );
     // ECS: every record, each with its journal seq.
-    let out = portcullis()
-        .args(["replay", "--journal"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = replay_journal(dir.path(), &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -195,25 +202,10 @@ fn replay_filters_and_formats_a_journal_at_rest() {
     }
 
     // --container keeps the accesses of the container and what followed.
-    let out = portcullis()
-        .args(["replay", "--container", "c0f", "--journal"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = replay_journal(dir.path(), &["--container", "c0f"]);
     assert_eq!(lines(&out.stdout).len(), 6);
     // --verdict/--rule keep the verdict and the decision after it.
-    let out = portcullis()
-        .args([
-            "replay",
-            "--verdict",
-            "infected",
-            "--rule",
-            "eicar_*",
-            "--journal",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = replay_journal(dir.path(), &["--verdict", "infected", "--rule", "eicar_*"]);
     let kept = lines(&out.stdout);
     assert_eq!(
         kept.iter()
@@ -222,58 +214,24 @@ fn replay_filters_and_formats_a_journal_at_rest() {
         vec!["verdict_issued", "decision_made"]
     );
     // --pid, --path (glob), --kind.
-    let out = portcullis()
-        .args([
-            "replay",
-            "--pid",
-            "12",
-            "--kind",
-            "decision_made",
-            "--journal",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = replay_journal(dir.path(), &["--pid", "12", "--kind", "decision_made"]);
     assert_eq!(lines(&out.stdout).len(), 1);
-    let out = portcullis()
-        .args(["replay", "--path", "/srv/*.txt", "--journal"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = replay_journal(dir.path(), &["--path", "/srv/*.txt"]);
     assert_eq!(lines(&out.stdout).len(), 3);
     // --from in the future: nothing.
-    let out = portcullis()
-        .args(["replay", "--from", "2999-01-01T00:00:00Z", "--journal"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = replay_journal(dir.path(), &["--from", "2999-01-01T00:00:00Z"]);
     assert!(out.status.success() && out.stdout.is_empty());
 
     // OCSF: accesses and decisions as File System Activity, the infected
     // verdict as a Detection Finding.
-    let out = portcullis()
-        .args(["replay", "--format", "ocsf", "--journal"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = replay_journal(dir.path(), &["--format", "ocsf"]);
     assert!(out.status.success());
     let ocsf = lines(&out.stdout);
     assert!(ocsf.iter().any(|e| e["class_uid"] == 2004), "{ocsf:?}");
     assert!(ocsf.iter().any(|e| e["class_uid"] == 1001), "{ocsf:?}");
 
     // CEF: escaped, one line per event, positions in cs5.
-    let out = portcullis()
-        .args([
-            "replay",
-            "--format",
-            "cef",
-            "--verdict",
-            "infected",
-            "--journal",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = replay_journal(dir.path(), &["--format", "cef", "--verdict", "infected"]);
     let text = String::from_utf8(out.stdout).unwrap();
     let first = text.lines().next().unwrap();
     assert!(first.starts_with("CEF:0|portcullis|portcullis|"), "{first}");
@@ -320,11 +278,7 @@ fn exports_round_trip_and_verify_finds_gaps_duplicates_and_garbage() {
         .assert()
         .success();
     // The export replays exactly like the journal.
-    let from_journal = portcullis()
-        .args(["replay", "--journal"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let from_journal = replay_journal(dir.path(), &[]);
     let from_export = portcullis()
         .args(["replay", "--export"])
         .arg(&file)
@@ -614,16 +568,6 @@ for _ in $(seq 1 200); do [ -f "$WORK/ready" ] && break; sleep 0.05; done
     assert!(n >= 10, "{n}");
     for (_, bytes) in store.reader().raw_from(1, 1 << 20).unwrap() {
         codec::decode(&bytes).unwrap();
-    }
-}
-
-fn kafka_bootstrap(test: &str) -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Some(b),
-        _ => {
-            eprintln!("\n!!!!!!!! SKIPPED `{test}`: KAFKA_BOOTSTRAP not set (scripts/test starts a broker) !!!!!!!!\n");
-            None
-        }
     }
 }
 

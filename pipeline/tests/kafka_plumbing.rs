@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::kafka_bootstrap as bootstrap;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -24,19 +27,6 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// The bound of every single wait.
 const WAIT: Duration = Duration::from_secs(30);
-
-fn bootstrap(test: &str) -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Some(b),
-        _ => {
-            // Straight to the process's stderr: the test harness captures
-            // eprintln! of passing tests.
-            let line = format!("!!!!!!!! SKIPPED {test}: KAFKA_BOOTSTRAP not set !!!!!!!!\n");
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-            None
-        }
-    }
-}
 
 fn unique(what: &str) -> String {
     format!("{what}-{}", uuid::Uuid::now_v7().simple())

@@ -5,6 +5,9 @@
 //! are installed by scripts/setup: a missing one fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::kafka_bootstrap as bootstrap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -22,16 +25,6 @@ const CONTAINER: &str = "3f4e9a1c2b7d8e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6
 const NASTY_PATH: &str = r"/srv/up|load/a=b\c.exe";
 const PID: u32 = 4242;
 const PPID: u32 = 4200;
-
-fn bootstrap(test: &str) -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Some(b),
-        _ => {
-            eprintln!("\n!!!!!!!! SKIPPED `{test}`: KAFKA_BOOTSTRAP not set (scripts/test starts a broker) !!!!!!!!\n");
-            None
-        }
-    }
-}
 
 /// The path of a tool scripts/setup installs; panics (fails the test)
 /// when it is missing.

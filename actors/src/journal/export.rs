@@ -266,6 +266,22 @@ impl<R: Read> ExportReader<R> {
         self.inner.buffer().is_empty()
     }
 
+    /// A read that failed at the current record: the end of the input
+    /// there means the export was cut short.
+    fn read_error(&self, e: io::Error) -> ExportError {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            ExportError::Truncated {
+                origin: self.origin.clone(),
+                offset: self.offset,
+            }
+        } else {
+            ExportError::Io {
+                origin: self.origin.clone(),
+                source: e,
+            }
+        }
+    }
+
     /// The next record `(seq, bytes)`, or `None` at the end marker. A
     /// stream that ends without the marker is [`ExportError::Truncated`].
     pub fn next_record(&mut self) -> Result<Option<(u64, Vec<u8>)>, ExportError> {
@@ -273,19 +289,9 @@ impl<R: Read> ExportReader<R> {
             return Ok(None);
         }
         let mut head = [0u8; 12];
-        if let Err(e) = self.inner.read_exact(&mut head) {
-            return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-                ExportError::Truncated {
-                    origin: self.origin.clone(),
-                    offset: self.offset,
-                }
-            } else {
-                ExportError::Io {
-                    origin: self.origin.clone(),
-                    source: e,
-                }
-            });
-        }
+        self.inner
+            .read_exact(&mut head)
+            .map_err(|e| self.read_error(e))?;
         let (s, l) = head.split_at(8);
         let seq = u64::from_be_bytes(s.try_into().unwrap_or_default());
         let len = u32::from_be_bytes(l.try_into().unwrap_or_default());
@@ -301,19 +307,9 @@ impl<R: Read> ExportReader<R> {
             });
         }
         let mut bytes = vec![0u8; len as usize];
-        if let Err(e) = self.inner.read_exact(&mut bytes) {
-            return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-                ExportError::Truncated {
-                    origin: self.origin.clone(),
-                    offset: self.offset,
-                }
-            } else {
-                ExportError::Io {
-                    origin: self.origin.clone(),
-                    source: e,
-                }
-            });
-        }
+        self.inner
+            .read_exact(&mut bytes)
+            .map_err(|e| self.read_error(e))?;
         self.offset += 12 + u64::from(len);
         Ok(Some((seq, bytes)))
     }

@@ -22,6 +22,23 @@ pub fn unavailable() -> Option<String> {
     portcullis_interceptor::sandbox::fanotify_permission_available().err()
 }
 
+/// The broker of the Kafka tests (`scripts/test` starts one and sets
+/// `KAFKA_BOOTSTRAP`), or `None` after a loud SKIPPED line.
+pub fn kafka_bootstrap(test: &str) -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(b) if !b.trim().is_empty() => Some(b),
+        _ => {
+            // Straight to the process's stderr: the test harness captures
+            // eprintln! of passing tests.
+            let line = format!(
+                "\n!!!!!!!! SKIPPED `{test}`: KAFKA_BOOTSTRAP not set (scripts/test starts a broker) !!!!!!!!\n"
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            None
+        }
+    }
+}
+
 #[macro_export]
 macro_rules! require_privileges {
     ($name:expr) => {
