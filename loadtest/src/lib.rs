@@ -19,7 +19,14 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+pub mod charts;
+pub mod content;
+pub mod error;
+pub mod latency;
+pub mod markdown;
 pub mod pipe;
+pub mod process;
+pub mod report;
 
 /// What one pass over the files measured.
 #[derive(Debug, Clone, Serialize)]
