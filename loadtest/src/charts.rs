@@ -77,9 +77,11 @@ fn nines_label(x: f64) -> String {
 
 fn latency_label(us: f64) -> String {
     if us >= 1_000_000.0 {
-        format!("{:.3} s", us / 1e6)
+        format!("{:.1} s", us / 1e6)
+    } else if us >= 10_000.0 {
+        format!("{:.0} ms", us / 1e3)
     } else if us >= 1000.0 {
-        format!("{:.3} ms", us / 1e3)
+        format!("{:.1} ms", us / 1e3)
     } else if us >= 10.0 {
         format!("{us:.0} µs")
     } else {
@@ -175,6 +177,26 @@ pub fn latency(r: &Report, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Operations per second in each interval of a timeline, at the
+/// interval's middle. The last interval ends with the phase (`wall_s`); one
+/// cut too short to mean anything is left out.
+pub fn rates(t: &crate::report::Timeline, wall_s: f64) -> Vec<(f64, f64)> {
+    let dt = t.interval_s;
+    if dt <= 0.0 {
+        return vec![];
+    }
+    t.completed
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let start = i as f64 * dt;
+            let end = ((i + 1) as f64 * dt).min(wall_s.max(start));
+            let width = end - start;
+            (width >= dt * 0.25).then(|| (start + width / 2.0, *n as f64 / width))
+        })
+        .collect()
+}
+
 /// Draws `throughput.png`.
 pub fn throughput(r: &Report, path: &Path) -> Result<()> {
     register_font()?;
@@ -184,17 +206,7 @@ pub fn throughput(r: &Report, path: &Path) -> Result<()> {
         .iter()
         .flat_map(|t| {
             t.phases.iter().map(move |p| {
-                let dt = p.timeline.interval_s;
-                let points: Vec<(f64, f64)> = if dt > 0.0 {
-                    p.timeline
-                        .completed
-                        .iter()
-                        .enumerate()
-                        .map(|(i, n)| ((i as f64 + 0.5) * dt, *n as f64 / dt))
-                        .collect()
-                } else {
-                    vec![]
-                };
+                let points = rates(&p.timeline, p.wall_s);
                 (
                     format!("{} {}", t.name, p.name),
                     colour(t.name, p.name),
@@ -273,7 +285,18 @@ mod tests {
         assert_eq!(nines_label(3.0), "99.9 %");
         assert_eq!(nines_label(1.0), "90 %");
         assert_eq!(nines_label(1.5), "");
-        assert_eq!(latency_label(1500.0), "1.500 ms");
+        assert_eq!(latency_label(1500.0), "1.5 ms");
+        assert_eq!(latency_label(25_000.0), "25 ms");
+    }
+
+    #[test]
+    fn rates_cut_the_last_interval_at_the_end_of_the_phase() {
+        let t = crate::report::Timeline {
+            interval_s: 1.0,
+            completed: vec![100, 100, 50, 1],
+        };
+        let r = rates(&t, 2.5);
+        assert_eq!(r, [(0.5, 100.0), (1.5, 100.0), (2.25, 100.0)]);
     }
 
     #[test]

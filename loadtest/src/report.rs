@@ -43,12 +43,14 @@
 //!           "aborted": null | "why",
 //!           "error_samples": ["..."] } ],
 //!       "process": null | { "pid", "cpu_s", "peak_rss_kib" },
-//!       "scanners": [ { "instance", "pid", "cpu_s", "peak_rss_kib", "exit" } ],
+//!       "scanners": [ { "instance", "pid", "cpu_s", "peak_rss_kib",
+//!                       "scanned", "exit" } ],
 //!       "decisions_by_reason": { "verdict": n, "cache_hit": n, ... },
 //!       "decisions": { "allow": n, "deny": n },
 //!       "verdicts": { "clean": n, "infected": n, "skipped": n, "error": n },
 //!       "kafka": null | { "lag_max", "lag_final",
-//!                         "samples": [ { "t_s", "lag" } ] } } ],
+//!                         "samples": [ { "t_s", "lag" } ] },
+//!       "problems": ["..."] } ],
 //!   "ratios": [ { "phase", "versus": "baseline" | "floor",
 //!                 "p50", "p90", "p99", "p999", "throughput" } ],
 //!   "checks": { "hung_opens", "infected_total", "infected_denied",
@@ -458,6 +460,8 @@ pub struct ScannerReport {
     /// CPU seconds while the portcullis target ran.
     pub cpu_s: f64,
     pub peak_rss_kib: u64,
+    /// Requests it scanned (from its stop log line).
+    pub scanned: Option<u64>,
     /// How it stopped.
     pub exit: String,
 }
@@ -489,6 +493,9 @@ pub struct TargetRun {
     pub scanners: Vec<ScannerReport>,
     pub tally: Tally,
     pub kafka: Option<KafkaLag>,
+    /// What went wrong around the measurement (a responder that did not
+    /// stop cleanly); each is a check failure.
+    pub problems: Vec<String>,
 }
 
 impl TargetRun {
@@ -501,6 +508,7 @@ impl TargetRun {
             scanners: vec![],
             tally: Tally::default(),
             kafka: None,
+            problems: vec![],
         }
     }
 
@@ -515,6 +523,7 @@ impl TargetRun {
             decisions: self.tally.decisions,
             verdicts: self.tally.verdicts.clone(),
             kafka: self.kafka.clone(),
+            problems: self.problems.clone(),
         }
     }
 }
@@ -603,6 +612,7 @@ pub struct TargetReport {
     pub decisions: Decisions,
     pub verdicts: BTreeMap<String, u64>,
     pub kafka: Option<KafkaLag>,
+    pub problems: Vec<String>,
 }
 
 impl TargetReport {
@@ -742,6 +752,9 @@ fn checks(targets: &[TargetReport]) -> Checks {
         failures: vec![],
     };
     for t in targets {
+        for why in &t.problems {
+            c.failures.push(format!("{}: {why}", t.name));
+        }
         for p in &t.phases {
             c.hung_opens += p.hung_opens;
             c.clean_denied += p.clean_denied;
