@@ -14,7 +14,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::error::{Error, Result};
-use crate::report::{Phase, Report, TargetName};
+use crate::report::{Phase, PhaseReport, Report, TargetName};
 
 /// DejaVu Sans 2.37 (Bitstream Vera licence: `assets/DejaVuSans.LICENSE`).
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -89,46 +89,82 @@ fn latency_label(us: f64) -> String {
     }
 }
 
+/// One line of a chart: its legend, colour and points.
+struct Series {
+    name: String,
+    colour: RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+/// A line for every target and phase that has points.
+fn series(r: &Report, points: impl Fn(&PhaseReport) -> Vec<(f64, f64)>) -> Vec<Series> {
+    r.targets
+        .iter()
+        .flat_map(|t| {
+            t.phases.iter().map(|p| Series {
+                name: format!("{} {}", t.name, p.name),
+                colour: colour(t.name, p.name),
+                points: points(p),
+            })
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect()
+}
+
+/// Lowest and highest x and y of the series (`None` without points).
+fn bounds(series: &[Series]) -> Option<((f64, f64), (f64, f64))> {
+    let mut pts = series.iter().flat_map(|s| s.points.iter().copied());
+    let first = pts.next()?;
+    Some(pts.fold(
+        ((first.0, first.0), (first.1, first.1)),
+        |((x0, x1), (y0, y1)), (x, y)| ((x0.min(x), x1.max(x)), (y0.min(y), y1.max(y))),
+    ))
+}
+
+/// Draws the lines and their legend on a chart whose mesh is drawn.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    series: Vec<Series>,
+    legend: SeriesLabelPosition,
+    err: &impl Fn(DrawingAreaErrorKind<<BitMapBackend<'a> as DrawingBackend>::ErrorType>) -> Error,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for s in series {
+        let c = s.colour;
+        chart
+            .draw_series(LineSeries::new(s.points, c.stroke_width(2)))
+            .map_err(err)?
+            .label(s.name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FAMILY, 14))
+        .draw()
+        .map_err(err)
+}
+
 /// Draws `latency.png`.
 pub fn latency(r: &Report, path: &Path) -> Result<()> {
     register_font()?;
     let err = chart_error("latency.png");
-    let series: Vec<(String, RGBColor, Vec<(f64, f64)>)> = r
-        .targets
-        .iter()
-        .flat_map(|t| {
-            t.phases.iter().map(move |p| {
-                let points: Vec<(f64, f64)> = p
-                    .latency_curve
-                    .iter()
-                    // The maximum (100 %) has no place on a nines axis; it
-                    // is in the tables.
-                    .filter(|c| c.percentile < 100.0 && c.latency_us > 0.0)
-                    .map(|c| (nines(c.percentile), c.latency_us))
-                    .collect();
-                (
-                    format!("{} {}", t.name, p.name),
-                    colour(t.name, p.name),
-                    points,
-                )
-            })
-        })
-        .filter(|(_, _, pts)| !pts.is_empty())
-        .collect();
-    let x_max = series
-        .iter()
-        .flat_map(|(_, _, pts)| pts.iter().map(|p| p.0))
-        .fold(2.0f64, f64::max)
-        .ceil();
-    let (y_min, y_max) = series
-        .iter()
-        .flat_map(|(_, _, pts)| pts.iter().map(|p| p.1))
-        .fold((f64::MAX, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
-    let (y_min, y_max) = if y_max > 0.0 {
-        (y_min / 1.5, y_max * 1.5)
-    } else {
-        (1.0, 1000.0)
-    };
+    let lines = series(r, |p| {
+        p.latency_curve
+            .iter()
+            // The maximum (100 %) has no place on a nines axis; it is in
+            // the tables.
+            .filter(|c| c.percentile < 100.0 && c.latency_us > 0.0)
+            .map(|c| (nines(c.percentile), c.latency_us))
+            .collect()
+    });
+    let ((_, x_max), (y_min, y_max)) = bounds(&lines).unwrap_or(((0.0, 2.0), (1.0, 1000.0)));
+    let x_max = x_max.max(2.0).ceil();
 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(&err)?;
@@ -144,7 +180,7 @@ pub fn latency(r: &Report, path: &Path) -> Result<()> {
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(90)
-        .build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())
+        .build_cartesian_2d(0f64..x_max, (y_min / 1.5..y_max * 1.5).log_scale())
         .map_err(&err)?;
     chart
         .configure_mesh()
@@ -158,21 +194,7 @@ pub fn latency(r: &Report, path: &Path) -> Result<()> {
         .axis_desc_style((FAMILY, 16))
         .draw()
         .map_err(&err)?;
-    for (name, c, pts) in series {
-        chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-            .map_err(&err)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FAMILY, 14))
-        .draw()
-        .map_err(&err)?;
+    draw_lines(&mut chart, lines, SeriesLabelPosition::LowerRight, &err)?;
     root.present().map_err(&err)?;
     Ok(())
 }
@@ -201,30 +223,8 @@ pub fn rates(t: &crate::report::Timeline, wall_s: f64) -> Vec<(f64, f64)> {
 pub fn throughput(r: &Report, path: &Path) -> Result<()> {
     register_font()?;
     let err = chart_error("throughput.png");
-    let series: Vec<(String, RGBColor, Vec<(f64, f64)>)> = r
-        .targets
-        .iter()
-        .flat_map(|t| {
-            t.phases.iter().map(move |p| {
-                let points = rates(&p.timeline, p.wall_s);
-                (
-                    format!("{} {}", t.name, p.name),
-                    colour(t.name, p.name),
-                    points,
-                )
-            })
-        })
-        .filter(|(_, _, pts)| !pts.is_empty())
-        .collect();
-    let x_max = series
-        .iter()
-        .flat_map(|(_, _, pts)| pts.iter().map(|p| p.0))
-        .fold(1.0f64, f64::max);
-    let y_max = series
-        .iter()
-        .flat_map(|(_, _, pts)| pts.iter().map(|p| p.1))
-        .fold(1.0f64, f64::max)
-        * 1.15;
+    let lines = series(r, |p| rates(&p.timeline, p.wall_s));
+    let ((_, x_max), (_, y_max)) = bounds(&lines).unwrap_or(((0.0, 1.0), (0.0, 1.0)));
 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(&err)?;
@@ -240,7 +240,7 @@ pub fn throughput(r: &Report, path: &Path) -> Result<()> {
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(90)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .build_cartesian_2d(0f64..x_max.max(0.1) * 1.02, 0f64..y_max.max(1.0) * 1.15)
         .map_err(&err)?;
     chart
         .configure_mesh()
@@ -252,21 +252,7 @@ pub fn throughput(r: &Report, path: &Path) -> Result<()> {
         .axis_desc_style((FAMILY, 16))
         .draw()
         .map_err(&err)?;
-    for (name, c, pts) in series {
-        chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-            .map_err(&err)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FAMILY, 14))
-        .draw()
-        .map_err(&err)?;
+    draw_lines(&mut chart, lines, SeriesLabelPosition::UpperRight, &err)?;
     root.present().map_err(&err)?;
     Ok(())
 }

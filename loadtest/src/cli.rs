@@ -20,7 +20,7 @@ use crate::scenario::Common;
 /// the same run, and writes report.json, report.md, latency.png and
 /// throughput.png.
 #[derive(Debug, Parser)]
-#[command(name = "portcullis-loadtest", version, about, long_about = None)]
+#[command(name = "portcullis-loadtest", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -113,6 +113,10 @@ pub struct NodeArgs {
     /// The floor responder (default: portcullis-floor beside this one).
     #[arg(long)]
     pub floor: Option<PathBuf>,
+    /// (testing) The floor never answers, so that the watchdog must stop
+    /// the run.
+    #[arg(long, hide = true)]
+    pub stall_floor: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -286,6 +290,7 @@ impl NodeArgs {
             bins: Binaries::locate(self.portcullis.clone(), self.floor.clone())?,
             scan_threads: self.scan_threads,
             kafka,
+            floor_stalls: self.stall_floor,
         })
     }
 }

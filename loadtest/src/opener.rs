@@ -656,13 +656,13 @@ pub fn run_phase(spec: &PhaseSpec, progress: &Progress) -> Result<PhaseRun> {
             ))
         } else if now >= hard_end {
             Some("the openers did not finish within the phase bound".to_string())
-        } else if let Some(o) = openers.iter().position(|o| o.gone && !o.finished) {
-            Some(format!(
-                "opener {o} exited without a result{}",
-                crate::process::log_tail(Some(&openers[o].log), 10)
-            ))
         } else {
-            None
+            openers.iter().position(|o| o.gone && !o.finished).map(|o| {
+                format!(
+                    "opener {o} exited without a result{}",
+                    crate::process::log_tail(Some(&openers[o].log), 10)
+                )
+            })
         };
         match (why, stop_sent) {
             (Some(why), None) => {

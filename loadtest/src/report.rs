@@ -312,17 +312,13 @@ impl PhaseRun {
 
     /// The histogram and counters of `kind` (created empty).
     pub fn kind_mut(&mut self, kind: OpKind) -> Option<&mut KindRun> {
-        if !self.kinds.contains_key(&kind) {
-            let hist = latency_histogram()?;
-            self.kinds.insert(
-                kind,
-                KindRun {
-                    counts: Counts::default(),
-                    hist,
-                },
-            );
+        match self.kinds.entry(kind) {
+            std::collections::btree_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::btree_map::Entry::Vacant(e) => Some(e.insert(KindRun {
+                counts: Counts::default(),
+                hist: latency_histogram()?,
+            })),
         }
-        self.kinds.get_mut(&kind)
     }
 
     /// Adds what another worker measured in the same phase.

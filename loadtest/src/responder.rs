@@ -21,20 +21,23 @@ const READY_BOUND: Duration = Duration::from_secs(60);
 /// pending decisions and commits its journal first).
 const STOP_BOUND: Duration = Duration::from_secs(30);
 
-/// The agent's settings for a run.
+/// How the responders of a run are set up.
 #[derive(Debug, Clone)]
-pub struct AgentSettings {
+pub struct ResponderSettings {
+    /// The agent's decision deadline.
     pub deadline: Duration,
-    /// A `[kafka]` section (cluster scenario), verbatim.
+    /// A `[kafka]` section for the agent (cluster scenario), verbatim.
     pub kafka_section: Option<String>,
     /// Scanner threads of the agent (0 = one per core).
     pub scan_threads: usize,
+    /// The floor never answers (`--stall`): tests the watchdog.
+    pub floor_stalls: bool,
 }
 
 /// The agent's configuration file: Enforce mode, block-only actions (an
 /// infected file stays, so the warm phase meets it again), the deadline
 /// and a scan timeout below it.
-pub fn agent_config(s: &AgentSettings, quarantine: &Path) -> String {
+pub fn agent_config(s: &ResponderSettings, quarantine: &Path) -> String {
     let deadline_ms = s.deadline.as_millis().max(2);
     // The agent requires scan.timeout < enforcer.deadline.
     let scan_ms = (deadline_ms * 4 / 5).max(1);
@@ -117,7 +120,7 @@ pub fn start(
     bins: &Binaries,
     mount: &Path,
     work: &Path,
-    agent: &AgentSettings,
+    agent: &ResponderSettings,
 ) -> Result<Running> {
     let log = work.join(format!("{target}.log"));
     let ready = work.join(format!("{target}.ready"));
@@ -136,11 +139,15 @@ pub fn start(
             // With --cache: kernel ignore marks like the agent's, so warm
             // opens compare like with like.
             let mut cmd = Command::new(&bins.floor);
-            cmd.arg("--cache")
-                .arg("--protect")
-                .arg(mount)
-                .arg("--ready-file")
-                .arg(&ready);
+            cmd.arg(if agent.floor_stalls {
+                "--stall"
+            } else {
+                "--cache"
+            })
+            .arg("--protect")
+            .arg(mount)
+            .arg("--ready-file")
+            .arg(&ready);
             (cmd, None)
         }
         TargetName::Portcullis => {
@@ -260,10 +267,11 @@ mod tests {
     fn the_agent_config_is_valid_for_the_agent() {
         let dir = tempfile::tempdir().unwrap();
         let text = agent_config(
-            &AgentSettings {
+            &ResponderSettings {
                 deadline: Duration::from_secs(5),
                 kafka_section: None,
                 scan_threads: 0,
+                floor_stalls: false,
             },
             &dir.path().join("q"),
         );

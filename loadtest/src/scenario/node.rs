@@ -26,7 +26,7 @@ use crate::kafka::{KafkaRig, KafkaSpec};
 use crate::opener::{self, PhaseSpec};
 use crate::progress::Progress;
 use crate::report::{Params, Phase, ProcessReport, Scenario, TargetName, TargetRun};
-use crate::responder::{self, AgentSettings, Binaries};
+use crate::responder::{self, Binaries, ResponderSettings};
 use crate::scenario::{phase_line, work_dir, Common};
 
 /// A node or cluster run.
@@ -42,6 +42,8 @@ pub struct NodeSpec {
     pub scan_threads: usize,
     /// Present for the cluster scenario.
     pub kafka: Option<KafkaSpec>,
+    /// The floor never answers (tests the watchdog).
+    pub floor_stalls: bool,
 }
 
 impl NodeSpec {
@@ -56,6 +58,9 @@ impl NodeSpec {
     fn description(&self, target: TargetName, rig: Option<&KafkaRig>) -> String {
         match target {
             TargetName::Baseline => "no agent: the openers alone on the tmpfs".into(),
+            TargetName::Floor if self.floor_stalls => {
+                "portcullis-floor --stall: never answers (a test of the watchdog)".into()
+            }
             TargetName::Floor => {
                 "portcullis-floor --cache: answers ALLOW at once and places kernel ignore marks"
                     .into()
@@ -156,10 +161,11 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
         }
         None => None,
     };
-    let agent = AgentSettings {
+    let agent = ResponderSettings {
         deadline: c.deadline,
         kafka_section: rig.as_ref().map(|r| r.section.clone()),
         scan_threads: spec.scan_threads,
+        floor_stalls: spec.floor_stalls,
     };
 
     let phase_spec = |target: TargetName, phase: Phase, label: &str| PhaseSpec {
