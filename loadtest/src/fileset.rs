@@ -164,6 +164,38 @@ impl FileSpec {
     }
 }
 
+/// Which file each operation of a worker accesses.
+#[derive(Debug, Clone)]
+pub enum Picker<'a> {
+    /// Cold: the worker's list, once, in order.
+    Cold(&'a [u32]),
+    /// Warm: at random from `pool` (from all `files` when it is empty).
+    Warm {
+        pool: &'a [u32],
+        files: usize,
+        rng: SplitMix64,
+    },
+}
+
+impl Picker<'_> {
+    /// The file of operation `i`; `None` when a cold list is done.
+    pub fn pick(&mut self, i: u64) -> Option<usize> {
+        match self {
+            Self::Cold(list) => list.get(usize::try_from(i).ok()?).map(|&x| x as usize),
+            Self::Warm { files: 0, .. } => None,
+            Self::Warm {
+                pool: [],
+                files,
+                rng,
+            } => Some(rng.below(*files as u64) as usize),
+            Self::Warm { pool, rng, .. } => {
+                let k = rng.below(pool.len() as u64) as usize;
+                pool.get(k).map(|&x| x as usize)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -177,6 +209,33 @@ mod tests {
             exec_fraction: 0.2,
             seed: 9,
         }
+    }
+
+    #[test]
+    fn pickers_go_through_a_list_or_draw_from_a_pool() {
+        let list = [3, 1, 2];
+        let mut cold = Picker::Cold(&list);
+        let picked: Vec<_> = (0..4).map(|i| cold.pick(i)).collect();
+        assert_eq!(picked, [Some(3), Some(1), Some(2), None]);
+        let pool = [7, 9];
+        let mut warm = Picker::Warm {
+            pool: &pool,
+            files: 100,
+            rng: SplitMix64::new(1),
+        };
+        assert!((0..50).all(|i| matches!(warm.pick(i), Some(7 | 9))));
+        let mut all = Picker::Warm {
+            pool: &[],
+            files: 5,
+            rng: SplitMix64::new(1),
+        };
+        assert!((0..50).all(|i| all.pick(i).is_some_and(|x| x < 5)));
+        let mut none = Picker::Warm {
+            pool: &[],
+            files: 0,
+            rng: SplitMix64::new(1),
+        };
+        assert_eq!(none.pick(0), None);
     }
 
     #[test]

@@ -12,7 +12,11 @@ pub const RESULTS_HEADER: &str = "| target | phase | ops | ops/s | p50 µs | p90
 pub const RATIOS_HEADER: &str = "| phase | portcullis vs | p50 | p90 | p99 | p99.9 | throughput |";
 
 fn opt_ratio(r: Option<f64>) -> String {
-    r.map_or("–".to_string(), |x| format!("{x:.2}×"))
+    match r {
+        None => "–".to_string(),
+        Some(x) if x < 0.1 => format!("{x:.4}×"),
+        Some(x) => format!("{x:.2}×"),
+    }
 }
 
 fn phase_row(out: &mut String, target: TargetName, p: &PhaseReport) {

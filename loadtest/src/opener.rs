@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::content::SplitMix64;
 use crate::error::{Error, IoContext, Result};
-use crate::fileset::FileEntry;
+use crate::fileset::{FileEntry, Picker};
 use crate::latency::{due, read_histogram, record, write_histogram};
 use crate::progress::Progress;
 use crate::report::{Counts, OpKind, Outcome, Phase, PhaseRun, Timeline};
@@ -51,8 +51,11 @@ pub struct OpenerPlan {
     /// The file set (JSON list of [`FileEntry`]).
     pub files: PathBuf,
     /// Cold: per thread, the indices of the files to access once, in
-    /// order. Warm (`None`): files drawn at random from the whole set.
+    /// order. Warm (`None`): files drawn at random from `warm_pool`.
     pub cold_order: Option<Vec<Vec<u32>>>,
+    /// The files a warm phase draws from (those the cold pass accessed);
+    /// empty = the whole set.
+    pub warm_pool: Vec<u32>,
     pub seed: u64,
     pub rate_per_thread: Option<f64>,
     /// Per thread.
@@ -74,6 +77,8 @@ pub struct OpenerResult {
     pub error_samples: Vec<String>,
     /// Told to stop before its plan was done.
     pub stopped: bool,
+    /// Cold: the files accessed (started), in no particular order.
+    pub accessed: Vec<u32>,
 }
 
 fn hist_path(result: &Path, kind: OpKind) -> PathBuf {
@@ -177,21 +182,24 @@ fn op_thread(
     t0: Instant,
 ) {
     let slot = &shared.slots[t];
-    let mut rng = SplitMix64::derive(plan.seed, (plan.opener * 1000 + t) as u64);
-    let order = plan.cold_order.as_ref().and_then(|o| o.get(t));
+    let mut picker = match plan.cold_order.as_ref().and_then(|o| o.get(t)) {
+        Some(list) => Picker::Cold(list),
+        None => Picker::Warm {
+            pool: &plan.warm_pool,
+            files: files.len(),
+            rng: SplitMix64::derive(plan.seed, (plan.opener * 1000 + t) as u64),
+        },
+    };
+    let cold = plan.cold_order.is_some();
     let max_ops = plan.max_ops.get(t).copied().flatten().unwrap_or(u64::MAX);
     let end = t0 + Duration::from_millis(plan.duration_ms);
     let mut buf = Vec::with_capacity(64 << 10);
     for i in 0u64.. {
-        if i >= max_ops || shared.stop.load(Relaxed) || files.is_empty() {
+        if i >= max_ops || shared.stop.load(Relaxed) {
             break;
         }
-        let idx = match order {
-            Some(o) => match o.get(usize::try_from(i).unwrap_or(usize::MAX)) {
-                Some(&x) => x as usize,
-                None => break,
-            },
-            None => rng.below(files.len() as u64) as usize,
+        let Some(idx) = picker.pick(i) else {
+            break;
         };
         let intended = plan.rate_per_thread.map(|r| due(t0, i, r));
         if let Some(d) = intended {
@@ -212,6 +220,11 @@ fn op_thread(
             break;
         };
         slot.seq.fetch_add(1, Relaxed);
+        if cold {
+            if let Ok(mut run) = shared.runs[t].lock() {
+                run.accessed.push(u32::try_from(idx).unwrap_or(u32::MAX));
+            }
+        }
         let since = u64::try_from(start.saturating_duration_since(t0).as_nanos()).unwrap_or(0);
         slot.started.store(since + 1, Relaxed);
         let (outcome, error) = access(path, file.exec, &mut buf);
@@ -380,6 +393,7 @@ pub fn child_main(plan_path: &Path, result_path: &Path) -> Result<()> {
                 merged.absorb(*kind, &k.counts, &k.hist);
             }
             merged.timeline.add(&r.timeline);
+            merged.accessed.extend_from_slice(&r.accessed);
             for e in &r.error_samples {
                 merged.note_error(e.clone());
             }
@@ -393,6 +407,7 @@ pub fn child_main(plan_path: &Path, result_path: &Path) -> Result<()> {
     }
     result.timeline = merged.timeline;
     result.error_samples = merged.error_samples;
+    result.accessed = merged.accessed;
     write_json(result_path, &result)?;
     say(&mut out, "done");
     Ok(())
@@ -423,6 +438,8 @@ pub struct PhaseSpec<'a> {
     pub seed: u64,
     /// The opener program (this tool).
     pub exe: &'a Path,
+    /// Warm: the files to draw from (empty = all).
+    pub warm_pool: &'a [u32],
 }
 
 enum Line {
@@ -512,6 +529,11 @@ fn spawn_openers(spec: &PhaseSpec, tx: &Sender<(usize, Line)>) -> Result<Vec<Ope
             dir: spec.dir.to_path_buf(),
             files: spec.files_json.to_path_buf(),
             cold_order: cold.as_ref().map(|c| c[range.clone()].to_vec()),
+            warm_pool: if cold.is_some() {
+                vec![]
+            } else {
+                spec.warm_pool.to_vec()
+            },
             seed: spec.seed ^ (u64::from(spec.phase == Phase::Warm) << 40),
             rate_per_thread: spec.rate.map(|r| r / workers as f64),
             max_ops: maxes[range].to_vec(),
@@ -697,6 +719,7 @@ pub fn run_phase(spec: &PhaseSpec, progress: &Progress) -> Result<PhaseRun> {
             run.absorb(*kind, counts, &h);
         }
         run.timeline.add(&r.timeline);
+        run.accessed.extend(r.accessed);
         for e in r.error_samples {
             run.note_error(format!("opener {i}: {e}"));
         }

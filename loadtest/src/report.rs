@@ -294,6 +294,10 @@ pub struct PhaseRun {
     /// Why the phase stopped early (hung operations, a broken opener).
     pub aborted: Option<String>,
     pub error_samples: Vec<String>,
+    /// The files (indices into the set) this phase accessed, when it was
+    /// a cold pass: a warm phase draws from them only, so it stays warm
+    /// even when the cold pass was cut short by its bounds.
+    pub accessed: Vec<u32>,
 }
 
 impl PhaseRun {
@@ -307,6 +311,7 @@ impl PhaseRun {
             hung_opens: 0,
             aborted: None,
             error_samples: vec![],
+            accessed: vec![],
         }
     }
 

@@ -168,9 +168,9 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
         floor_stalls: spec.floor_stalls,
     };
 
-    let phase_spec = |target: TargetName, phase: Phase, label: &str| PhaseSpec {
-        phase,
-        label: format!("{target}/{label}"),
+    let base = PhaseSpec {
+        phase: Phase::Cold,
+        label: String::new(),
         work: work.path(),
         dir: &mnt,
         files_json: &files_json,
@@ -184,6 +184,7 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
         interval: c.interval(),
         seed: c.seed,
         exe: &exe,
+        warm_pool: &[],
     };
 
     let mut targets = vec![];
@@ -200,19 +201,37 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
             _ => None,
         };
         let mut aborted = false;
+        // The files seen since the responder started.
+        let mut seen: Vec<u32> = vec![];
         for &phase in &c.phases {
             if phase == Phase::Warm && !c.phases.contains(&Phase::Cold) {
                 // Warm means seen before: one untimed pass first.
-                let pre = opener::run_phase(&phase_spec(name, Phase::Cold, "prewarm"), &progress)?;
+                let pre = opener::run_phase(
+                    &PhaseSpec {
+                        label: format!("{name}/prewarm"),
+                        ..base.clone()
+                    },
+                    &progress,
+                )?;
                 if pre.aborted.is_some() {
                     t.phases.push(pre);
                     aborted = true;
                     break;
                 }
+                seen = pre.accessed;
             }
-            let run = opener::run_phase(&phase_spec(name, phase, phase.as_str()), &progress)?;
+            let spec = PhaseSpec {
+                phase,
+                label: format!("{name}/{phase}"),
+                warm_pool: &seen,
+                ..base.clone()
+            };
+            let mut run = opener::run_phase(&spec, &progress)?;
             progress.say(&phase_line(name.as_str(), &run));
             aborted = run.aborted.is_some();
+            if phase == Phase::Cold {
+                seen = std::mem::take(&mut run.accessed);
+            }
             t.phases.push(run);
             if aborted {
                 break;

@@ -39,7 +39,7 @@ use portcullis_schemas::{
 
 use crate::content::SplitMix64;
 use crate::error::{Error, IoContext, Result};
-use crate::fileset::{FileEntry, FileSpec};
+use crate::fileset::{FileEntry, FileSpec, Picker};
 use crate::kafka::{KafkaRig, KafkaSpec};
 use crate::latency::{due, record};
 use crate::opener::{cold_lists, split_max};
@@ -168,6 +168,8 @@ struct InjectSpec {
     seed: u64,
     /// Added to every inode: the targets never share a cache entry.
     inode_base: u64,
+    /// Warm: the files to draw from (empty = all).
+    pool: Vec<u32>,
 }
 
 /// Runs the scenario.
@@ -335,13 +337,15 @@ async fn run_target(
         (Some(r), TargetName::Portcullis) => Some(r.sample_lag(Duration::from_millis(500))),
         _ => None,
     };
+    // The files seen since the target started.
+    let mut seen: Vec<u32> = vec![];
     for &phase in &c.phases {
         if phase == Phase::Warm && !c.phases.contains(&Phase::Cold) {
             let pre = inject_phase(
                 &sink,
                 entries,
                 dir,
-                spec.inject_spec(Phase::Cold, name, n, "prewarm"),
+                spec.inject_spec(Phase::Cold, name, n, "prewarm", &[]),
                 progress,
             )
             .await?;
@@ -349,17 +353,21 @@ async fn run_target(
                 t.phases.push(pre);
                 break;
             }
+            seen = pre.accessed;
         }
-        let run = inject_phase(
+        let mut run = inject_phase(
             &sink,
             entries,
             dir,
-            spec.inject_spec(phase, name, n, phase.as_str()),
+            spec.inject_spec(phase, name, n, phase.as_str(), &seen),
             progress,
         )
         .await?;
         progress.say(&phase_line(name.as_str(), &run));
         let aborted = run.aborted.is_some();
+        if phase == Phase::Cold {
+            seen = std::mem::take(&mut run.accessed);
+        }
         t.phases.push(run);
         if aborted {
             break;
@@ -395,7 +403,14 @@ async fn run_target(
 }
 
 impl PipelineSpec {
-    fn inject_spec(&self, phase: Phase, target: TargetName, n: u64, label: &str) -> InjectSpec {
+    fn inject_spec(
+        &self,
+        phase: Phase,
+        target: TargetName,
+        n: u64,
+        label: &str,
+        pool: &[u32],
+    ) -> InjectSpec {
         let c = &self.common;
         InjectSpec {
             phase,
@@ -408,6 +423,7 @@ impl PipelineSpec {
             window: self.window,
             seed: c.seed ^ (u64::from(phase == Phase::Warm) << 40),
             inode_base: (n + 1) << 32,
+            pool: pool.to_vec(),
         }
     }
 }
@@ -511,23 +527,26 @@ fn inject(
             .next()
             .unwrap_or_default()
     });
+    let mut picker = match &cold {
+        Some(list) => Picker::Cold(list),
+        None => Picker::Warm {
+            pool: &spec.pool,
+            files: entries.len(),
+            rng: SplitMix64::derive(spec.seed, 0x1AB),
+        },
+    };
+    let mut accessed = vec![];
     let max_ops = split_max(spec.max_ops, 1)[0].unwrap_or(u64::MAX);
-    let mut rng = SplitMix64::derive(spec.seed, 0x1AB);
     let mut closed = false;
     let mut errors: Vec<String> = vec![];
     let mut sent = 0u64;
     for i in 0u64.. {
-        if i >= max_ops || Instant::now() >= end || entries.is_empty() {
+        if i >= max_ops || Instant::now() >= end {
             break;
         }
-        let idx = match &cold {
-            Some(list) => match list.get(usize::try_from(i).unwrap_or(usize::MAX)) {
-                Some(&x) => x as usize,
-                None => break,
-            },
-            None => rng.below(entries.len() as u64) as usize,
+        let Some((idx, e)) = picker.pick(i).and_then(|x| Some((x, entries.get(x)?))) else {
+            break;
         };
-        let Some(e) = entries.get(idx) else { break };
         let intended = spec.rate.map(|r| due(t_start, i, r));
         if let Some(d) = intended {
             let now = Instant::now();
@@ -611,6 +630,9 @@ fn inject(
             break;
         }
         sent += 1;
+        if cold.is_some() {
+            accessed.push(u32::try_from(idx).unwrap_or(u32::MAX));
+        }
     }
     drop(tx);
     // Late decisions get the watchdog bound.
@@ -638,5 +660,6 @@ fn inject(
         }
     }
     run.wall = last.map_or(t_start.elapsed(), |l| l.saturating_duration_since(t_start));
+    run.accessed = accessed;
     Ok(run)
 }
