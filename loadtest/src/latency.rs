@@ -119,6 +119,42 @@ pub fn due(start: Instant, i: u64, rate: f64) -> Instant {
     start + Duration::from_secs_f64(i as f64 / rate)
 }
 
+/// How long before a due time [`wait_until`] stops sleeping and spins.
+const SPIN: Duration = Duration::from_micros(150);
+
+/// Lowers this thread's timer slack to 1 ns (from the default 50 µs), so
+/// that a paced worker's sleeps end when asked: otherwise every paced
+/// operation would start late and the lateness, counted as latency (see
+/// [`due`]), would be the harness's, not the system's.
+pub fn precise_timers() {
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only
+    // the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Waits until `t`: sleeps until shortly before it, then spins, so that
+/// a paced operation starts on time. Returns early (false) as soon as
+/// `stop()` says so; it is asked at least every 50 ms.
+pub fn wait_until(t: Instant, stop: impl Fn() -> bool) -> bool {
+    loop {
+        if stop() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= t {
+            return true;
+        }
+        let left = t - now;
+        if left > SPIN {
+            std::thread::sleep((left - SPIN).min(Duration::from_millis(50)));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// `a / b`, or `None` when either is not a positive finite number.
 pub fn ratio(a: f64, b: f64) -> Option<f64> {
     (a.is_finite() && b.is_finite() && a > 0.0 && b > 0.0).then(|| a / b)
@@ -178,6 +214,18 @@ mod tests {
         assert_eq!(due(t, 0, 1000.0), t);
         assert_eq!(due(t, 1500, 1000.0), t + Duration::from_millis(1500));
         assert_eq!(due(t, 5, 0.0), t);
+    }
+
+    #[test]
+    fn waits_end_on_time_or_when_stopped() {
+        precise_timers();
+        let t = Instant::now() + Duration::from_millis(20);
+        assert!(wait_until(t, || false));
+        assert!(Instant::now() >= t);
+        let far = Instant::now() + Duration::from_secs(60);
+        let start = Instant::now();
+        assert!(!wait_until(far, || start.elapsed() > Duration::from_millis(30)));
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::content::SplitMix64;
 use crate::error::{Error, IoContext, Result};
 use crate::fileset::{FileEntry, Picker};
-use crate::latency::{due, read_histogram, record, write_histogram};
+use crate::latency::{due, precise_timers, read_histogram, record, wait_until, write_histogram};
 use crate::progress::Progress;
 use crate::report::{Counts, OpKind, Outcome, Phase, PhaseRun, Timeline};
 
@@ -182,6 +182,9 @@ fn op_thread(
     t0: Instant,
 ) {
     let slot = &shared.slots[t];
+    if plan.rate_per_thread.is_some() {
+        precise_timers();
+    }
     let mut picker = match plan.cold_order.as_ref().and_then(|o| o.get(t)) {
         Some(list) => Picker::Cold(list),
         None => Picker::Warm {
@@ -203,14 +206,7 @@ fn op_thread(
         };
         let intended = plan.rate_per_thread.map(|r| due(t0, i, r));
         if let Some(d) = intended {
-            // Wait for the due time, looking at the stop flag meanwhile.
-            loop {
-                let now = Instant::now();
-                if d <= now || now >= end || shared.stop.load(Relaxed) {
-                    break;
-                }
-                std::thread::sleep((d - now).min(Duration::from_millis(50)));
-            }
+            wait_until(d.min(end), || shared.stop.load(Relaxed));
         }
         let start = Instant::now();
         if start >= end || shared.stop.load(Relaxed) {

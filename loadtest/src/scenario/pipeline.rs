@@ -41,7 +41,7 @@ use crate::content::SplitMix64;
 use crate::error::{Error, IoContext, Result};
 use crate::fileset::{FileEntry, FileSpec, Picker};
 use crate::kafka::{KafkaRig, KafkaSpec};
-use crate::latency::{due, record};
+use crate::latency::{due, precise_timers, record, wait_until};
 use crate::opener::{cold_lists, split_max};
 use crate::process::own_usage;
 use crate::progress::Progress;
@@ -521,6 +521,9 @@ fn inject(
     };
 
     let end = t_start + spec.duration;
+    if spec.rate.is_some() {
+        precise_timers();
+    }
     let cold = (spec.phase == Phase::Cold).then(|| {
         cold_lists(entries.len(), spec.max_ops, 1, spec.seed)
             .into_iter()
@@ -549,10 +552,7 @@ fn inject(
         };
         let intended = spec.rate.map(|r| due(t_start, i, r));
         if let Some(d) = intended {
-            let now = Instant::now();
-            if d > now + Duration::from_micros(50) {
-                std::thread::sleep((d - now).min(end.saturating_duration_since(now)));
-            }
+            wait_until(d.min(end), || false);
         }
         if !window.acquire(spec.window, end + spec.watchdog) {
             break;
