@@ -38,11 +38,11 @@ fn register_font() -> Result<()> {
 
 fn colour(target: TargetName, phase: Phase) -> RGBColor {
     match (target, phase) {
-        (TargetName::Baseline, Phase::Cold) => RGBColor(80, 80, 80),
+        (TargetName::Baseline, Phase::Cold | Phase::Warmup) => RGBColor(80, 80, 80),
         (TargetName::Baseline, Phase::Warm) => RGBColor(165, 165, 165),
-        (TargetName::Floor, Phase::Cold) => RGBColor(31, 119, 180),
+        (TargetName::Floor, Phase::Cold | Phase::Warmup) => RGBColor(31, 119, 180),
         (TargetName::Floor, Phase::Warm) => RGBColor(130, 185, 230),
-        (TargetName::Portcullis, Phase::Cold) => RGBColor(214, 39, 40),
+        (TargetName::Portcullis, Phase::Cold | Phase::Warmup) => RGBColor(214, 39, 40),
         (TargetName::Portcullis, Phase::Warm) => RGBColor(250, 140, 60),
     }
 }

@@ -73,6 +73,10 @@ pub struct CommonArgs {
     /// untimed cold pass).
     #[arg(long)]
     pub warm: bool,
+    /// Untimed accesses to extra (clean, 4 KiB) files before each target's
+    /// phases: connections, caches and consumer groups settle first.
+    #[arg(long, default_value_t = 200)]
+    pub warmup: usize,
     /// Operations per second, all workers together (default: flat out).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -235,6 +239,7 @@ impl CommonArgs {
             rate: self.rate,
             deadline: self.deadline,
             watchdog,
+            warmup: self.warmup.min(1_000_000),
             progress: if self.quiet {
                 ProgressMode::Never
             } else if self.progress {

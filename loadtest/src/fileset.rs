@@ -29,6 +29,9 @@ pub struct FileSpec {
     pub infected_fraction: f64,
     pub exec_fraction: f64,
     pub seed: u64,
+    /// Extra clean 4 KiB files after the set, for an untimed warm-up pass
+    /// (never part of a measured phase).
+    pub warmup: usize,
 }
 
 /// One file of the set.
@@ -66,8 +69,9 @@ pub fn eicar_variant(n: u64) -> Vec<u8> {
 }
 
 impl FileSpec {
-    /// The entries (no I/O). Executables come first, then data files; the
-    /// infected ones are spread by the seed.
+    /// The entries (no I/O). Executables come first, then data files (the
+    /// infected ones spread by the seed), then the warm-up files: indices
+    /// `files..files + warmup`.
     pub fn plan(&self, true_size: u64) -> Vec<FileEntry> {
         let mut rng = SplitMix64::derive(self.seed, 0xF11E);
         let mut n_exec = (self.files as f64 * self.exec_fraction.clamp(0.0, 1.0)).round() as usize;
@@ -106,6 +110,16 @@ impl FileSpec {
                 },
                 exec,
                 infected,
+            });
+        }
+        for i in 0..self.warmup {
+            let index = (self.files + i) as u64;
+            out.push(FileEntry {
+                index,
+                name: format!("w{index:07}.bin"),
+                size: 4096,
+                exec: false,
+                infected: false,
             });
         }
         out
@@ -208,6 +222,7 @@ mod tests {
             infected_fraction: 0.1,
             exec_fraction: 0.2,
             seed: 9,
+            warmup: 3,
         }
     }
 
@@ -255,7 +270,11 @@ mod tests {
     fn a_plan_is_deterministic_with_the_fractions() {
         let p = spec(50).plan(1000);
         assert_eq!(p, spec(50).plan(1000));
-        assert_eq!(p.len(), 50);
+        assert_eq!(p.len(), 53);
+        assert!(p[50..]
+            .iter()
+            .all(|e| !e.exec && !e.infected && e.size == 4096));
+        assert!(p.iter().enumerate().all(|(i, e)| e.index == i as u64));
         assert_eq!(p.iter().filter(|e| e.exec).count(), 10);
         assert_eq!(p.iter().filter(|e| e.exec && e.infected).count(), 1);
         assert_eq!(p.iter().filter(|e| !e.exec && e.infected).count(), 4);

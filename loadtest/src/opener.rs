@@ -423,7 +423,9 @@ pub struct PhaseSpec<'a> {
     pub dir: &'a Path,
     /// The file set as JSON (see [`FileEntry`]).
     pub files_json: &'a Path,
-    pub files: usize,
+    /// A cold pass: the files to access once (indices into the set);
+    /// `None` for a warm one.
+    pub cold_range: Option<std::ops::Range<usize>>,
     pub openers: usize,
     pub threads: usize,
     pub rate: Option<f64>,
@@ -434,7 +436,7 @@ pub struct PhaseSpec<'a> {
     pub seed: u64,
     /// The opener program (this tool).
     pub exe: &'a Path,
-    /// Warm: the files to draw from (empty = all).
+    /// Warm: the files to draw from (empty = every file of the set).
     pub warm_pool: &'a [u32],
 }
 
@@ -472,10 +474,17 @@ pub fn split_max(max: Option<u64>, n: usize) -> Vec<Option<u64>> {
         .collect()
 }
 
-/// The cold order: every file once, shuffled by the seed, cut to `max`,
-/// dealt round-robin to `workers` lists.
-pub fn cold_lists(files: usize, max: Option<u64>, workers: usize, seed: u64) -> Vec<Vec<u32>> {
-    let mut order: Vec<u32> = (0..u32::try_from(files).unwrap_or(u32::MAX)).collect();
+/// The cold order: every file of `range` once, shuffled by the seed, cut
+/// to `max`, dealt round-robin to `workers` lists.
+pub fn cold_lists(
+    range: std::ops::Range<usize>,
+    max: Option<u64>,
+    workers: usize,
+    seed: u64,
+) -> Vec<Vec<u32>> {
+    let lo = u32::try_from(range.start).unwrap_or(u32::MAX);
+    let hi = u32::try_from(range.end).unwrap_or(u32::MAX);
+    let mut order: Vec<u32> = (lo..hi).collect();
     SplitMix64::derive(seed, 0xC01D).shuffle(&mut order);
     if let Some(m) = max {
         order.truncate(usize::try_from(m).unwrap_or(usize::MAX));
@@ -512,8 +521,10 @@ impl Opener {
 
 fn spawn_openers(spec: &PhaseSpec, tx: &Sender<(usize, Line)>) -> Result<Vec<Opener>> {
     let workers = spec.openers.max(1) * spec.threads.max(1);
-    let cold = (spec.phase == Phase::Cold)
-        .then(|| cold_lists(spec.files, spec.max_ops, workers, spec.seed));
+    let cold = spec
+        .cold_range
+        .clone()
+        .map(|r| cold_lists(r, spec.max_ops, workers, spec.seed));
     let maxes = split_max(spec.max_ops, workers);
     let slug = spec.label.replace('/', "-");
     let mut out: Vec<Opener> = vec![];
@@ -734,13 +745,16 @@ mod tests {
     fn maxima_and_cold_lists_are_split_evenly() {
         assert_eq!(split_max(Some(10), 3), [Some(4), Some(3), Some(3)]);
         assert_eq!(split_max(None, 2), [None, None]);
-        let l = cold_lists(10, None, 3, 1);
+        let l = cold_lists(0..10, None, 3, 1);
         assert_eq!(l.iter().map(Vec::len).collect::<Vec<_>>(), [4, 3, 3]);
         let mut all: Vec<u32> = l.concat();
         all.sort_unstable();
         assert_eq!(all, (0..10).collect::<Vec<_>>());
-        assert_eq!(cold_lists(10, Some(4), 2, 1).concat().len(), 4);
-        assert_eq!(l, cold_lists(10, None, 3, 1));
+        assert_eq!(cold_lists(0..10, Some(4), 2, 1).concat().len(), 4);
+        assert_eq!(l, cold_lists(0..10, None, 3, 1));
+        let mut w = cold_lists(10..13, None, 2, 1).concat();
+        w.sort_unstable();
+        assert_eq!(w, [10, 11, 12]);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //!   "params": { "files", "sizes": [{"bytes","weight"}], "infected_fraction",
 //!               "exec_fraction", "phases": ["cold","warm"], "duration_s",
 //!               "max_ops", "rate", "openers", "threads_per_opener",
-//!               "window", "deadline_s", "watchdog_s",
+//!               "window", "warmup", "deadline_s", "watchdog_s",
 //!               "kafka": null | { "bootstrap", "topic_prefix",
 //!                                 "scanner_group", "scanners",
 //!                                 "scanners_started", "partitions" } },
@@ -28,7 +28,7 @@
 //!       "name": "baseline" | "floor" | "portcullis",
 //!       "description": "...",
 //!       "phases": [ {
-//!           "name": "cold" | "warm", "target_rate": null | 1000.0,
+//!           "name": "cold" | "warm" | "warmup", "target_rate": null | 1000.0,
 //!           "ops", "ok", "denied", "errors",
 //!           "infected_total", "infected_denied", "clean_denied",
 //!           "hung_opens", "wall_s", "throughput_ops_s",
@@ -137,6 +137,10 @@ pub enum Phase {
     Cold,
     /// Files accessed again, at random (verdicts cached).
     Warm,
+    /// An untimed pass before the measured phases (warm-up files, or the
+    /// cold pass before a warm-only run). Reported only when it was cut
+    /// short by a hung open or a broken opener.
+    Warmup,
 }
 
 impl Phase {
@@ -144,6 +148,7 @@ impl Phase {
         match self {
             Self::Cold => "cold",
             Self::Warm => "warm",
+            Self::Warmup => "warmup",
         }
     }
 }
@@ -583,6 +588,9 @@ pub struct Params {
     pub threads_per_opener: usize,
     /// Most accesses in flight (pipeline).
     pub window: Option<u64>,
+    /// Untimed warm-up accesses (to extra files) before each target's
+    /// phases.
+    pub warmup: u64,
     /// The agent's decision deadline.
     pub deadline_s: f64,
     /// An operation slower than this is a hung open.
@@ -858,6 +866,7 @@ pub(crate) mod tests {
                 openers: 2,
                 threads_per_opener: 1,
                 window: None,
+                warmup: 0,
                 deadline_s: 5.0,
                 watchdog_s: 15.0,
                 kafka: None,

@@ -27,7 +27,7 @@ use crate::opener::{self, PhaseSpec};
 use crate::progress::Progress;
 use crate::report::{Params, Phase, ProcessReport, Scenario, TargetName, TargetRun};
 use crate::responder::{self, Binaries, ResponderSettings};
-use crate::scenario::{phase_line, work_dir, Common};
+use crate::scenario::{run_phases, work_dir, Common, Pass};
 
 /// A node or cluster run.
 #[derive(Debug, Clone)]
@@ -174,7 +174,7 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
         work: work.path(),
         dir: &mnt,
         files_json: &files_json,
-        files: entries.len(),
+        cold_range: None,
         openers: spec.openers,
         threads: spec.threads,
         rate: c.rate,
@@ -200,43 +200,19 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
             }
             _ => None,
         };
-        let mut aborted = false;
-        // The files seen since the responder started.
-        let mut seen: Vec<u32> = vec![];
-        for &phase in &c.phases {
-            if phase == Phase::Warm && !c.phases.contains(&Phase::Cold) {
-                // Warm means seen before: one untimed pass first.
-                let pre = opener::run_phase(
-                    &PhaseSpec {
-                        label: format!("{name}/prewarm"),
-                        ..base.clone()
-                    },
-                    &progress,
-                )?;
-                if pre.aborted.is_some() {
-                    t.phases.push(pre);
-                    aborted = true;
-                    break;
-                }
-                seen = pre.accessed;
-            }
-            let spec = PhaseSpec {
-                phase,
-                label: format!("{name}/{phase}"),
-                warm_pool: &seen,
-                ..base.clone()
-            };
-            let mut run = opener::run_phase(&spec, &progress)?;
-            progress.say(&phase_line(name.as_str(), &run));
-            aborted = run.aborted.is_some();
-            if phase == Phase::Cold {
-                seen = std::mem::take(&mut run.accessed);
-            }
-            t.phases.push(run);
-            if aborted {
-                break;
-            }
-        }
+        let (phases, aborted) =
+            futures::executor::block_on(run_phases(c, name, &progress, async |p: Pass<'_>| {
+                let spec = PhaseSpec {
+                    phase: p.phase,
+                    label: p.label,
+                    cold_range: p.cold,
+                    warm_pool: p.pool,
+                    max_ops: p.max_ops,
+                    ..base.clone()
+                };
+                opener::run_phase(&spec, &progress)
+            }))?;
+        t.phases = phases;
         let at_end = running.usage();
         if let (Some(s), Some(r)) = (sampler, rig.as_deref()) {
             t.kafka = Some(s.finish(r));

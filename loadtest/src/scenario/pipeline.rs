@@ -48,7 +48,7 @@ use crate::progress::Progress;
 use crate::report::{
     OpKind, Outcome, Params, Phase, PhaseRun, ProcessReport, Scenario, Tally, TargetName, TargetRun,
 };
-use crate::scenario::{phase_line, work_dir, Common};
+use crate::scenario::{run_phases, work_dir, Common, Pass};
 use crate::window::Window;
 
 /// A pipeline run.
@@ -168,6 +168,8 @@ struct InjectSpec {
     seed: u64,
     /// Added to every inode: the targets never share a cache entry.
     inode_base: u64,
+    /// A cold pass: the files to access once; `None`: a warm one.
+    cold: Option<std::ops::Range<usize>>,
     /// Warm: the files to draw from (empty = all).
     pool: Vec<u32>,
 }
@@ -337,42 +339,25 @@ async fn run_target(
         (Some(r), TargetName::Portcullis) => Some(r.sample_lag(Duration::from_millis(500))),
         _ => None,
     };
-    // The files seen since the target started.
-    let mut seen: Vec<u32> = vec![];
-    for &phase in &c.phases {
-        if phase == Phase::Warm && !c.phases.contains(&Phase::Cold) {
-            let pre = inject_phase(
-                &sink,
-                entries,
-                dir,
-                spec.inject_spec(Phase::Cold, name, n, "prewarm", &[]),
-                progress,
-            )
-            .await?;
-            if pre.aborted.is_some() {
-                t.phases.push(pre);
-                break;
-            }
-            seen = pre.accessed;
-        }
-        let mut run = inject_phase(
-            &sink,
-            entries,
-            dir,
-            spec.inject_spec(phase, name, n, phase.as_str(), &seen),
-            progress,
-        )
-        .await?;
-        progress.say(&phase_line(name.as_str(), &run));
-        let aborted = run.aborted.is_some();
-        if phase == Phase::Cold {
-            seen = std::mem::take(&mut run.accessed);
-        }
-        t.phases.push(run);
-        if aborted {
-            break;
-        }
-    }
+    let (phases, _) = run_phases(c, name, progress, async |p: Pass<'_>| {
+        let spec = InjectSpec {
+            phase: p.phase,
+            label: p.label,
+            rate: c.rate,
+            max_ops: p.max_ops,
+            duration: c.duration,
+            watchdog: c.watchdog,
+            interval: c.interval(),
+            window: spec.window,
+            seed: c.seed ^ (u64::from(p.phase == Phase::Warm) << 40),
+            inode_base: (n + 1) << 32,
+            cold: p.cold,
+            pool: p.pool.to_vec(),
+        };
+        inject_phase(&sink, entries, dir, spec, progress).await
+    })
+    .await?;
+    t.phases = phases;
     let usage = own_usage().since(at_start);
     t.process = Some(ProcessReport::new(std::process::id(), usage));
 
@@ -400,32 +385,6 @@ async fn run_target(
         h.stop();
     }
     Ok(t)
-}
-
-impl PipelineSpec {
-    fn inject_spec(
-        &self,
-        phase: Phase,
-        target: TargetName,
-        n: u64,
-        label: &str,
-        pool: &[u32],
-    ) -> InjectSpec {
-        let c = &self.common;
-        InjectSpec {
-            phase,
-            label: format!("{target}/{label}"),
-            rate: c.rate,
-            max_ops: c.max_ops,
-            duration: c.duration,
-            watchdog: c.watchdog,
-            interval: c.interval(),
-            window: self.window,
-            seed: c.seed ^ (u64::from(phase == Phase::Warm) << 40),
-            inode_base: (n + 1) << 32,
-            pool: pool.to_vec(),
-        }
-    }
 }
 
 /// Runs one phase on a blocking thread (the actors keep the async one).
@@ -524,8 +483,8 @@ fn inject(
     if spec.rate.is_some() {
         precise_timers();
     }
-    let cold = (spec.phase == Phase::Cold).then(|| {
-        cold_lists(entries.len(), spec.max_ops, 1, spec.seed)
+    let cold = spec.cold.clone().map(|range| {
+        cold_lists(range, spec.max_ops, 1, spec.seed)
             .into_iter()
             .next()
             .unwrap_or_default()
