@@ -85,10 +85,11 @@ pub fn render(r: &Report) -> String {
     };
     let _ = writeln!(
         out,
-        "- load: {load}, {workers}; each phase at most {:.0} s{}",
+        "- load: {load}, {workers}; each phase at most {:.0} s{}; {} untimed warm-up accesses per target",
         p.duration_s,
         p.max_ops
-            .map_or(String::new(), |n| format!(" and {n} operations"))
+            .map_or(String::new(), |n| format!(" and {n} operations")),
+        p.warmup
     );
     let _ = writeln!(
         out,
