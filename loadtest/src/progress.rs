@@ -46,7 +46,8 @@ impl Progress {
             (ProgressMode::Auto, false) => (false, false),
         };
         let bar = bar.then(|| {
-            let b = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
+            // Hidden until the first phase starts (no empty bar before).
+            let b = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
             b.set_style(
                 ProgressStyle::with_template(
                     "{prefix:>24} [{elapsed_precise}] {wide_bar:.cyan/blue} {msg}",
@@ -91,6 +92,9 @@ impl Progress {
             s.done = 0;
         }
         if let Some(b) = &self.bar {
+            if b.is_hidden() {
+                b.set_draw_target(ProgressDrawTarget::stderr());
+            }
             b.reset();
             b.set_prefix(label.to_string());
             b.set_position(0);

@@ -387,3 +387,87 @@ fn a_responder_that_never_answers_is_stopped_by_the_watchdog() {
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(md.contains("**FAILED**"), "{md}");
 }
+
+/// A scanner service started here, killed on drop.
+struct External(std::process::Child);
+
+impl Drop for External {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn cluster_against_scanner_services_already_running() {
+    if !privileged("cluster_against_scanner_services_already_running") {
+        return;
+    }
+    let Some(b) = bootstrap("cluster_against_scanner_services_already_running") else {
+        return;
+    };
+    agent_built();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("ext{}", uuid::Uuid::now_v7().simple());
+    let group = format!("{prefix}-group");
+    let config = dir.path().join("scanner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scan]\nthreads = 1\n\n[kafka]\nbootstrap = \"{b}\"\ntopic_prefix = \"{prefix}\"\nscanner_group = \"{group}\"\n\n[kafka.partitions]\nscan_requests = 4\nverdicts = 4\nverdict_cache = 4\nevents = 1\n"
+        ),
+    )
+    .unwrap();
+    let ready = dir.path().join("ready");
+    let agent = Path::new(TOOL).with_file_name("portcullis");
+    let mut scanner = External(
+        Command::new(&agent)
+            .args([
+                "--log",
+                "info",
+                "scanner",
+                "--instance",
+                "ext-1",
+                "--config",
+            ])
+            .arg(&config)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("scanner.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let t = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(
+            scanner.0.try_wait().unwrap().is_none(),
+            "the scanner exited"
+        );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "not ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (o, out) = run(&[
+        &[
+            "cluster",
+            "--bootstrap",
+            b.as_str(),
+            "--scanners-at",
+            prefix.as_str(),
+            "--scanner-group",
+            group.as_str(),
+        ],
+        SMALL,
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", explain(&o));
+    let r = check_complete_run(out.path(), "cluster");
+    let k = &r["params"]["kafka"];
+    assert_eq!(k["scanners_started"], false);
+    assert_eq!(k["topic_prefix"], prefix.as_str());
+    assert!(r["targets"][2]["scanners"].as_array().unwrap().is_empty());
+    assert!(r["targets"][2]["kafka"]["lag_max"].is_u64());
+}
