@@ -19,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, IoContext, Result};
-use crate::process::{log_tail, stop_child, usage_of, Usage};
+use crate::process::{die_with_parent, log_tail, stop_child, usage_of, Usage};
 use crate::report::{KafkaLag, KafkaParams, LagSample, ScannerReport, TargetName, TargetRun};
 
 /// Bound on every call to the broker.
@@ -257,7 +257,7 @@ impl KafkaRig {
             let instance = format!("{}-s{i}", self.params.topic_prefix);
             let ready = work.join(format!("{instance}.ready"));
             let log = work.join(format!("{instance}.log"));
-            let child = Command::new(portcullis)
+            let child = die_with_parent(&mut Command::new(portcullis))
                 .args([
                     "--log",
                     "info",

@@ -35,6 +35,7 @@ use crate::content::SplitMix64;
 use crate::error::{Error, IoContext, Result};
 use crate::fileset::{FileEntry, Picker};
 use crate::latency::{due, precise_timers, read_histogram, record, wait_until, write_histogram};
+use crate::process::die_with_parent;
 use crate::progress::Progress;
 use crate::report::{Counts, OpKind, Outcome, Phase, PhaseRun, Timeline};
 
@@ -552,7 +553,7 @@ fn spawn_openers(spec: &PhaseSpec, tx: &Sender<(usize, Line)>) -> Result<Vec<Ope
         let result = spec.work.join(format!("result-{slug}-{i}.json"));
         let log = spec.work.join(format!("opener-{slug}-{i}.log"));
         write_json(&plan_path, &plan)?;
-        let mut child = Command::new(spec.exe)
+        let mut child = die_with_parent(&mut Command::new(spec.exe))
             .arg("opener")
             .arg("--plan")
             .arg(&plan_path)

@@ -30,6 +30,32 @@ pub enum ChildError {
     },
 }
 
+/// Makes the child get SIGTERM if this tool dies first (even by
+/// SIGKILL), so that no responder, scanner service or opener outlives a
+/// run. The signal follows the thread that spawned the child: spawn from
+/// a thread that lives as long as the run (the main thread).
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls prctl, which is async-signal-safe, allocates nothing and takes
+    // no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// The last lines of a log file, for error messages (empty if unreadable).
 pub fn log_tail(log: Option<&Path>, lines: usize) -> String {
     let Some(text) = log.and_then(|p| std::fs::read_to_string(p).ok()) else {

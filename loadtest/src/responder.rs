@@ -11,7 +11,7 @@ use std::time::Duration;
 use portcullis_actors::journal::JournalStore;
 
 use crate::error::{Error, IoContext, Result};
-use crate::process::{spawn_ready, stop_child, usage_of, Usage};
+use crate::process::{die_with_parent, spawn_ready, stop_child, usage_of, Usage};
 use crate::report::{Tally, TargetName};
 
 /// Bound on a responder's start (the agent compiles the ruleset first).
@@ -170,6 +170,7 @@ pub fn start(
         }
     };
     let mut cmd = cmd;
+    die_with_parent(&mut cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr()?);
