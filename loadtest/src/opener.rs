@@ -74,7 +74,7 @@ pub struct OpenerResult {
     pub timeline: Timeline,
     pub hung_opens: u64,
     /// From the start to the last completed operation.
-    pub wall_ms: u64,
+    pub wall_us: u64,
     pub error_samples: Vec<String>,
     /// Told to stop before its plan was done.
     pub stopped: bool,
@@ -245,7 +245,7 @@ fn op_thread(
                 run.note_error(e);
             }
         }
-        let at = u64::try_from(finish.saturating_duration_since(t0).as_millis()).unwrap_or(0);
+        let at = u64::try_from(finish.saturating_duration_since(t0).as_micros()).unwrap_or(0);
         shared.last_done.fetch_max(at, Relaxed);
         slot.done.fetch_add(1, Relaxed);
     }
@@ -378,7 +378,7 @@ pub fn child_main(plan_path: &Path, result_path: &Path) -> Result<()> {
 
     let mut result = OpenerResult {
         hung_opens: hung,
-        wall_ms: shared.last_done.load(Relaxed),
+        wall_us: shared.last_done.load(Relaxed),
         stopped: shared.stop.load(Relaxed),
         ..OpenerResult::default()
     };
@@ -709,7 +709,7 @@ pub fn run_phase(spec: &PhaseSpec, progress: &Progress) -> Result<PhaseRun> {
     reap(&mut openers);
     progress.finish_phase();
 
-    let mut wall_ms = 0;
+    let mut wall_us = 0;
     for (i, o) in openers.iter().enumerate() {
         run.hung_opens += o.hung;
         if !o.finished {
@@ -731,9 +731,9 @@ pub fn run_phase(spec: &PhaseSpec, progress: &Progress) -> Result<PhaseRun> {
         for e in r.error_samples {
             run.note_error(format!("opener {i}: {e}"));
         }
-        wall_ms = wall_ms.max(r.wall_ms);
+        wall_us = wall_us.max(r.wall_us);
     }
-    run.wall = Duration::from_millis(wall_ms);
+    run.wall = Duration::from_micros(wall_us);
     Ok(run)
 }
 

@@ -300,7 +300,10 @@ async fn run_target(
             }
             .start();
             j.do_send(Subscribe(ta.clone().recipient()));
-            let local = start_scanners(threads, Arc::clone(ruleset), ScanLimits::default());
+            // Over Kafka the local scanner only takes files past the inline
+            // limit (none here): one thread.
+            let local_threads = if rig.is_some() { 1 } else { threads };
+            let local = start_scanners(local_threads, Arc::clone(ruleset), ScanLimits::default());
             let scanner: Recipient<ScanFile> = match rig {
                 Some(r) => {
                     let h = remote::start(
