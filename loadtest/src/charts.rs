@@ -121,6 +121,23 @@ fn bounds(series: &[Series]) -> Option<((f64, f64), (f64, f64))> {
     ))
 }
 
+/// A chart on the whole of `root`, titled with the scenario and seed.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    r: &Report,
+    what: &str,
+) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(
+        format!("{} scenario: {what} (seed {})", r.scenario.as_str(), r.seed),
+        (FAMILY, 24),
+    )
+    .margin(15)
+    .x_label_area_size(50)
+    .y_label_area_size(90);
+    b
+}
+
 /// Draws the lines and their legend on a chart whose mesh is drawn.
 fn draw_lines<'a, X, Y>(
     chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
@@ -168,18 +185,7 @@ pub fn latency(r: &Report, path: &Path) -> Result<()> {
 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(&err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "{} scenario: latency distribution (seed {})",
-                r.scenario.as_str(),
-                r.seed
-            ),
-            (FAMILY, 24),
-        )
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(90)
+    let mut chart = frame(&root, r, "latency distribution")
         .build_cartesian_2d(0f64..x_max, (y_min / 1.5..y_max * 1.5).log_scale())
         .map_err(&err)?;
     chart
@@ -228,18 +234,7 @@ pub fn throughput(r: &Report, path: &Path) -> Result<()> {
 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(&err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "{} scenario: throughput over each phase (seed {})",
-                r.scenario.as_str(),
-                r.seed
-            ),
-            (FAMILY, 24),
-        )
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(90)
+    let mut chart = frame(&root, r, "throughput over each phase")
         .build_cartesian_2d(0f64..x_max.max(0.1) * 1.02, 0f64..y_max.max(1.0) * 1.15)
         .map_err(&err)?;
     chart

@@ -80,104 +80,87 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Error messages kept per phase (the first ones).
 pub const ERROR_SAMPLES: usize = 8;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scenario {
-    Pipeline,
-    Node,
-    Cluster,
+/// A unit enum written in the report by a stable name, with `as_str`
+/// and `Display` giving the same name.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $text, )+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl Scenario {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pipeline => "pipeline",
-            Self::Node => "node",
-            Self::Cluster => "cluster",
-        }
+named_enum! {
+    /// The scenario of a run.
+    pub enum Scenario {
+        Pipeline = "pipeline",
+        Node = "node",
+        Cluster = "cluster",
     }
 }
 
-/// What answered the accesses of a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetName {
-    /// No agent (node, cluster), or the injector answering itself
-    /// (pipeline): the harness alone.
-    Baseline,
-    /// A minimal responder that answers ALLOW at once.
-    Floor,
-    /// The real thing.
-    Portcullis,
+named_enum! {
+    /// What answered the accesses of a target.
+    pub enum TargetName {
+        /// No agent (node, cluster), or the injector answering itself
+        /// (pipeline): the harness alone.
+        Baseline = "baseline",
+        /// A minimal responder that answers ALLOW at once.
+        Floor = "floor",
+        /// The real thing.
+        Portcullis = "portcullis",
+    }
 }
 
 impl TargetName {
     pub const ALL: [TargetName; 3] = [Self::Baseline, Self::Floor, Self::Portcullis];
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Baseline => "baseline",
-            Self::Floor => "floor",
-            Self::Portcullis => "portcullis",
-        }
+named_enum! {
+    /// A pass over the files.
+    pub enum Phase {
+        /// Every file accessed once, for the first time since the
+        /// responder started.
+        Cold = "cold",
+        /// Files accessed again, at random (verdicts cached).
+        Warm = "warm",
+        /// An untimed pass before the measured phases (warm-up files, or
+        /// the cold pass before a warm-only run). Reported only when it
+        /// was cut short by a hung open or a broken opener.
+        Warmup = "warmup",
     }
 }
 
-impl fmt::Display for TargetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Every file accessed once, for the first time since the responder
-    /// started.
-    Cold,
-    /// Files accessed again, at random (verdicts cached).
-    Warm,
-    /// An untimed pass before the measured phases (warm-up files, or the
-    /// cold pass before a warm-only run). Reported only when it was cut
-    /// short by a hung open or a broken opener.
-    Warmup,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Cold => "cold",
-            Self::Warm => "warm",
-            Self::Warmup => "warmup",
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The kind of one operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    /// open, read to the end, close (node, cluster).
-    Read,
-    /// fork + execve + wait (node, cluster).
-    Exec,
-    /// One synthetic access through the Enforcer (pipeline).
-    Access,
-}
-
-impl OpKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Exec => "exec",
-            Self::Access => "access",
-        }
+named_enum! {
+    /// The kind of one operation.
+    pub enum OpKind {
+        /// open, read to the end, close (node, cluster).
+        Read = "read",
+        /// fork + execve + wait (node, cluster).
+        Exec = "exec",
+        /// One synthetic access through the Enforcer (pipeline).
+        Access = "access",
     }
 }
 
