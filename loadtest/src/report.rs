@@ -351,13 +351,7 @@ impl PhaseRun {
         PhaseReport {
             name: self.phase,
             target_rate: self.target_rate,
-            ops: c.ops,
-            ok: c.ok,
-            denied: c.denied,
-            errors: c.errors,
-            infected_total: c.infected_total,
-            infected_denied: c.infected_denied,
-            clean_denied: c.clean_denied,
+            counts: c,
             hung_opens: self.hung_opens,
             wall_s: secs,
             throughput_ops_s: if secs > 0.0 { c.ops as f64 / secs } else { 0.0 },
@@ -617,13 +611,10 @@ impl TargetReport {
 pub struct PhaseReport {
     pub name: Phase,
     pub target_rate: Option<f64>,
-    pub ops: u64,
-    pub ok: u64,
-    pub denied: u64,
-    pub errors: u64,
-    pub infected_total: u64,
-    pub infected_denied: u64,
-    pub clean_denied: u64,
+    /// ops, ok, denied, errors, infected_total, infected_denied,
+    /// clean_denied (flattened into the phase's object).
+    #[serde(flatten)]
+    pub counts: Counts,
     pub hung_opens: u64,
     pub wall_s: f64,
     pub throughput_ops_s: f64,
@@ -749,11 +740,11 @@ fn checks(targets: &[TargetReport]) -> Checks {
         }
         for p in &t.phases {
             c.hung_opens += p.hung_opens;
-            c.clean_denied += p.clean_denied;
-            c.errors += p.errors;
+            c.clean_denied += p.counts.clean_denied;
+            c.errors += p.counts.errors;
             if t.name == TargetName::Portcullis {
-                c.infected_total += p.infected_total;
-                c.infected_denied += p.infected_denied;
+                c.infected_total += p.counts.infected_total;
+                c.infected_denied += p.counts.infected_denied;
             }
             if let Some(why) = &p.aborted {
                 c.failures
@@ -898,7 +889,7 @@ pub(crate) mod tests {
             .unwrap()
             .phase(Phase::Cold)
             .unwrap();
-        assert_eq!(p.ops, 200);
+        assert_eq!(p.counts.ops, 200);
         assert_eq!(p.by_kind[&OpKind::Exec].counts.ops, 20);
         assert_eq!(p.timeline.completed.iter().sum::<u64>(), 200);
         assert_eq!(p.latency_curve.last().unwrap().percentile, 100.0);

@@ -187,16 +187,16 @@ pub fn phase_line(target: &str, run: &crate::report::PhaseRun) -> String {
     format!(
         "{target:>10} {:<4}: {:>8} ops in {:>6.2} s = {:>9.0}/s; p50 {:>9.1} µs, p99 {:>9.1} µs, max {:>10.1} µs; denied {} (infected {}/{}), errors {}, hung {}{}",
         r.name.as_str(),
-        r.ops,
+        r.counts.ops,
         r.wall_s,
         r.throughput_ops_s,
         r.latency_us.p50_us,
         r.latency_us.p99_us,
         r.latency_us.max_us,
-        r.denied,
-        r.infected_denied,
-        r.infected_total,
-        r.errors,
+        r.counts.denied,
+        r.counts.infected_denied,
+        r.counts.infected_total,
+        r.counts.errors,
         r.hung_opens,
         r.aborted
             .as_ref()
