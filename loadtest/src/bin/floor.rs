@@ -9,12 +9,14 @@
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
-use portcullis_interceptor::{spawn_reader, Fanotify, GroupClass, MarkScope, ReaderMsg, Watch};
+use portcullis_interceptor::{
+    spawn_reader, Fanotify, GroupClass, MarkScope, ReaderMsg, Ticket, Watch,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +36,11 @@ struct Args {
     /// modify), as portcullis does for clean files: the floor of a warm open.
     #[arg(long)]
     cache: bool,
+    /// Never answer: hold every event until stopped (then the kernel gets
+    /// ALLOW). Only for testing the load test's own watchdog; never on a
+    /// mount anything else uses.
+    #[arg(long, hide = true, conflicts_with = "cache")]
+    stall: bool,
 }
 
 fn main() -> Result<()> {
@@ -56,11 +63,20 @@ fn main() -> Result<()> {
         Arc::clone(&overflows),
     );
     let cache = args.cache.then(|| Arc::clone(&fan));
+    // Held tickets are answered (ALLOW) when dropped, at exit.
+    let held: Arc<Mutex<Vec<Ticket>>> = Arc::default();
+    let hold = args.stall.then(|| Arc::clone(&held));
     let reader = spawn_reader(
         Arc::clone(&fan),
         std::process::id(),
         Box::new(move |msg| {
             let counter = match msg {
+                ReaderMsg::Event(ev) if hold.is_some() => {
+                    if let Some(Ok(mut h)) = hold.as_ref().map(|h| h.lock()) {
+                        h.push(ev.ticket);
+                    }
+                    &a
+                }
                 ReaderMsg::Event(ev) => {
                     let fd = Arc::clone(ev.ticket.fd());
                     match ev.ticket.answer(true) {
@@ -96,6 +112,7 @@ fn main() -> Result<()> {
 
     let signal = stop.wait().context("waiting for SIGINT/SIGTERM")?;
     reader.stop();
+    drop(held);
     drop(fan);
     eprintln!(
         "portcullis-floor: {signal}: answered {} events ({} answer errors, {} kernel queue overflows)",

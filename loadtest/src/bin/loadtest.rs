@@ -1,0 +1,25 @@
+//! `portcullis-loadtest`: see `docs/loadtest.md`. Exit status 0 when the
+//! run's checks passed, 1 when they failed (the report is written either
+//! way), 2 when the run could not be made.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use portcullis_loadtest::cli::{run, Cli};
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(Some(done)) if !done.report.checks.passed => {
+            eprintln!("portcullis-loadtest: CHECKS FAILED:");
+            for f in &done.report.checks.failures {
+                eprintln!("  - {f}");
+            }
+            ExitCode::from(1)
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis-loadtest: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

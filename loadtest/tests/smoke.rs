@@ -1,0 +1,473 @@
+//! Short runs of every scenario, checking what a run must produce and
+//! what must hold whatever the speed: the report's structure, no hung
+//! open, every infected file denied, no clean file denied. Never timing.
+//!
+//! The node and cluster scenarios need root (fanotify permission events,
+//! a private mount namespace); Kafka runs need KAFKA_BOOTSTRAP
+//! (`scripts/test` starts a broker). Each prints a loud SKIPPED line when
+//! it cannot run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use portcullis_loadtest::markdown::{RATIOS_HEADER, RESULTS_HEADER};
+use serde_json::Value;
+
+const TOOL: &str = env!("CARGO_BIN_EXE_portcullis-loadtest");
+
+/// Small, quick and still meaningful: a few infected files of each kind.
+const SMALL: &[&str] = &[
+    "--files",
+    "120",
+    "--sizes",
+    "4k:80,64k:20",
+    "--infected-fraction",
+    "0.05",
+    "--exec-fraction",
+    "0.1",
+    "--duration",
+    "2s",
+    "--max-ops",
+    "3000",
+    "--seed",
+    "7",
+    "--quiet",
+];
+
+/// The agent (`portcullis`) is another package's binary: build it (a
+/// no-op when it is up to date) so that the tool finds a fresh one beside
+/// itself.
+fn agent_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let profile_dir = Path::new(TOOL).parent().unwrap();
+        let mut args = vec!["build", "-p", "portcullis-pipeline", "--bin", "portcullis"];
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            args.push("--release");
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new("timeout")
+            .arg("1800")
+            .arg(cargo)
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "building the agent failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(profile_dir.join("portcullis").is_file());
+    });
+}
+
+fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let why = if unsafe { libc::geteuid() } != 0 {
+        Some("not root".to_string())
+    } else {
+        portcullis_interceptor::sandbox::fanotify_permission_available().err()
+    };
+    match why {
+        None => true,
+        Some(why) => {
+            eprintln!("\n!!!!!!!! SKIPPED privileged test `{test}`: {why} !!!!!!!!\n");
+            false
+        }
+    }
+}
+
+fn bootstrap(test: &str) -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(b) if !b.trim().is_empty() => Some(b),
+        _ => {
+            eprintln!(
+                "\n!!!!!!!! SKIPPED `{test}`: KAFKA_BOOTSTRAP not set (scripts/test starts a broker) !!!!!!!!\n"
+            );
+            None
+        }
+    }
+}
+
+/// Runs the tool, bounded in time, with the report in a fresh directory.
+fn run(args: &[&str]) -> (Output, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new("timeout")
+        .args(["-k", "10", "300", TOOL])
+        .args(args)
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("KAFKA_BOOTSTRAP")
+        .output()
+        .unwrap();
+    (o, out)
+}
+
+fn explain(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn read_report(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn names(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect()
+}
+
+/// Every file of a report is there and well formed, and the run passed
+/// its checks; returns the report.
+fn check_complete_run(dir: &Path, scenario: &str) -> Value {
+    let r = read_report(dir);
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["scenario"], scenario);
+    assert!(r["tool_version"].is_string() && r["started_at"].is_string());
+    assert_eq!(r["seed"], 7);
+    assert!(r["command"].as_array().unwrap().len() > 2);
+    assert!(r["host"]["cores"].as_u64().unwrap() >= 1);
+    assert_eq!(r["params"]["files"], 120);
+    assert_eq!(
+        names(&r["targets"]),
+        ["baseline", "floor", "portcullis"],
+        "{r:#}"
+    );
+    for t in r["targets"].as_array().unwrap() {
+        assert_eq!(names(&t["phases"]), ["cold", "warm"], "{}", t["name"]);
+        for p in t["phases"].as_array().unwrap() {
+            let at = format!("{} {}", t["name"], p["name"]);
+            assert!(p["ops"].as_u64().unwrap() > 0, "{at}");
+            assert_eq!(p["hung_opens"], 0, "{at}");
+            assert_eq!(p["clean_denied"], 0, "{at}");
+            assert_eq!(p["errors"], 0, "{at}: {}", p["error_samples"]);
+            assert!(p["aborted"].is_null(), "{at}");
+            assert!(p["throughput_ops_s"].as_f64().unwrap() > 0.0, "{at}");
+            let l = &p["latency_us"];
+            for k in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] {
+                assert!(l[k].as_f64().unwrap() > 0.0, "{at}: {k}");
+            }
+            assert!(l["p50_us"].as_f64() <= l["p99_us"].as_f64(), "{at}");
+            assert!(!p["latency_curve"].as_array().unwrap().is_empty(), "{at}");
+            assert!(p["timeline"]["interval_s"].as_f64().unwrap() > 0.0, "{at}");
+            let completed: u64 = p["timeline"]["completed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .sum();
+            assert_eq!(completed, p["ops"].as_u64().unwrap(), "{at}");
+            assert!(p["by_kind"].is_object(), "{at}");
+        }
+    }
+    let p = &r["targets"][2];
+    let (total, denied) = p["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .fold((0, 0), |(t, d), ph| {
+            (
+                t + ph["infected_total"].as_u64().unwrap(),
+                d + ph["infected_denied"].as_u64().unwrap(),
+            )
+        });
+    assert!(total > 0, "no infected file was accessed: {r:#}");
+    assert_eq!(denied, total, "every infected access denied");
+    assert!(p["decisions_by_reason"]["verdict"].as_u64().unwrap() > 0);
+    assert!(p["verdicts"]["infected"].as_u64().unwrap() > 0);
+    assert!(p["decisions"]["deny"].as_u64().unwrap() > 0);
+    assert!(p["process"]["peak_rss_kib"].as_u64().unwrap() > 0);
+    assert!(p["process"]["cpu_s"].as_f64().unwrap() >= 0.0);
+    // Portcullis against both references, per phase.
+    let ratios = r["ratios"].as_array().unwrap();
+    assert_eq!(ratios.len(), 4, "{ratios:?}");
+    assert!(ratios
+        .iter()
+        .all(|x| x["p50"].is_number() && x["throughput"].is_number()));
+    let c = &r["checks"];
+    assert_eq!(c["passed"], true, "{c:#}");
+    assert_eq!(c["hung_opens"], 0);
+    assert_eq!(c["clean_denied"], 0);
+    assert_eq!(c["infected_denied"], c["infected_total"]);
+
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains(RESULTS_HEADER), "{md}");
+    assert!(md.contains(RATIOS_HEADER), "{md}");
+    assert!(md.contains("| portcullis | cold |"), "{md}");
+    assert!(md.contains("**PASSED**"), "{md}");
+    for png in ["latency.png", "throughput.png"] {
+        let bytes = std::fs::read(dir.join(png)).unwrap();
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{png} is not a PNG"
+        );
+        assert!(bytes.len() > 5_000, "{png}: {} bytes", bytes.len());
+    }
+    r
+}
+
+#[test]
+fn the_command_line_lists_the_scenarios_and_names_a_bad_flag() {
+    let o = Command::new(TOOL).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    for s in ["pipeline", "node", "cluster"] {
+        assert!(help.contains(s), "{help}");
+    }
+    assert!(
+        !help.lines().any(|l| l.trim_start().starts_with("opener")),
+        "the internal subcommand is hidden: {help}"
+    );
+    let o = Command::new(TOOL)
+        .args(["pipeline", "--infected-fraction", "1.5", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", explain(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--infected-fraction"),
+        "{}",
+        explain(&o)
+    );
+    let o = Command::new(TOOL)
+        .args(["cluster", "--quiet"])
+        .env_remove("KAFKA_BOOTSTRAP")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", explain(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("KAFKA_BOOTSTRAP"),
+        "{}",
+        explain(&o)
+    );
+    let o = Command::new(TOOL)
+        .args(["cluster", "--quiet", "--bootstrap", "192.0.2.1:9092"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", explain(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("this machine only"),
+        "{}",
+        explain(&o)
+    );
+}
+
+#[test]
+fn pipeline_smoke_run() {
+    let (o, dir) = run(&[&["pipeline"], SMALL].concat());
+    assert!(o.status.success(), "{}", explain(&o));
+    let r = check_complete_run(dir.path(), "pipeline");
+    assert!(r["params"]["kafka"].is_null());
+    assert_eq!(
+        r["targets"][2]["phases"][0]["by_kind"]["access"]["ops"],
+        120
+    );
+}
+
+#[test]
+fn pipeline_over_kafka_smoke_run() {
+    let Some(b) = bootstrap("pipeline_over_kafka_smoke_run") else {
+        return;
+    };
+    agent_built();
+    let (o, dir) = run(&[
+        &[
+            "pipeline",
+            "--kafka",
+            "--scanners",
+            "1",
+            "--bootstrap",
+            b.as_str(),
+        ],
+        SMALL,
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", explain(&o));
+    let r = check_complete_run(dir.path(), "pipeline");
+    assert_eq!(r["params"]["kafka"]["scanners"], 1);
+    let p = &r["targets"][2];
+    assert!(p["kafka"]["lag_max"].is_u64(), "{p:#}");
+    assert_eq!(p["scanners"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn node_smoke_run() {
+    if !privileged("node_smoke_run") {
+        return;
+    }
+    agent_built();
+    let (o, dir) = run(&[&["node", "--openers", "2"], SMALL].concat());
+    assert!(o.status.success(), "{}", explain(&o));
+    let r = check_complete_run(dir.path(), "node");
+    assert_eq!(r["params"]["openers"], 2);
+    // Both kinds of operation ran, and infected executables were denied.
+    let cold = &r["targets"][2]["phases"][0];
+    assert!(cold["by_kind"]["read"]["ops"].as_u64().unwrap() > 0);
+    let exec = &cold["by_kind"]["exec"];
+    assert!(exec["ops"].as_u64().unwrap() > 0, "{cold:#}");
+    assert!(exec["infected_total"].as_u64().unwrap() > 0, "{cold:#}");
+    assert_eq!(exec["infected_denied"], exec["infected_total"]);
+    assert!(r["targets"][1]["process"]["pid"].as_u64().is_some());
+}
+
+#[test]
+fn cluster_smoke_run() {
+    if !privileged("cluster_smoke_run") {
+        return;
+    }
+    let Some(b) = bootstrap("cluster_smoke_run") else {
+        return;
+    };
+    agent_built();
+    let (o, dir) = run(&[
+        &["cluster", "--scanners", "1", "--bootstrap", b.as_str()],
+        SMALL,
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", explain(&o));
+    let r = check_complete_run(dir.path(), "cluster");
+    let k = &r["params"]["kafka"];
+    assert_eq!(k["scanners"], 1);
+    assert_eq!(k["scanners_started"], true);
+    assert!(k["topic_prefix"].as_str().unwrap().starts_with("loadtest-"));
+    let p = &r["targets"][2];
+    assert!(p["kafka"]["lag_max"].is_u64() && p["kafka"]["lag_final"].is_u64());
+    assert!(!p["kafka"]["samples"].as_array().unwrap().is_empty());
+    let s = &p["scanners"][0];
+    assert!(s["peak_rss_kib"].as_u64().unwrap() > 0, "{s:#}");
+    assert!(s["scanned"].as_u64().unwrap() > 0, "{s:#}");
+}
+
+#[test]
+fn a_responder_that_never_answers_is_stopped_by_the_watchdog() {
+    if !privileged("a_responder_that_never_answers_is_stopped_by_the_watchdog") {
+        return;
+    }
+    agent_built();
+    let t = std::time::Instant::now();
+    let (o, dir) = run(&[
+        "node",
+        "--stall-floor",
+        "--files",
+        "40",
+        "--duration",
+        "3s",
+        "--deadline",
+        "500ms",
+        "--watchdog",
+        "2s",
+        "--quiet",
+    ]);
+    // Stopped by itself, well before the outer timeout, and said why.
+    assert!(t.elapsed() < std::time::Duration::from_secs(120));
+    assert_eq!(o.status.code(), Some(1), "{}", explain(&o));
+    let r = read_report(dir.path());
+    assert_eq!(r["checks"]["passed"], false);
+    assert!(r["checks"]["hung_opens"].as_u64().unwrap() >= 1, "{r:#}");
+    assert_eq!(
+        names(&r["targets"]),
+        ["baseline", "floor"],
+        "the run stopped"
+    );
+    let floor = &r["targets"][1]["phases"][0];
+    assert!(
+        floor["aborted"].as_str().unwrap().contains("watchdog"),
+        "{floor:#}"
+    );
+    assert!(std::fs::read(dir.path().join("latency.png")).is_ok());
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("**FAILED**"), "{md}");
+}
+
+/// A scanner service started here, killed on drop.
+struct External(std::process::Child);
+
+impl Drop for External {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn cluster_against_scanner_services_already_running() {
+    if !privileged("cluster_against_scanner_services_already_running") {
+        return;
+    }
+    let Some(b) = bootstrap("cluster_against_scanner_services_already_running") else {
+        return;
+    };
+    agent_built();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("ext{}", uuid::Uuid::now_v7().simple());
+    let group = format!("{prefix}-group");
+    let config = dir.path().join("scanner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scan]\nthreads = 1\n\n[kafka]\nbootstrap = \"{b}\"\ntopic_prefix = \"{prefix}\"\nscanner_group = \"{group}\"\n\n[kafka.partitions]\nscan_requests = 4\nverdicts = 4\nverdict_cache = 4\nevents = 1\n"
+        ),
+    )
+    .unwrap();
+    let ready = dir.path().join("ready");
+    let agent = Path::new(TOOL).with_file_name("portcullis");
+    let mut scanner = External(
+        Command::new(&agent)
+            .args([
+                "--log",
+                "info",
+                "scanner",
+                "--instance",
+                "ext-1",
+                "--config",
+            ])
+            .arg(&config)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("scanner.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let t = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(
+            scanner.0.try_wait().unwrap().is_none(),
+            "the scanner exited"
+        );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "not ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (o, out) = run(&[
+        &[
+            "cluster",
+            "--bootstrap",
+            b.as_str(),
+            "--scanners-at",
+            prefix.as_str(),
+            "--scanner-group",
+            group.as_str(),
+        ],
+        SMALL,
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", explain(&o));
+    let r = check_complete_run(out.path(), "cluster");
+    let k = &r["params"]["kafka"];
+    assert_eq!(k["scanners_started"], false);
+    assert_eq!(k["topic_prefix"], prefix.as_str());
+    assert!(r["targets"][2]["scanners"].as_array().unwrap().is_empty());
+    assert!(r["targets"][2]["kafka"]["lag_max"].is_u64());
+}
