@@ -28,6 +28,7 @@
 //! `unmapped.source`. Paths that are not UTF-8 are written escaped
 //! (`FilePath::escaped`), their exact bytes in `unmapped.path_hex`.
 
+use crate::render::display_as_string;
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
@@ -249,23 +250,7 @@ impl fmt::Display for TypeName {
     }
 }
 
-impl Serialize for TypeName {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl JsonSchema for TypeName {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "TypeName".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "pattern": "^[A-Za-z ]+: [A-Za-z ]+$" })
-    }
-}
+display_as_string!(TypeName, "^[A-Za-z ]+: [A-Za-z ]+$");
 
 fn captions<T: OcsfEnum>(_: &mut SchemaGenerator) -> Schema {
     let all: Vec<&str> = T::ALL.iter().map(|v| v.caption()).collect();
@@ -521,23 +506,7 @@ impl fmt::Display for DevIno {
     }
 }
 
-impl Serialize for DevIno {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl JsonSchema for DevIno {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "DevIno".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "pattern": "^[0-9]+:[0-9]+$" })
-    }
-}
+display_as_string!(DevIno, "^[0-9]+:[0-9]+$");
 
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -629,23 +598,7 @@ impl fmt::Display for QualifiedRule<'_> {
     }
 }
 
-impl Serialize for QualifiedRule<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl JsonSchema for QualifiedRule<'_> {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "QualifiedRule".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "pattern": "\\." })
-    }
-}
+display_as_string!(QualifiedRule<'_>, "\\.");
 
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -720,23 +673,7 @@ impl fmt::Display for FindingMessage<'_> {
     }
 }
 
-impl Serialize for FindingMessage<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl JsonSchema for FindingMessage<'_> {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "FindingMessage".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "pattern": " detected in " })
-    }
-}
+display_as_string!(FindingMessage<'_>, " detected in ");
 
 /// portcullis fields with no OCSF attribute.
 #[derive(Debug, Serialize, JsonSchema)]

@@ -186,6 +186,41 @@ impl<const N: usize> JsonSchema for Hex<'_, N> {
     }
 }
 
+/// Serializes a `Display` type as a JSON string, written on the fly, and
+/// describes it in the JSON Schema as an inline string matching `pattern`.
+macro_rules! display_as_string {
+    ($ty:ident <'_>, $pattern:literal) => {
+        impl serde::Serialize for $ty<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        $crate::render::display_as_string!(@schema $ty<'_>, $ty, $pattern);
+    };
+    ($ty:ident, $pattern:literal) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        $crate::render::display_as_string!(@schema $ty, $ty, $pattern);
+    };
+    (@schema $full:ty, $name:ident, $pattern:literal) => {
+        impl schemars::JsonSchema for $full {
+            fn inline_schema() -> bool {
+                true
+            }
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "pattern": $pattern })
+            }
+        }
+    };
+}
+pub(crate) use display_as_string;
+
 /// Any bytes as lowercase hex (the exact bytes of a non-UTF-8 path).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HexBytes<'a>(pub &'a [u8]);
@@ -196,23 +231,7 @@ impl fmt::Display for HexBytes<'_> {
     }
 }
 
-impl Serialize for HexBytes<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl JsonSchema for HexBytes<'_> {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "HexBytes".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "pattern": "^([0-9a-f]{2})*$" })
-    }
-}
+display_as_string!(HexBytes<'_>, "^([0-9a-f]{2})*$");
 
 // --------------------------------------------------------------- numbers
 
