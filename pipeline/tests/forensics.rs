@@ -744,4 +744,52 @@ fn replay_and_investigate_from_the_kafka_events_topic() {
         .as_str()
         .unwrap()
         .starts_with("kafka:"));
+
+    // --follow keeps tailing the topic: events published after the replay
+    // caught up still come out.
+    let followed = dir.path().join("followed.jsonl");
+    let mut child = Command::new(bin())
+        .args([
+            "replay", "--kafka", "--follow", "--node", "node-k3", "--config",
+        ])
+        .arg(&cfg)
+        .stdout(std::fs::File::create(&followed).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let k3 = dir.path().join("k3");
+    write_journal(&k3, "node-k3", &[(None, 77, "/late/arrival", false)]);
+    let store = JournalStore::open_existing(&k3).unwrap();
+    let raw = store.reader().raw_from(1, 10).unwrap();
+    drop(store);
+    rt.block_on(async {
+        let producer = idempotent_producer(&kafka, "forensics-follow").unwrap();
+        for (_, bytes) in &raw {
+            producer
+                .send(
+                    FutureRecord::to(&topic).key("node-k3").payload(bytes),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let t = Instant::now();
+    let mut seen = String::new();
+    while t.elapsed() < Duration::from_secs(30) {
+        seen = std::fs::read_to_string(&followed).unwrap_or_default();
+        if seen.lines().count() >= raw.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "--follow must keep running"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen.lines().count(), raw.len(), "{seen}");
+    assert!(seen.contains("/late/arrival"), "{seen}");
 }
