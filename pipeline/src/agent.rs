@@ -27,6 +27,10 @@ use crate::distributed::outbox::Outbox;
 use crate::distributed::remote::{self, RemoteHandles};
 use crate::rules::load_ruleset;
 
+/// How long a starting node waits for the shared verdicts of the cluster
+/// before protecting anyway.
+const SHARED_VERDICTS_LOAD: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running agent.
 pub struct Agent {
     remote: Option<RemoteHandles>,
@@ -94,13 +98,23 @@ impl Agent {
                     .deadline
                     .saturating_mul(5)
                     .max(std::time::Duration::from_secs(60));
-                let remote = remote::start(
+                let mut remote = remote::start(
                     kafka.clone(),
                     settings.node_id.clone(),
                     ruleset.version().clone(),
                     local.recipient(),
                     reply_timeout,
                 )?;
+                // Load what the cluster already scanned before protecting:
+                // a file scanned on another node is then answered from the
+                // shared verdicts from the first open here.
+                match remote.wait_for_shared(SHARED_VERDICTS_LOAD).await {
+                    Some(n) => tracing::info!(shared_verdicts = n, "shared verdicts loaded"),
+                    None => tracing::warn!(
+                        waited = ?SHARED_VERDICTS_LOAD,
+                        "the shared verdicts are not loaded yet; until they are, files other nodes scanned are scanned again"
+                    ),
+                }
                 let outbox = Outbox::start(kafka, reader, settings.node_id.clone())?;
                 tracing::info!(
                     bootstrap = %kafka.bootstrap,

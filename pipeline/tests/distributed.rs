@@ -198,6 +198,35 @@ fn a_hash_scanned_on_one_node_is_answered_from_shared_verdicts_on_another() {
         "sleep 1; try open cat doc.txt",
     );
     assert_eq!(b_run.status("open"), 0);
+    // Each node loaded the shared verdicts before protecting: none on an
+    // empty topic (node-a), node-a's one on node-b.
+    let plain = |log: &str| {
+        // Without the ANSI colours of the log.
+        let mut out = String::new();
+        let mut it = log.chars();
+        while let Some(c) = it.next() {
+            if c == '\u{1b}' {
+                for c in it.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let a_log = plain(&a.agent_log);
+    assert!(
+        a_log.contains("shared verdicts loaded shared_verdicts=0"),
+        "{a_log}"
+    );
+    let b_log = plain(&b_run.agent_log);
+    assert!(
+        b_log.contains("shared verdicts loaded shared_verdicts=1"),
+        "{b_log}"
+    );
     let id = b_run.access_id("doc.txt");
     assert_eq!(
         b_run.verdict(&id).unwrap()["portcullis"]["verdict"],

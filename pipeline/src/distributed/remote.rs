@@ -10,6 +10,7 @@ use portcullis_schemas::wire::{self, ScanReplied, ScanRequest, VerdictShared};
 use portcullis_schemas::{
     EventId, NodeId, RulesetVersion, SkipReason, Timestamp, TraceContext, Verdict,
 };
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Offset;
@@ -17,7 +18,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::kafka::{
-    assigned_consumer, idempotent_producer, DeadLetters, DlqStage, KafkaSettings, LargeFiles, Topic,
+    assigned_consumer, assigned_consumer_with_eof, idempotent_producer, DeadLetters, DlqStage,
+    KafkaSettings, LargeFiles, Topic,
 };
 
 type Pending = Arc<Mutex<HashMap<EventId, oneshot::Sender<ScanReplied>>>>;
@@ -99,6 +101,10 @@ pub struct RemoteHandles {
     pub stats: Arc<Mutex<RemoteStats>>,
     pub shared: SharedVerdicts,
     arbiter: Arbiter,
+    /// Resolves (with the number of shared verdicts known) once the node
+    /// read the shared-verdict topic to its end; dropped unresolved when
+    /// it cannot be read. See [`RemoteHandles::wait_for_shared`].
+    shared_loaded: Option<oneshot::Receiver<usize>>,
 }
 
 impl std::fmt::Debug for RemoteHandles {
@@ -108,6 +114,19 @@ impl std::fmt::Debug for RemoteHandles {
 }
 
 impl RemoteHandles {
+    /// Waits, at most `bound`, until the verdicts the cluster already
+    /// shares are loaded, so a file scanned on another node is not scanned
+    /// again here right after start. Returns how many were loaded, or
+    /// `None` when they were not (in time): files are then scanned until
+    /// the verdicts arrive, which costs scans, never correctness.
+    pub async fn wait_for_shared(&mut self, bound: Duration) -> Option<usize> {
+        let rx = self.shared_loaded.take()?;
+        match tokio::time::timeout(bound, rx).await {
+            Ok(Ok(n)) => Some(n),
+            _ => None,
+        }
+    }
+
     /// Stops the remote scanner and its listeners.
     pub fn stop(self) {
         self.arbiter.stop();
@@ -138,6 +157,7 @@ pub fn start(
     let reply_topic = settings.topics.name(Topic::Verdicts);
     let shared_topic = settings.topics.name(Topic::VerdictCache);
     let arbiter = Arbiter::new();
+    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
 
     let actor = RemoteScanner {
         settings: settings.clone(),
@@ -181,7 +201,7 @@ pub fn start(
             }
         };
         let parts: Vec<i32> = (0..s2.partitions.verdict_cache).collect();
-        let verdicts = match assigned_consumer(&s2, &format!("{c2}-shared"), &shared_topic, &parts, Offset::Beginning) {
+        let verdicts = match assigned_consumer_with_eof(&s2, &format!("{c2}-shared"), &shared_topic, &parts, Offset::Beginning) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the shared verdicts; every file is scanned");
@@ -211,12 +231,24 @@ pub fn start(
             }
         });
         actix_rt::spawn(async move {
+            // Until every partition reached its end once, the node is
+            // still loading what the cluster already knows.
+            let mut loading: std::collections::HashSet<i32> = parts.iter().copied().collect();
+            let mut loaded = Some(loaded_tx);
             loop {
                 match verdicts.recv().await {
                     Ok(m) => match wire::decode::<VerdictShared>(m.payload().unwrap_or_default()) {
                         Ok(v) => sh2.put(wire::shared_verdict_key(&v.sha256, &v.ruleset), v.verdict),
                         Err(e) => dead_letter(&d2, Topic::VerdictCache, &m, &e.to_string()).await,
                     },
+                    Err(KafkaError::PartitionEOF(p)) => {
+                        loading.remove(&p);
+                        if loading.is_empty() {
+                            if let Some(tx) = loaded.take() {
+                                let _ = tx.send(sh2.len());
+                            }
+                        }
+                    }
                     Err(e) => tracing::debug!(error = %e, "shared verdict consumer"),
                 }
             }
@@ -230,6 +262,7 @@ pub fn start(
         stats,
         shared,
         arbiter,
+        shared_loaded: Some(loaded_rx),
     })
 }
 

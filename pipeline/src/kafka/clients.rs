@@ -158,8 +158,35 @@ pub fn assigned_consumer(
     partitions: &[i32],
     from: Offset,
 ) -> Result<StreamConsumer, KafkaSetupError> {
+    assigned(settings, client_id, topic, partitions, from, false)
+}
+
+/// [`assigned_consumer`] that also reports reaching the end of each
+/// partition (`KafkaError::PartitionEOF`): for a reader that must know
+/// when it caught up (a node loading the shared verdicts at start).
+pub fn assigned_consumer_with_eof(
+    settings: &KafkaSettings,
+    client_id: &str,
+    topic: &str,
+    partitions: &[i32],
+    from: Offset,
+) -> Result<StreamConsumer, KafkaSetupError> {
+    assigned(settings, client_id, topic, partitions, from, true)
+}
+
+fn assigned(
+    settings: &KafkaSettings,
+    client_id: &str,
+    topic: &str,
+    partitions: &[i32],
+    from: Offset,
+    eof: bool,
+) -> Result<StreamConsumer, KafkaSetupError> {
     let mut c = consumer_config(settings, client_id);
     c.set("group.id", format!("{client_id}.assigned"));
+    if eof {
+        c.set("enable.partition.eof", "true");
+    }
     let consumer = stream_consumer(&c, client_id)?;
     let mut tpl = TopicPartitionList::with_capacity(partitions.len());
     let assign_error = |source: KafkaError| KafkaSetupError::Assign {

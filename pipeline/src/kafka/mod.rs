@@ -29,8 +29,8 @@ pub mod topics;
 pub mod txn;
 
 pub use clients::{
-    admin_client, assigned_consumer, base_config, group_consumer, idempotent_producer,
-    replay_consumer, transactional_producer,
+    admin_client, assigned_consumer, assigned_consumer_with_eof, base_config, group_consumer,
+    idempotent_producer, replay_consumer, transactional_producer,
 };
 pub use config::{KafkaSection, KafkaSettings, LargeFiles, TopicPartitions};
 pub use dlq::{dlq_headers, DeadLetter, DeadLetters, DlqStage};
