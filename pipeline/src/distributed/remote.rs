@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::kafka::{
-    assigned_consumer, assigned_consumer_with_eof, idempotent_producer, DeadLetters, DlqStage,
+    assigned_consumer, assigned_consumer_reporting, idempotent_producer, DeadLetters, DlqStage,
     KafkaSettings, LargeFiles, Topic,
 };
 
@@ -201,7 +201,7 @@ pub fn start(
             }
         };
         let parts: Vec<i32> = (0..s2.partitions.verdict_cache).collect();
-        let verdicts = match assigned_consumer_with_eof(&s2, &format!("{c2}-shared"), &shared_topic, &parts, Offset::Beginning) {
+        let verdicts = match assigned_consumer_reporting(&s2, &format!("{c2}-shared"), &shared_topic, &parts, Offset::Beginning, true) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the shared verdicts; every file is scanned");

@@ -158,23 +158,13 @@ pub fn assigned_consumer(
     partitions: &[i32],
     from: Offset,
 ) -> Result<StreamConsumer, KafkaSetupError> {
-    assigned(settings, client_id, topic, partitions, from, false)
+    assigned_consumer_reporting(settings, client_id, topic, partitions, from, false)
 }
 
-/// [`assigned_consumer`] that also reports reaching the end of each
-/// partition (`KafkaError::PartitionEOF`): for a reader that must know
-/// when it caught up (a node loading the shared verdicts at start).
-pub fn assigned_consumer_with_eof(
-    settings: &KafkaSettings,
-    client_id: &str,
-    topic: &str,
-    partitions: &[i32],
-    from: Offset,
-) -> Result<StreamConsumer, KafkaSetupError> {
-    assigned(settings, client_id, topic, partitions, from, true)
-}
-
-fn assigned(
+/// [`assigned_consumer`] that, with `eof`, also reports reaching the end
+/// of each partition (`KafkaError::PartitionEOF`): for a reader that must
+/// know when it caught up (a node loading the shared verdicts at start).
+pub fn assigned_consumer_reporting(
     settings: &KafkaSettings,
     client_id: &str,
     topic: &str,

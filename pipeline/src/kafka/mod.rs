@@ -29,7 +29,7 @@ pub mod topics;
 pub mod txn;
 
 pub use clients::{
-    admin_client, assigned_consumer, assigned_consumer_with_eof, base_config, group_consumer,
+    admin_client, assigned_consumer, assigned_consumer_reporting, base_config, group_consumer,
     idempotent_producer, replay_consumer, transactional_producer,
 };
 pub use config::{KafkaSection, KafkaSettings, LargeFiles, TopicPartitions};
