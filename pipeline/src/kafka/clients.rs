@@ -44,7 +44,7 @@ use super::KafkaSetupError;
 /// client shares.
 pub fn base_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    for (k, v) in &settings.librdkafka {
+    for (k, v) in settings.librdkafka.iter() {
         c.set(k, v);
     }
     c.set("bootstrap.servers", &settings.bootstrap);

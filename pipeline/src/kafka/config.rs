@@ -88,7 +88,7 @@ const SECRET_MARKERS: &[&str] = &[
 ];
 
 /// `[kafka]` section of the config file. Its presence turns on distributed mode.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSection {
     /// host:port list. Default: env `KAFKA_BOOTSTRAP`, else "127.0.0.1:9092".
@@ -123,7 +123,7 @@ pub struct KafkaSection {
     /// librdkafka settings passed through verbatim (TLS, SASL, ...), e.g.
     /// "security.protocol" = "ssl".
     #[serde(default, deserialize_with = "passthrough")]
-    pub librdkafka: BTreeMap<String, String>,
+    pub librdkafka: Passthrough,
 }
 
 /// Partitions of each topic (every one defaults to 12).
@@ -215,30 +215,13 @@ impl Default for KafkaSection {
             reply_partition: None,
             scanner_group: d_group(),
             events_retention: d_retention(),
-            librdkafka: BTreeMap::new(),
+            librdkafka: Passthrough::default(),
         }
     }
 }
 
-impl fmt::Debug for KafkaSection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KafkaSection")
-            .field("bootstrap", &self.bootstrap)
-            .field("topic_prefix", &self.topic_prefix)
-            .field("partitions", &self.partitions)
-            .field("replication_factor", &self.replication_factor)
-            .field("inline_limit_kb", &self.inline_limit_kb)
-            .field("large_files", &self.large_files)
-            .field("reply_partition", &self.reply_partition)
-            .field("scanner_group", &self.scanner_group)
-            .field("events_retention", &self.events_retention)
-            .field("librdkafka", &Redacted(&self.librdkafka))
-            .finish()
-    }
-}
-
 /// Validated `[kafka]` settings.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSettings {
     pub bootstrap: String,
     pub topics: Topics,
@@ -250,29 +233,22 @@ pub struct KafkaSettings {
     pub reply_partition: Option<i32>,
     pub scanner_group: String,
     pub events_retention: Duration,
-    pub librdkafka: BTreeMap<String, String>,
+    pub librdkafka: Passthrough,
 }
 
-impl fmt::Debug for KafkaSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KafkaSettings")
-            .field("bootstrap", &self.bootstrap)
-            .field("topics", &self.topics)
-            .field("partitions", &self.partitions)
-            .field("replication_factor", &self.replication_factor)
-            .field("inline_limit", &self.inline_limit)
-            .field("large_files", &self.large_files)
-            .field("reply_partition", &self.reply_partition)
-            .field("scanner_group", &self.scanner_group)
-            .field("events_retention", &self.events_retention)
-            .field("librdkafka", &Redacted(&self.librdkafka))
-            .finish()
+/// librdkafka settings passed through verbatim. Its `Debug` redacts
+/// secrets (passwords, keys), so settings can be logged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Passthrough(pub BTreeMap<String, String>);
+
+impl std::ops::Deref for Passthrough {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-struct Redacted<'a>(&'a BTreeMap<String, String>);
-
-impl fmt::Debug for Redacted<'_> {
+impl fmt::Debug for Passthrough {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(k, v)| {
@@ -480,7 +456,7 @@ fn check_passthrough_keys(map: &BTreeMap<String, String>) -> Result<(), Invalid>
 
 /// Reads the passthrough table: string, integer, float and boolean values
 /// (as strings); nested tables (dotted TOML keys) flattened with '.'.
-fn passthrough<'de, D>(d: D) -> Result<BTreeMap<String, String>, D::Error>
+fn passthrough<'de, D>(d: D) -> Result<Passthrough, D::Error>
 where
     D: Deserializer<'de>,
 {
@@ -525,7 +501,7 @@ where
     let table = BTreeMap::<String, Value>::deserialize(d)?;
     let mut out = BTreeMap::new();
     flatten("", table, &mut out).map_err(serde::de::Error::custom)?;
-    Ok(out)
+    Ok(Passthrough(out))
 }
 
 #[cfg(test)]
@@ -717,6 +693,21 @@ mod tests {
             ("[partitions]\nevents = 0", "kafka.partitions.events"),
         ] {
             assert_eq!(field_of(text), field, "{text}");
+        }
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets_of_both_forms() {
+        let text =
+            "[librdkafka]\n\"sasl.password\" = \"hunter2\"\n\"socket.timeout.ms\" = \"30000\"";
+        let s = build(text).unwrap();
+        let section: KafkaSection = toml::from_str(text).unwrap();
+        for shown in [format!("{s:?}"), format!("{section:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(
+                shown.contains("<redacted>") && shown.contains("30000"),
+                "{shown}"
+            );
         }
     }
 

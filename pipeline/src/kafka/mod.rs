@@ -32,7 +32,7 @@ pub use clients::{
     admin_client, assigned_consumer, assigned_consumer_reporting, base_config, group_consumer,
     idempotent_producer, replay_consumer, transactional_producer,
 };
-pub use config::{KafkaSection, KafkaSettings, LargeFiles, TopicPartitions};
+pub use config::{KafkaSection, KafkaSettings, LargeFiles, Passthrough, TopicPartitions};
 pub use dlq::{dlq_headers, DeadLetter, DeadLetters, DlqStage};
 pub use error::KafkaSetupError;
 pub use topics::{
