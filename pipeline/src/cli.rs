@@ -245,7 +245,8 @@ pub struct ReplayArgs {
     /// Keep reading new events (a running agent's journal, or Kafka).
     #[arg(long)]
     pub follow: bool,
-    /// Show the progress bar even when stderr is not a terminal.
+    /// Report progress on stderr even when it is not a terminal (a plain
+    /// line a second instead of the bar).
     #[arg(long)]
     pub progress: bool,
     /// Write here instead of stdout.
@@ -269,7 +270,8 @@ pub struct InvestigateArgs {
     /// Write here instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Show the progress bar even when stderr is not a terminal.
+    /// Report progress on stderr even when it is not a terminal (a plain
+    /// line a second instead of the bar).
     #[arg(long)]
     pub progress: bool,
 }

@@ -241,6 +241,15 @@ fn replay_filters_and_formats_a_journal_at_rest() {
     assert!(first.contains("|FFTP-"), "{first}");
     assert!(first.contains("evil|x\\=1\\\\.com"), "{first}");
 
+    // Progress on stderr only when asked for (stderr is not a terminal
+    // here): the first line and the last, with the total.
+    let out = replay_journal(dir.path(), &["--progress"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("progress: journal"), "{err}");
+    assert!(err.contains("9/9 records"), "{err}");
+    let out = replay_journal(dir.path(), &[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("progress:"));
+
     // The table names the kinds.
     portcullis()
         .args(["replay", "--format", "table", "--journal"])

@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use portcullis_schemas::{codec, EventId, Timestamp};
 
 use crate::cli::{InvestigateArgs, InvestigateFormat};
-use crate::commands::replay::progress_bar;
 use crate::forensics::filter::Filter;
 use crate::forensics::investigate::{build, render_html, render_text};
+use crate::forensics::progress::Progress;
 use crate::forensics::source::{self, ReadOptions, SourceMsg};
 
 /// The time an event id was made: UUIDv7 ids carry their millisecond.
@@ -50,7 +50,7 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<ExitCode> {
             follow: false,
         },
     )?;
-    let pb = progress_bar(handle.total, args.progress, &spec.describe());
+    let mut pb = Progress::new(handle.total, args.progress, &spec.describe());
     let window_filter = Filter {
         from: Some(from),
         to: Some(to),
@@ -60,7 +60,7 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<ExitCode> {
     let mut bad = 0u64;
     for msg in handle.rx.iter() {
         match msg {
-            SourceMsg::Note(n) => pb.suspend(|| eprintln!("note: {n}")),
+            SourceMsg::Note(n) => pb.note(format_args!("note: {n}")),
             SourceMsg::Records(batch) => {
                 pb.inc(batch.len() as u64);
                 for raw in batch {
@@ -71,16 +71,17 @@ pub fn run(args: InvestigateArgs) -> anyhow::Result<ExitCode> {
                         Ok(_) => {}
                         Err(e) => {
                             bad += 1;
-                            pb.suspend(|| {
-                                eprintln!("warning: {}: undecodable record: {e}", raw.pos)
-                            });
+                            pb.note(format_args!(
+                                "warning: {}: undecodable record: {e}",
+                                raw.pos
+                            ));
                         }
                     }
                 }
             }
         }
     }
-    pb.finish_and_clear();
+    pb.finish();
     handle
         .finish()
         .with_context(|| format!("reading {}", spec.describe()))?;

@@ -3,12 +3,10 @@
 //! `--verify` checks the log is whole instead.
 
 use std::collections::HashSet;
-use std::io::{self, IsTerminal as _, Write};
+use std::io::{self, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use portcullis_schemas::{codec, EventKind, VerdictClass};
 
 use crate::cli::{ReplayArgs, SourceArgs};
@@ -16,6 +14,7 @@ use crate::config::{ConfigFile, Overrides};
 use crate::forensics::filter::{globs, Correlator, Filter};
 use crate::forensics::output::{Format, Output};
 use crate::forensics::parse_time;
+use crate::forensics::progress::Progress;
 use crate::forensics::source::{self, ReadOptions, SourceMsg, SourceSpec};
 use crate::forensics::verify::Verifier;
 
@@ -78,26 +77,6 @@ pub fn filter_of(args: &ReplayArgs) -> anyhow::Result<Filter> {
     })
 }
 
-/// A progress bar on stderr, shown when stderr is a terminal (or asked
-/// for); hidden otherwise, so logs and pipes stay clean.
-pub fn progress_bar(total: Option<u64>, force: bool, what: &str) -> ProgressBar {
-    if !(force || io::stderr().is_terminal()) {
-        return ProgressBar::hidden();
-    }
-    let pb = match total {
-        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-    };
-    let style = ProgressStyle::with_template(
-        "{spinner} {msg} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} ({per_sec}, eta {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    pb.set_style(style);
-    pb.set_message(what.to_string());
-    pb.enable_steady_tick(Duration::from_millis(200));
-    pb
-}
-
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let filter = filter_of(&args)?;
     let spec = args.source.spec()?;
@@ -117,7 +96,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     )?;
     let total = handle.total;
     let started = std::time::Instant::now();
-    let pb = progress_bar(
+    let mut pb = Progress::new(
         if args.follow { None } else { total },
         args.progress,
         &spec.describe(),
@@ -142,7 +121,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         for msg in handle.rx.iter() {
             let batch = match msg {
                 SourceMsg::Note(n) => {
-                    pb.suspend(|| eprintln!("note: {n}"));
+                    pb.note(format_args!("note: {n}"));
                     continue;
                 }
                 SourceMsg::Records(b) => b,
@@ -156,9 +135,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                         bad += 1;
                         match &mut verifier {
                             Some(v) => v.undecodable(raw.node.as_deref(), &raw.pos, &e.to_string()),
-                            None => pb.suspend(|| {
-                                eprintln!("warning: {}: undecodable record: {e}", raw.pos)
-                            }),
+                            None => pb.note(format_args!(
+                                "warning: {}: undecodable record: {e}",
+                                raw.pos
+                            )),
                         }
                         continue;
                     }
@@ -191,7 +171,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })();
-    pb.finish_and_clear();
+    pb.finish();
     let source_result = handle.finish();
     match result {
         Err(e) if is_broken_pipe(&e) => return Ok(ExitCode::SUCCESS),

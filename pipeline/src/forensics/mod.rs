@@ -7,12 +7,14 @@
 //!   access's process, container and verdict to its later events;
 //! - [`verify`]: gaps, duplicates and undecodable records per node;
 //! - [`output`]: ECS, OCSF, CEF, a table, or an export;
+//! - [`progress`]: progress on stderr for long replays;
 //! - [`investigate`]: the timeline around one event, as text, JSON or a
 //!   self-contained HTML report.
 
 pub mod filter;
 pub mod investigate;
 pub mod output;
+pub mod progress;
 pub mod source;
 pub mod verify;
 
