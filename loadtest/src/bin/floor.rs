@@ -8,8 +8,9 @@
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -36,12 +37,16 @@ struct Args {
     /// modify), as portcullis does for clean files: the floor of a warm open.
     #[arg(long)]
     cache: bool,
-    /// Never answer: hold every event until stopped (then the kernel gets
-    /// ALLOW). Only for testing the load test's own watchdog; never on a
-    /// mount anything else uses.
+    /// Do not answer: hold every event until stopped, or for at most
+    /// `STALL_LIMIT` (then ALLOW), so even this test mode keeps a deadline.
+    /// Only for testing the load test's own watchdog; never on a mount
+    /// anything else uses.
     #[arg(long, hide = true, conflicts_with = "cache")]
     stall: bool,
 }
+
+/// The longest `--stall` holds an event before answering ALLOW.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -63,8 +68,9 @@ fn main() -> Result<()> {
         Arc::clone(&overflows),
     );
     let cache = args.cache.then(|| Arc::clone(&fan));
-    // Held tickets are answered (ALLOW) when dropped, at exit.
-    let held: Arc<Mutex<Vec<Ticket>>> = Arc::default();
+    // Held tickets are answered (ALLOW) when dropped: past STALL_LIMIT, or
+    // at exit.
+    let held: Arc<Mutex<Vec<(Instant, Ticket)>>> = Arc::default();
     let hold = args.stall.then(|| Arc::clone(&held));
     let reader = spawn_reader(
         Arc::clone(&fan),
@@ -73,7 +79,7 @@ fn main() -> Result<()> {
             let counter = match msg {
                 ReaderMsg::Event(ev) if hold.is_some() => {
                     if let Some(Ok(mut h)) = hold.as_ref().map(|h| h.lock()) {
-                        h.push(ev.ticket);
+                        h.push((Instant::now(), ev.ticket));
                     }
                     &a
                 }
@@ -110,7 +116,24 @@ fn main() -> Result<()> {
         std::process::id()
     );
 
+    let stopped = Arc::new(AtomicBool::new(false));
+    let expiry = args.stall.then(|| {
+        let (held, stopped) = (Arc::clone(&held), Arc::clone(&stopped));
+        std::thread::spawn(move || {
+            while !stopped.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                if let Ok(mut h) = held.lock() {
+                    h.retain(|(since, _)| since.elapsed() < STALL_LIMIT);
+                }
+            }
+        })
+    });
+
     let signal = stop.wait().context("waiting for SIGINT/SIGTERM")?;
+    stopped.store(true, Relaxed);
+    if let Some(t) = expiry {
+        let _ = t.join();
+    }
     reader.stop();
     drop(held);
     drop(fan);
