@@ -135,8 +135,8 @@ pub struct KafkaArgs {
     /// prefix instead of starting any.
     #[arg(long, value_name = "TOPIC_PREFIX")]
     pub scanners_at: Option<String>,
-    /// Consumer group of the scanner services (default: `<prefix>-scanners`
-    /// for ours, `portcullis-scanners` with --scanners-at).
+    /// Consumer group of the scanner services (default `<prefix>.scanners`,
+    /// the agent's default).
     #[arg(long)]
     pub scanner_group: Option<String>,
     /// Partitions of the scan-requests, verdicts and verdict-cache topics.

@@ -33,8 +33,8 @@ pub struct KafkaSpec {
     pub scanners: usize,
     /// Topic prefix of scanner services already running: start none.
     pub scanners_at: Option<String>,
-    /// Their consumer group (default `<prefix>-scanners` for ours,
-    /// `portcullis-scanners`, the agent's default, for theirs).
+    /// Their consumer group (default `<prefix>.scanners`, the agent's
+    /// default).
     pub scanner_group: Option<String>,
     pub partitions: i32,
     /// Scanner threads per service (0 = one per core).
@@ -186,24 +186,17 @@ impl KafkaRig {
                 ),
             ));
         }
-        let (prefix, group, ours) = match &spec.scanners_at {
-            Some(p) => (
-                p.clone(),
-                spec.scanner_group
-                    .clone()
-                    .unwrap_or_else(|| "portcullis-scanners".into()),
-                false,
-            ),
+        let (prefix, ours) = match &spec.scanners_at {
+            Some(p) => (p.clone(), false),
             None => {
                 let run = uuid::Uuid::now_v7().simple().to_string();
-                let prefix = format!("loadtest-{}", &run[run.len() - 12..]);
-                let group = spec
-                    .scanner_group
-                    .clone()
-                    .unwrap_or_else(|| format!("{prefix}-scanners"));
-                (prefix, group, true)
+                (format!("loadtest-{}", &run[run.len() - 12..]), true)
             }
         };
+        let group = spec
+            .scanner_group
+            .clone()
+            .unwrap_or_else(|| format!("{prefix}.scanners"));
         let section = section_text(&spec.bootstrap, &prefix, &group, spec.partitions);
         let settings = ConfigFile::parse(&section)
             .map_err(|e| Error::kafka("the [kafka] section", e))?

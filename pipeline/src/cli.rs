@@ -78,7 +78,8 @@ pub struct ScannerArgs {
     /// Default: the host name and pid.
     #[arg(long)]
     pub instance: Option<String>,
-    /// Write "ready" to this file once the service consumes.
+    /// Write "ready" to this file once the scanner group has assigned this
+    /// service its partitions (a readiness probe: requests are read from then).
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
 }
@@ -125,7 +126,8 @@ pub struct SiemExportArgs {
     /// `30s`.
     #[arg(long, value_name = "SECS")]
     pub idle_exit: Option<String>,
-    /// Write "ready" to this file once the exporter consumes.
+    /// Write "ready" to this file once the exporter group has assigned this
+    /// exporter its partitions.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
 }

@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 use common::kafka_bootstrap as bootstrap;
 use common::*;
 
+/// For tests that assert a remote verdict: a deadline far above any
+/// scanner's latency on a loaded CI machine, so that the test checks what
+/// is decided, not how fast (benchmarks measure that).
+const PATIENT: &str = "[scan]\ntimeout = \"10s\"\n[enforcer]\ndeadline = \"15s\"\n";
+
 /// A `[kafka]` section on fresh topics.
 fn kafka_config(bootstrap: &str, extra: &str) -> String {
     kafka_config_with_prefix(bootstrap, extra).0
@@ -81,9 +86,15 @@ fn node_and_two_scanners_allow_clean_deny_eicar_and_record_audit() {
     let Some(b) = bootstrap("node_and_two_scanners_allow_clean_deny_eicar_and_record_audit") else {
         return;
     };
-    let config = kafka_config(&b, "");
+    let (config, prefix) = kafka_config_with_prefix(&b, "");
+    let config = format!("{PATIENT}{config}");
     let _s1 = scanner(&config, "s1");
     let _s2 = scanner(&config, "s2");
+    // Ready means the group has formed: both members, partitions assigned,
+    // in the deployment's own group.
+    let group = scanner_group(&b, &format!("{prefix}.scanners"));
+    assert_eq!(group.0, "Stable", "{group:?}");
+    assert_eq!(group.1.len(), 2, "{group:?}");
     let o = scenario(
         &config,
         "",
@@ -91,7 +102,7 @@ fn node_and_two_scanners_allow_clean_deny_eicar_and_record_audit() {
         "try clean cat clean.txt; try eicar cat eicar.com",
     );
     assert_eq!(o.status("clean"), 0, "{}", o.agent_log);
-    assert_eq!(o.status("eicar"), 1);
+    assert_eq!(o.status("eicar"), 1, "{}", o.agent_log);
     let bad = o.access_id("eicar.com");
     assert_eq!(
         o.decision(&bad)["event"]["reason"],
@@ -118,6 +129,29 @@ fn node_and_two_scanners_allow_clean_deny_eicar_and_record_audit() {
             .unwrap_or_else(|| panic!("not recorded:\n{}", o.agent_log))["portcullis"]["verdict"],
         "infected"
     );
+}
+
+/// The state and member client ids of a consumer group.
+fn scanner_group(bootstrap: &str, group: &str) -> (String, Vec<String>) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let list = c
+        .fetch_group_list(Some(group), Duration::from_secs(10))
+        .unwrap();
+    let g = list
+        .groups()
+        .iter()
+        .find(|g| g.name() == group)
+        .unwrap_or_else(|| panic!("no group {group}"));
+    let members = g
+        .members()
+        .iter()
+        .map(|m| m.client_id().to_string())
+        .collect();
+    (g.state().to_string(), members)
 }
 
 fn producer(bootstrap: &str) -> rdkafka::producer::FutureProducer {
@@ -181,6 +215,7 @@ fn a_hash_scanned_on_one_node_is_answered_from_shared_verdicts_on_another() {
         return;
     };
     let (config, prefix) = kafka_config_with_prefix(&b, "");
+    let config = format!("{PATIENT}{config}");
     let _s = scanner(&config, "s1");
     let content = format!("shared {}\n", uuid::Uuid::now_v7());
     let setup = format!("printf '%s' '{content}' > doc.txt");
@@ -484,9 +519,12 @@ fn files_over_the_inline_limit_are_scanned_locally_or_skipped_as_configured() {
         return;
     };
     for (policy, expected) in [("local", "clean"), ("skip", "skipped")] {
-        let config = kafka_config(
-            &b,
-            &format!("inline_limit_kb = 1\nlarge_files = \"{policy}\"\n"),
+        let config = format!(
+            "{PATIENT}{}",
+            kafka_config(
+                &b,
+                &format!("inline_limit_kb = 1\nlarge_files = \"{policy}\"\n"),
+            )
         );
         let _s = scanner(&config, "s1");
         let o = scenario(

@@ -20,7 +20,7 @@ use portcullis_pipeline::kafka::{
     KafkaSection, KafkaSettings, KafkaSetupError, Topic, TopicPartitions,
 };
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -43,14 +43,17 @@ fn settings(bootstrap: &str) -> KafkaSettings {
             verdict_cache: 2,
             events: 2,
         },
-        scanner_group: unique("scanners"),
+        scanner_group: Some(unique("scanners")),
         ..KafkaSection::default()
     }
     .build()
     .unwrap()
 }
 
-async fn recv(consumer: &StreamConsumer, what: &str) -> OwnedMessage {
+async fn recv<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    what: &str,
+) -> OwnedMessage {
     match tokio::time::timeout(WAIT, consumer.recv()).await {
         Ok(Ok(m)) => m.detach(),
         Ok(Err(e)) => panic!("{what}: {e}"),
@@ -59,7 +62,10 @@ async fn recv(consumer: &StreamConsumer, what: &str) -> OwnedMessage {
 }
 
 /// The next message, or `None` if none comes within `quiet`.
-async fn recv_none(consumer: &StreamConsumer, quiet: Duration) -> Option<OwnedMessage> {
+async fn recv_none<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    quiet: Duration,
+) -> Option<OwnedMessage> {
     match tokio::time::timeout(quiet, consumer.recv()).await {
         Ok(Ok(m)) => Some(m.detach()),
         Ok(Err(e)) => panic!("{e}"),
@@ -98,7 +104,11 @@ async fn partition_counts(s: &KafkaSettings) -> std::collections::BTreeMap<Strin
 }
 
 /// The group's committed offset of one partition.
-fn committed(consumer: &StreamConsumer, topic: &str, partition: i32) -> Offset {
+fn committed<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Offset {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
     let c = consumer.committed_offsets(tpl, WAIT).unwrap();

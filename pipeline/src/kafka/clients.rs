@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | [`idempotent_producer`] | `FutureProducer` | `enable.idempotence=true`, `acks=all` |
 //! | [`transactional_producer`] | `FutureProducer` | the same, `transactional.id` |
-//! | [`group_consumer`] | `StreamConsumer` | `group.id`, `enable.auto.commit=false`, `enable.auto.offset.store=false`, `isolation.level=read_committed`, `auto.offset.reset=earliest` |
+//! | [`group_consumer`] | `StreamConsumer<GroupContext>` | `group.id`, `enable.auto.commit=false`, `enable.auto.offset.store=false`, `isolation.level=read_committed`, `auto.offset.reset=earliest` |
 //! | [`assigned_consumer`] | `StreamConsumer` | `assign()` only; `read_committed`, no commits |
 //! | [`admin_client`] | `AdminClient` | — |
 //!
@@ -28,11 +28,18 @@
 //! the group alive (`max.poll.interval.ms`) while the task awaits. It must
 //! be created inside a tokio runtime (actix-rt is one); outside one the
 //! constructors return [`KafkaSetupError::NoRuntime`] instead of panicking.
+//!
+//! A group consumer carries a [`GroupContext`]: it logs every rebalance and
+//! tells its owner when the group has assigned it partitions, which is when
+//! a service may call itself ready (before that, nothing it is sent is
+//! read).
 
 use rdkafka::admin::AdminClient;
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, DeliveryResult, FutureProducer, ProducerContext};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -130,7 +137,7 @@ pub fn group_consumer(
     settings: &KafkaSettings,
     client_id: &str,
     group: &str,
-) -> Result<StreamConsumer, KafkaSetupError> {
+) -> Result<StreamConsumer<GroupContext>, KafkaSetupError> {
     if group.trim().is_empty() {
         return Err(KafkaSetupError::Setting {
             client: client_id.to_string(),
@@ -140,7 +147,67 @@ pub fn group_consumer(
     }
     let mut c = consumer_config(settings, client_id);
     c.set("group.id", group);
-    stream_consumer(&c, client_id)
+    stream_consumer(&c, client_id, GroupContext::new(client_id, group))
+}
+
+/// The context of a [`group_consumer`]: logs each rebalance with the
+/// partitions it moved, and counts the assignments received.
+///
+/// Rebalance callbacks run while the consumer is polled (`recv()`), so
+/// wait on [`assignments`](Self::assignments) *while* receiving, not
+/// before.
+#[derive(Debug)]
+pub struct GroupContext {
+    client: String,
+    group: String,
+    assignments: tokio::sync::watch::Sender<u64>,
+}
+
+impl GroupContext {
+    fn new(client: &str, group: &str) -> Self {
+        Self {
+            client: client.to_string(),
+            group: group.to_string(),
+            assignments: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// The number of assignments received so far (an assignment may be
+    /// empty: a group with more members than partitions). It changes with
+    /// every assignment.
+    pub fn assignments(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.assignments.subscribe()
+    }
+}
+
+/// `topic/partition` for each entry, for the logs.
+fn partitions(tpl: &TopicPartitionList) -> String {
+    let names: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect();
+    format!("[{}]", names.join(", "))
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (client, group) = (self.client.as_str(), self.group.as_str());
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(client, group, partitions = %partitions(tpl), "partitions assigned");
+                self.assignments.send_modify(|n| *n += 1);
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(client, group, partitions = %partitions(tpl), "partitions revoked");
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(client, group, error = %e, "rebalance failed");
+            }
+        }
+    }
 }
 
 /// A consumer of the given partitions of `topic` from `from`, with
@@ -177,7 +244,7 @@ pub fn assigned_consumer_reporting(
     if eof {
         c.set("enable.partition.eof", "true");
     }
-    let consumer = stream_consumer(&c, client_id)?;
+    let consumer = stream_consumer(&c, client_id, DefaultConsumerContext)?;
     let mut tpl = TopicPartitionList::with_capacity(partitions.len());
     let assign_error = |source: KafkaError| KafkaSetupError::Assign {
         client: client_id.to_string(),
@@ -217,13 +284,17 @@ pub fn admin_client(
         .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
 }
 
-fn stream_consumer(c: &ClientConfig, client_id: &str) -> Result<StreamConsumer, KafkaSetupError> {
+fn stream_consumer<C: ConsumerContext + 'static>(
+    c: &ClientConfig,
+    client_id: &str,
+    context: C,
+) -> Result<StreamConsumer<C>, KafkaSetupError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(KafkaSetupError::NoRuntime {
             client: client_id.to_string(),
         });
     }
-    c.create()
+    c.create_with_context(context)
         .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
 }
 

@@ -7,7 +7,7 @@
 //! replication_factor = 3
 //! inline_limit_kb = 1024                    # larger files: large_files
 //! large_files = "local"                     # or "skip"
-//! scanner_group = "portcullis-scanners"
+//! scanner_group = "portcullis.scanners"    # default: <topic_prefix>.scanners
 //! events_retention = "7d"
 //!
 //! [kafka.partitions]
@@ -114,9 +114,11 @@ pub struct KafkaSection {
     /// the node id modulo the partition count
     /// ([`KafkaSettings::reply_partition_for`]).
     pub reply_partition: Option<i32>,
-    /// Scanner consumer group (default "portcullis-scanners").
-    #[serde(default = "d_group")]
-    pub scanner_group: String,
+    /// Scanner consumer group (default "<topic_prefix>.scanners"). One
+    /// group per deployment: scanners of another prefix on the same broker
+    /// in the same group would rebalance with these at every start, stop
+    /// and crash of theirs.
+    pub scanner_group: Option<String>,
     /// Retention of the events topic, e.g. "7d" (default) — humantime.
     #[serde(default = "d_retention")]
     pub events_retention: String,
@@ -192,9 +194,6 @@ fn d_one() -> i16 {
 fn d_inline_kb() -> u64 {
     1024
 }
-fn d_group() -> String {
-    "portcullis-scanners".into()
-}
 fn d_retention() -> String {
     "7d".into()
 }
@@ -213,7 +212,7 @@ impl Default for KafkaSection {
             inline_limit_kb: d_inline_kb(),
             large_files: LargeFiles::default(),
             reply_partition: None,
-            scanner_group: d_group(),
+            scanner_group: None,
             events_retention: d_retention(),
             librdkafka: Passthrough::default(),
         }
@@ -368,7 +367,10 @@ impl KafkaSection {
                 ));
             }
         }
-        if self.scanner_group.trim().is_empty() {
+        let scanner_group = self
+            .scanner_group
+            .unwrap_or_else(|| format!("{}.scanners", self.topic_prefix));
+        if scanner_group.trim().is_empty() {
             return Err(invalid("kafka.scanner_group", "must not be empty"));
         }
         let events_retention = humantime::parse_duration(&self.events_retention).map_err(|e| {
@@ -401,7 +403,7 @@ impl KafkaSection {
             inline_limit: self.inline_limit_kb * 1024,
             large_files: self.large_files,
             reply_partition: self.reply_partition,
-            scanner_group: self.scanner_group,
+            scanner_group,
             events_retention,
             librdkafka: self.librdkafka,
         };
@@ -538,7 +540,7 @@ mod tests {
         assert_eq!(s.inline_limit, 1024 * 1024);
         assert_eq!(s.large_files, LargeFiles::Local);
         assert_eq!(s.reply_partition, None);
-        assert_eq!(s.scanner_group, "portcullis-scanners");
+        assert_eq!(s.scanner_group, "portcullis.scanners");
         assert_eq!(s.events_retention, Duration::from_secs(7 * 24 * 3600));
         assert!(s.librdkafka.is_empty());
     }
@@ -578,6 +580,25 @@ mod tests {
         assert_eq!(s.partitions.of(Topic::VerdictCache), 3);
         assert_eq!(s.partitions.of(Topic::Events), 4);
         assert_eq!(s.librdkafka["socket.timeout.ms"], "30000");
+    }
+
+    #[test]
+    fn the_scanner_group_follows_the_topic_prefix() {
+        // Two deployments on one broker never share a group by default.
+        assert_eq!(
+            build("topic_prefix = \"east\"").unwrap().scanner_group,
+            "east.scanners"
+        );
+        assert_eq!(
+            build("topic_prefix = \"west\"").unwrap().scanner_group,
+            "west.scanners"
+        );
+        assert_eq!(
+            build("topic_prefix = \"east\"\nscanner_group = \"shared\"")
+                .unwrap()
+                .scanner_group,
+            "shared"
+        );
     }
 
     #[test]

@@ -42,7 +42,9 @@ use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::txn::{self, TxnError};
-use super::{group_consumer, transactional_producer, DeadLetter, DeadLetters, DlqStage};
+use super::{
+    group_consumer, transactional_producer, DeadLetter, DeadLetters, DlqStage, GroupContext,
+};
 use super::{KafkaSettings, Topic};
 
 /// Failed transactions after which a message is dead-lettered instead.
@@ -168,7 +170,8 @@ pub enum CtpEnd {
 
 /// Runs the loop until `stop` changes to true, `max_inputs` inputs are
 /// committed or `idle_exit` passes without a message. `ready` runs once,
-/// when the first session consumes. Must run inside a tokio runtime.
+/// when the group first assigns this member its partitions (possibly
+/// none). Must run inside a tokio runtime.
 pub async fn run<T: Transform>(
     kafka: &KafkaSettings,
     opts: &CtpOptions,
@@ -194,10 +197,11 @@ pub async fn run<T: Transform>(
             .subscribe(&[&topic])
             .with_context(|| format!("subscribing to {topic}"))?;
         let dlq = DeadLetters::new(producer.clone(), kafka.topics.clone(), client);
-        if let Some(r) = ready.take() {
-            r()?;
-        }
-        tracing::info!(client, group = %opts.group, topic, "consuming");
+        // Ready once the group has assigned this member its partitions
+        // (maybe none): before that, a request sent to the service waits
+        // for the group to form, which can take seconds.
+        let mut assigned = consumer.context().assignments();
+        tracing::info!(client, group = %opts.group, topic, "joining the group");
         let session = Session {
             producer: &producer,
             consumer: &consumer,
@@ -224,6 +228,13 @@ pub async fn run<T: Transform>(
                 m = consumer.recv() => m,
                 _ = stop.changed() => break 'session CtpEnd::Stopped,
                 _ = idle => break 'session CtpEnd::Idle,
+                Ok(()) = assigned.changed(), if ready.is_some() => {
+                    if let Some(r) = ready.take() {
+                        tracing::info!(client, group = %opts.group, topic, "consuming");
+                        r()?;
+                    }
+                    continue;
+                }
             };
             let first = match first {
                 Ok(m) => m.detach(),
@@ -330,7 +341,7 @@ impl From<StepError> for Failure {
 /// The clients of one session.
 struct Session<'a> {
     producer: &'a FutureProducer,
-    consumer: &'a StreamConsumer,
+    consumer: &'a StreamConsumer<GroupContext>,
     dlq: &'a DeadLetters,
     input: Topic,
 }

@@ -30,7 +30,7 @@ pub mod txn;
 
 pub use clients::{
     admin_client, assigned_consumer, assigned_consumer_reporting, base_config, group_consumer,
-    idempotent_producer, replay_consumer, transactional_producer,
+    idempotent_producer, replay_consumer, transactional_producer, GroupContext,
 };
 pub use config::{KafkaSection, KafkaSettings, LargeFiles, Passthrough, TopicPartitions};
 pub use dlq::{dlq_headers, DeadLetter, DeadLetters, DlqStage};
