@@ -74,7 +74,8 @@ pub struct ScannerArgs {
     /// Directory of .yar rule files; overrides `scan.rules`.
     #[arg(long, value_name = "DIR")]
     pub rules: Option<PathBuf>,
-    /// This instance's stable name (client id and transactional id).
+    /// This instance's stable name: client id `portcullis-scanner-<instance>`,
+    /// transactional id `<kafka.scanner_group>.portcullis-scanner-<instance>`.
     /// Default: the host name and pid.
     #[arg(long)]
     pub instance: Option<String>,
@@ -90,8 +91,9 @@ pub struct SiemExportArgs {
     /// defaults of both apply (bootstrap from env KAFKA_BOOTSTRAP).
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// This instance's stable name: its transactional id is
-    /// `portcullis-siem-export-<instance>`. Default: the node id.
+    /// This instance's stable name: client id
+    /// `portcullis-siem-export-<instance>`, transactional id
+    /// `<group>.portcullis-siem-export-<instance>`. Default: the node id.
     #[arg(long)]
     pub instance: Option<String>,
     /// Consumer group; overrides `siem.group`.

@@ -40,7 +40,8 @@ pub struct ServiceOptions {
     pub ruleset: Arc<Ruleset>,
     pub limits: ScanLimits,
     pub threads: usize,
-    /// This instance's stable name: its client id and transactional id.
+    /// This instance's stable name, in its client id and transactional id
+    /// ([`CtpOptions::transactional_id`]).
     pub instance: String,
 }
 

@@ -132,7 +132,8 @@ pub struct CtpOptions {
     pub input: Topic,
     /// The consumer group.
     pub group: String,
-    /// Client id and transactional id: stable per instance.
+    /// Client id, stable per instance. The transactional id is
+    /// [`transactional_id`](Self::transactional_id).
     pub client: String,
     /// The most messages in one transaction.
     pub max_batch: usize,
@@ -145,6 +146,16 @@ pub struct CtpOptions {
     pub max_inputs: Option<u64>,
     /// Stop after this long without a message.
     pub idle_exit: Option<Duration>,
+}
+
+impl CtpOptions {
+    /// `<group>.<client>`: a restarted instance fences its zombie, and
+    /// instances of other groups (another deployment on the same broker,
+    /// with the same instance name) are never fenced by it. Transactional
+    /// ids are global to the cluster; group names are per deployment.
+    pub fn transactional_id(&self) -> String {
+        format!("{}.{}", self.group, self.client)
+    }
 }
 
 /// Counters of one run.
@@ -190,7 +201,7 @@ pub async fn run<T: Transform>(
         if *stop.borrow() {
             break CtpEnd::Stopped;
         }
-        let producer = transactional_producer(kafka, client, client)?;
+        let producer = transactional_producer(kafka, client, &opts.transactional_id())?;
         txn::init_transactions(&producer, client, TXN_TIMEOUT).await?;
         let consumer = group_consumer(kafka, client, &opts.group)?;
         consumer
@@ -461,4 +472,38 @@ fn headers(list: &[(&'static str, Vec<u8>)]) -> OwnedHeaders {
                 value: Some(v.as_slice()),
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(group: &str, client: &str) -> CtpOptions {
+        CtpOptions {
+            input: Topic::ScanRequests,
+            group: group.into(),
+            client: client.into(),
+            max_batch: 1,
+            batch_window: Duration::ZERO,
+            max_inputs: None,
+            idle_exit: None,
+        }
+    }
+
+    #[test]
+    fn transactional_ids_are_scoped_by_group() {
+        // The same instance name in two deployments: no fencing.
+        let east = opts("east.scanners", "portcullis-scanner-s1");
+        let west = opts("west.scanners", "portcullis-scanner-s1");
+        assert_ne!(east.transactional_id(), west.transactional_id());
+        // A restart of one instance: the same id, so it fences its zombie.
+        assert_eq!(
+            east.transactional_id(),
+            opts("east.scanners", "portcullis-scanner-s1").transactional_id()
+        );
+        assert_eq!(
+            east.transactional_id(),
+            "east.scanners.portcullis-scanner-s1"
+        );
+    }
 }

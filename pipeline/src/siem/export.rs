@@ -49,8 +49,9 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
 pub struct ExportOptions {
     pub kafka: Arc<KafkaSettings>,
     pub siem: SiemSettings,
-    /// This instance's stable name: its client id and transactional id are
-    /// `portcullis-siem-export-<instance>`.
+    /// This instance's stable name: its client id is
+    /// `portcullis-siem-export-<instance>`, its transactional id
+    /// `<group>.portcullis-siem-export-<instance>`.
     pub instance: String,
     /// Stop after this many input events are committed.
     pub max_events: Option<u64>,
