@@ -155,7 +155,7 @@ impl SyslogSink {
     fn open(&self) -> io::Result<Conn> {
         let t = &self.settings.target;
         let timeout = self.settings.timeout;
-        let addrs: Vec<SocketAddr> = (t.host.as_str(), t.port).to_socket_addrs()?.collect();
+        let addrs = resolve(&t.host, t.port, timeout)?;
         let mut last = io::Error::new(
             io::ErrorKind::NotFound,
             format!("{}: the host has no address", t.host),
@@ -188,6 +188,34 @@ impl SyslogSink {
             .connect(&self.settings.target.host, tcp)
             .map_err(|e| io::Error::other(format!("TLS handshake: {e}")))?;
         Ok(Conn::Tls(Box::new(stream)))
+    }
+}
+
+/// The addresses of `host`, within `timeout`. An IP literal needs no
+/// lookup. A name is looked up on a thread of its own (getaddrinfo cannot
+/// be cancelled): past the timeout the caller gets `TimedOut` and the
+/// thread finishes on its own, bounded by the resolver's own timeouts.
+fn resolve(host: &str, port: u16, timeout: Duration) -> io::Result<Vec<SocketAddr>> {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let name = host.to_string();
+    std::thread::Builder::new()
+        .name("syslog-resolve".into())
+        .spawn(move || {
+            let r = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>());
+            let _ = tx.send(r);
+        })?;
+    match rx.recv_timeout(timeout) {
+        Ok(r) => r.map_err(|e| io::Error::new(e.kind(), format!("looking up {host}: {e}"))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("looking up {host}: no answer within {timeout:?}"),
+        )),
     }
 }
 
@@ -285,6 +313,27 @@ mod tests {
             max_datagram: 480,
             timeout: Duration::from_secs(5),
         }
+    }
+
+    #[test]
+    fn addresses_are_resolved_within_the_timeout() {
+        let t = Duration::from_secs(5);
+        assert_eq!(
+            resolve("127.0.0.1", 514, t).unwrap(),
+            vec![SocketAddr::from(([127, 0, 0, 1], 514))]
+        );
+        assert_eq!(
+            resolve("[::1]", 6514, t).unwrap(),
+            vec![SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 6514))]
+        );
+        // /etc/hosts, through the lookup thread.
+        assert!(resolve("localhost", 514, t)
+            .unwrap()
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 514));
+        // A name that cannot resolve fails and says which.
+        let e = resolve("no-such-host.invalid", 514, t).unwrap_err();
+        assert!(e.to_string().contains("no-such-host.invalid"), "{e}");
     }
 
     #[test]
