@@ -14,7 +14,7 @@
 //! client_cert = "/etc/portcullis/siem-client.pem"  # tls: optional client certificate
 //! client_key = "/etc/portcullis/siem-client.key"
 //! max_datagram = 2048                # udp: longer messages are cut to this many bytes
-//! timeout = "10s"                    # every connect and write
+//! timeout = "10s"                    # every lookup, connect and write
 //! ```
 //!
 //! Errors name the field as written in the file (`siem.syslog.url`).
