@@ -87,7 +87,7 @@ pub struct SyslogSection {
     /// UDP: the largest datagram; longer messages are cut (default 2048).
     #[serde(default = "d_max_datagram")]
     pub max_datagram: usize,
-    /// Bound of every connect and write (default "10s").
+    /// Bound of every host lookup, connect and write (default "10s").
     #[serde(default = "d_timeout")]
     pub timeout: String,
 }
