@@ -57,7 +57,7 @@ fn audit_never_blocks_and_only_records() {
         "",
         "--mode audit",
         r#"printf '%s' "$EICAR" > eicar.com"#,
-        "try eicar cat eicar.com; sleep 0.5",
+        "try eicar cat eicar.com; wait_journal --kind verdict_issued --verdict infected",
     );
     assert_eq!(o.status("eicar"), 0, "audit lets the infected file through");
     let id = o.access_id("eicar.com");
@@ -282,7 +282,7 @@ fn the_agents_own_opens_are_allowed_at_once() {
         "[actions]\nfirst = \"remove\"\nsecond = \"block\"\nquarantine_dir = \"QDIR\"\n",
         "",
         r#"printf '%s' "$EICAR" > eicar.com; sed -i "s|QDIR|$MNT/.quarantine|" "$WORK/config.toml""#,
-        "try eicar cat eicar.com; sleep 0.5; try gone test ! -e eicar.com; try kept sh -c 'ls .quarantine/*.bin'",
+        "try eicar cat eicar.com; wait_journal --kind action_taken; try gone test ! -e eicar.com; try kept sh -c 'ls .quarantine/*.bin'",
     );
     assert_eq!(o.status("eicar"), 1);
     assert_eq!(o.status("gone"), 0, "the infected file was removed");

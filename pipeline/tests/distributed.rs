@@ -120,7 +120,7 @@ fn node_and_two_scanners_allow_clean_deny_eicar_and_record_audit() {
         &config,
         "--mode audit",
         r#"printf '%s' "$EICAR" > eicar2.com"#,
-        "try eicar cat eicar2.com; sleep 1",
+        "try eicar cat eicar2.com; wait_journal --kind verdict_issued --verdict infected",
     );
     assert_eq!(o.status("eicar"), 0);
     let id = o.access_id("eicar2.com");
