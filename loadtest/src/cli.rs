@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::content::SizeMix;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::kafka::KafkaSpec;
 use crate::progress::ProgressMode;
 use crate::report::{Meta, Phase, Report, Scenario};
@@ -315,6 +315,9 @@ fn now_rfc3339() -> String {
 
 /// Runs the command. `Ok(None)` for the internal opener.
 pub fn run(cli: Cli) -> Result<Option<Finished>> {
+    if !matches!(cli.command, Command::Opener(_)) {
+        crate::interrupt::install().ctx(|| "installing the SIGINT handler".to_string())?;
+    }
     let started_at = now_rfc3339();
     let command: Vec<String> = std::env::args().collect();
     let (scenario, common, (params, targets)) = match &cli.command {

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod content;
 pub mod error;
 pub mod fileset;
+pub mod interrupt;
 pub mod kafka;
 pub mod latency;
 pub mod markdown;

@@ -686,6 +686,8 @@ pub fn run_phase(spec: &PhaseSpec, progress: &Progress) -> Result<PhaseRun> {
             ))
         } else if now >= hard_end {
             Some("the openers did not finish within the phase bound".to_string())
+        } else if let Some(why) = crate::interrupt::aborted() {
+            Some(why)
         } else {
             openers.iter().position(|o| o.gone && !o.finished).map(|o| {
                 format!(

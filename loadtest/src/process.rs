@@ -34,8 +34,13 @@ pub enum ChildError {
 /// SIGKILL), so that no responder, scanner service or opener outlives a
 /// run. The signal follows the thread that spawned the child: spawn from
 /// a thread that lives as long as the run (the main thread).
+///
+/// The child also gets a process group of its own: a Ctrl-C at the
+/// terminal reaches the tool alone, which then stops its children in
+/// order and writes a partial report ([`crate::interrupt`]).
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
     // SAFETY: the closure runs in the child between fork and exec and only
     // calls prctl, which is async-signal-safe, allocates nothing and takes
     // no lock.

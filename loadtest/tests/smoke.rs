@@ -273,6 +273,134 @@ fn pipeline_smoke_run() {
     );
 }
 
+/// Starts the tool in a process group of its own and, once a phase has
+/// finished (its line on stderr), sends SIGINT to that whole group, as a
+/// Ctrl-C at a terminal does. Returns the exit status, the report and
+/// stderr. SIGKILL after 120 s if the tool does not stop.
+fn interrupted(args: &[&str]) -> (std::process::ExitStatus, Value, String) {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(TOOL)
+        .args(args)
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("KAFKA_BOOTSTRAP")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let guard = std::thread::spawn(move || {
+        if done_rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .is_err()
+        {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        stderr.push_str(&l);
+        stderr.push('\n');
+        if l.contains(" cold:") {
+            break;
+        }
+    }
+    // Well inside the next phase (60 s long): its openers run.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(-pid, libc::SIGINT) }, 0);
+    for l in lines {
+        stderr.push_str(&l.unwrap());
+        stderr.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let _ = done_tx.send(());
+    guard.join().unwrap();
+    let report = std::fs::read_to_string(out.path().join("report.json"))
+        .unwrap_or_else(|e| panic!("no report ({e}); {status}; stderr:\n{stderr}"));
+    (status, serde_json::from_str(&report).unwrap(), stderr)
+}
+
+/// The phases of a report that say they were interrupted, and how many
+/// phases it has.
+fn interrupted_phases(r: &Value) -> (usize, usize) {
+    let phases: Vec<&Value> = r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["phases"].as_array().unwrap())
+        .collect();
+    let cut = phases
+        .iter()
+        .filter(|p| {
+            p["aborted"]
+                .as_str()
+                .is_some_and(|a| a.contains("interrupted (SIGINT)"))
+        })
+        .count();
+    (cut, phases.len())
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_writes_a_partial_report() {
+    // Flat out for up to 60 s per phase, 3 targets × 2 phases: stopped in
+    // the baseline's warm phase, right after its cold one.
+    let (status, r, stderr) = interrupted(&[
+        "pipeline",
+        "--files",
+        "120",
+        "--sizes",
+        "4k",
+        "--duration",
+        "60s",
+        "--seed",
+        "7",
+    ]);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("partial report"), "{stderr}");
+    let (cut, phases) = interrupted_phases(&r);
+    assert_eq!(cut, 1, "one phase was cut short: {r:#}");
+    assert!(phases < 6, "no phase started after the interrupt: {phases}");
+    assert_eq!(r["checks"]["passed"], false);
+}
+
+#[test]
+fn ctrl_c_stops_a_node_run_with_its_children() {
+    if !privileged("ctrl_c_stops_a_node_run_with_its_children") {
+        return;
+    }
+    agent_built();
+    let (status, r, stderr) = interrupted(&[
+        "node",
+        "--files",
+        "200",
+        "--sizes",
+        "4k",
+        "--duration",
+        "60s",
+        "--openers",
+        "1",
+        "--seed",
+        "7",
+    ]);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (cut, phases) = interrupted_phases(&r);
+    assert_eq!(cut, 1, "one phase was cut short: {r:#}");
+    assert!(phases < 6, "no phase started after the interrupt: {phases}");
+    // The Ctrl-C reached the tool alone, not the openers and the agent
+    // (process groups of their own): the tool stopped the openers, and
+    // they reported what they had done.
+    assert_eq!(r["checks"]["hung_opens"], 0, "{stderr}");
+}
+
 #[test]
 fn pipeline_over_kafka_smoke_run() {
     let Some(b) = bootstrap("pipeline_over_kafka_smoke_run") else {

@@ -1,6 +1,7 @@
 //! `portcullis-loadtest`: see `docs/loadtest.md`. Exit status 0 when the
 //! run's checks passed, 1 when they failed (the report is written either
-//! way), 2 when the run could not be made.
+//! way), 2 when the run could not be made, 130 when it was interrupted
+//! (Ctrl-C; the partial report is written).
 
 use std::process::ExitCode;
 
@@ -9,6 +10,10 @@ use portcullis_loadtest::cli::{run, Cli};
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
+        Ok(Some(_)) if portcullis_loadtest::interrupt::requested() => {
+            eprintln!("portcullis-loadtest: interrupted; the partial report is written");
+            ExitCode::from(130)
+        }
         Ok(Some(done)) if !done.report.checks.passed => {
             eprintln!("portcullis-loadtest: CHECKS FAILED:");
             for f in &done.report.checks.failures {

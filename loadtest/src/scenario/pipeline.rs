@@ -506,7 +506,7 @@ fn inject(
     let mut errors: Vec<String> = vec![];
     let mut sent = 0u64;
     for i in 0u64.. {
-        if i >= max_ops || Instant::now() >= end {
+        if i >= max_ops || Instant::now() >= end || crate::interrupt::requested() {
             break;
         }
         let Some((idx, e)) = picker.pick(i).and_then(|x| Some((x, entries.get(x)?))) else {
@@ -614,6 +614,9 @@ fn inject(
     }
     if closed {
         run.aborted = Some("the responder's mailbox closed or stayed full".into());
+    }
+    if run.aborted.is_none() {
+        run.aborted = crate::interrupt::aborted();
     }
     for e in errors {
         run.note_error(e);
