@@ -8,9 +8,19 @@ use std::process::ExitCode;
 use clap::Parser;
 use portcullis_loadtest::cli::{run, Cli};
 
+/// A phase was cut short by Ctrl-C (one during teardown, after every
+/// phase finished, leaves a complete report).
+fn interrupted(report: &portcullis_loadtest::report::Report) -> bool {
+    report
+        .targets
+        .iter()
+        .flat_map(|t| &t.phases)
+        .any(|p| p.aborted.as_deref() == Some(portcullis_loadtest::interrupt::WHY))
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(Some(_)) if portcullis_loadtest::interrupt::requested() => {
+        Ok(Some(done)) if interrupted(&done.report) => {
             eprintln!("portcullis-loadtest: interrupted; the partial report is written");
             ExitCode::from(130)
         }

@@ -146,9 +146,10 @@ mount -t tmpfs -o size=512m tmpfs "$MNT" || exit 90
 cd "$MNT"
 EICAR='{eicar}'
 wait_hook() {{ for _ in $(seq 1 600); do [ -f "$WORK/hook-done" ] && return 0; sleep 0.05; done; echo "hook_timeout 1" >> "$WORK/results"; }}
-# Waits (at most 15 s) until `replay` with these filters prints something
-# from the live journal: for facts recorded after the open returned.
-wait_journal() {{ for _ in $(seq 1 150); do [ -n "$(timeout 5 {bin} replay --journal "$WORK/journal" "$@" 2>/dev/null)" ] && return 0; sleep 0.1; done; echo "journal_timeout 1" >> "$WORK/results"; }}
+# Waits (at most about 15 s) until `replay` with these filters prints
+# something from the live journal: for facts recorded after the open
+# returned.
+wait_journal() {{ local end=$((SECONDS + 15)); while [ $SECONDS -lt $end ]; do [ -n "$(timeout 5 {bin} replay --journal "$WORK/journal" "$@" 2>/dev/null)" ] && return 0; sleep 0.1; done; echo "journal_timeout 1" >> "$WORK/results"; }}
 try() {{ local name=$1; shift; local err; err=$(timeout 20 "$@" 2>&1 >/dev/null); echo "$name $? ${{err//$'\n'/ }}" >> "$WORK/results"; }}
 {setup}
 {bin} --log info run --config "$WORK/config.toml" --protect "$MNT" --journal "$WORK/journal" --ready-file "$WORK/ready" {args} 2> "$WORK/agent.log" &
