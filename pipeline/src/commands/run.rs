@@ -47,6 +47,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A stop flag for a service loop: turns true at SIGINT or SIGTERM, after
+/// logging `message` with the signal. Must be called inside a tokio
+/// runtime (actix's System is one).
+pub fn stop_on_signal(message: &'static str) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if let Ok(sig) = wait_for_signal().await {
+            tracing::info!(signal = sig, "{message}");
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
 pub async fn wait_for_signal() -> anyhow::Result<&'static str> {
     use actix_rt::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

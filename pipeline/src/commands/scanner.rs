@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use crate::agent::{raise_fd_limit, signal_ready};
 use crate::cli::ScannerArgs;
-use crate::commands::run::wait_for_signal;
+use crate::commands::run::stop_on_signal;
 use crate::config::{ConfigFile, Overrides};
 use crate::distributed::service::{self, ServiceOptions};
 use crate::rules::load_ruleset;
@@ -41,13 +41,7 @@ pub fn run(args: ScannerArgs) -> anyhow::Result<ExitCode> {
     };
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        actix_rt::spawn(async move {
-            if let Ok(sig) = wait_for_signal().await {
-                tracing::info!(signal = sig, "stopping");
-            }
-            let _ = tx.send(true);
-        });
+        let rx = stop_on_signal("stopping");
         let ready = args.ready_file.clone();
         service::run(opts, move || signal_ready(ready.as_deref()), rx).await
     })?;

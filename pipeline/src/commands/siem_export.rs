@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::agent::signal_ready;
 use crate::cli::SiemExportArgs;
-use crate::commands::run::wait_for_signal;
+use crate::commands::run::stop_on_signal;
 use crate::config::{ConfigFile, Overrides};
 use crate::kafka::KafkaSection;
 use crate::siem::{self, ExportOptions, SiemSection, SyslogSection};
@@ -55,13 +55,7 @@ pub fn run(args: SiemExportArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let ready = args.ready_file.clone();
     runtime.block_on(async move {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            if let Ok(sig) = wait_for_signal().await {
-                tracing::info!(signal = sig, "stopping after the current batch");
-            }
-            let _ = tx.send(true);
-        });
+        let rx = stop_on_signal("stopping after the current batch");
         siem::run(opts, move || signal_ready(ready.as_deref()), rx).await
     })?;
     Ok(ExitCode::SUCCESS)

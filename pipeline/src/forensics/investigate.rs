@@ -199,6 +199,29 @@ pub struct Entry {
     pub details: String,
 }
 
+/// How an entry stands out in a rendering: the first that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Emphasis {
+    Focus,
+    Alert,
+    SameAccess,
+    Plain,
+}
+
+impl Entry {
+    fn emphasis(&self) -> Emphasis {
+        if self.focus {
+            Emphasis::Focus
+        } else if self.alert {
+            Emphasis::Alert
+        } else if self.same_access {
+            Emphasis::SameAccess
+        } else {
+            Emphasis::Plain
+        }
+    }
+}
+
 /// Finds `focus` among `events` (every event of the window, in source
 /// order, with positions) and builds the investigation.
 pub fn build(
@@ -584,14 +607,11 @@ pub fn render_text(inv: &Investigation) -> String {
         "   OFFSET    KIND             WHO                            DETAILS"
     );
     for e in &inv.timeline {
-        let mark = if e.focus {
-            "▶"
-        } else if e.alert {
-            "!"
-        } else if e.same_access {
-            "·"
-        } else {
-            " "
+        let mark = match e.emphasis() {
+            Emphasis::Focus => "▶",
+            Emphasis::Alert => "!",
+            Emphasis::SameAccess => "·",
+            Emphasis::Plain => " ",
         };
         let who = e.who.as_ref().map(who_short).unwrap_or_default();
         let _ = writeln!(
@@ -725,12 +745,10 @@ pub fn render_html(inv: &Investigation) -> String {
     );
     for t in &inv.timeline {
         let x = ((t.offset_ms as f64 + span / 2.0) / span * 1000.0).clamp(0.0, 1000.0);
-        let (color, h) = if t.focus {
-            ("#c62828", 36)
-        } else if t.alert {
-            ("#e57373", 28)
-        } else {
-            ("#546e7a", 16)
+        let (color, h) = match t.emphasis() {
+            Emphasis::Focus => ("#c62828", 36),
+            Emphasis::Alert => ("#e57373", 28),
+            Emphasis::SameAccess | Emphasis::Plain => ("#546e7a", 16),
         };
         let _ = write!(
             s,
@@ -763,14 +781,11 @@ pub fn render_html(inv: &Investigation) -> String {
         "<h2>Timeline</h2><table><tr><th>offset</th><th>time (UTC)</th><th>kind</th><th>who</th><th>file</th><th>details</th><th>source</th></tr>"
     );
     for t in &inv.timeline {
-        let class = if t.focus {
-            "focus"
-        } else if t.alert {
-            "alert"
-        } else if t.same_access {
-            "same"
-        } else {
-            ""
+        let class = match t.emphasis() {
+            Emphasis::Focus => "focus",
+            Emphasis::Alert => "alert",
+            Emphasis::SameAccess => "same",
+            Emphasis::Plain => "",
         };
         let cat = match t.category {
             Category::Access => "access",
