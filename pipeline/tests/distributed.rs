@@ -6,7 +6,7 @@
 #[macro_use]
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kafka_bootstrap as bootstrap;
@@ -32,15 +32,8 @@ fn kafka_config_with_prefix(bootstrap: &str, extra: &str) -> (String, String) {
 
 /// A running scanner service, stopped (SIGKILL) on drop.
 struct Scanner {
-    child: Child,
+    child: Reaped,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Scanner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn scanner(config: &str, instance: &str) -> Scanner {
@@ -64,7 +57,10 @@ fn scanner(config: &str, instance: &str) -> Scanner {
         .stderr(std::fs::File::create(dir.path().join("scanner.log")).unwrap())
         .spawn()
         .unwrap();
-    let mut s = Scanner { child, _dir: dir };
+    let mut s = Scanner {
+        child: Reaped(child),
+        _dir: dir,
+    };
     let t = Instant::now();
     while !ready.exists() {
         assert!(

@@ -8,6 +8,7 @@
 mod common;
 
 use common::kafka_bootstrap as bootstrap;
+use common::Reaped;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -176,16 +177,9 @@ fn produce(bootstrap: &str, prefix: &str, events: &[Envelope]) {
 
 /// A running `portcullis siem-export`, killed on drop.
 struct Exporter {
-    child: Child,
+    child: Reaped,
     log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Exporter {
@@ -215,7 +209,7 @@ impl Exporter {
             .spawn()
             .unwrap();
         let mut e = Exporter {
-            child,
+            child: Reaped(child),
             log,
             _dir: dir,
         };
@@ -480,19 +474,12 @@ fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// facility, severity, timestamp, host, app, procid, msgid, msg (tabs).
 /// No imuxsock, no /dev/log, nothing under /var/log.
 struct Rsyslog {
-    child: Child,
+    child: Reaped,
     dir: tempfile::TempDir,
     udp: u16,
     tcp: u16,
     tls: u16,
     cert: PathBuf,
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Rsyslog {
@@ -527,7 +514,7 @@ input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls"
         std::fs::write(d.join("rsyslog.conf"), conf).unwrap();
         let child = Self::spawn(&bin, d);
         let mut r = Rsyslog {
-            child,
+            child: Reaped(child),
             dir,
             udp,
             tcp,
@@ -561,7 +548,7 @@ input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls"
 
     /// Starts again on the same ports and files.
     fn restart(&mut self) {
-        self.child = Self::spawn(&tool("rsyslogd"), self.dir.path());
+        self.child = Reaped(Self::spawn(&tool("rsyslogd"), self.dir.path()));
         self.wait_ready();
     }
 
