@@ -51,6 +51,18 @@ impl EventBody {
             _ => None,
         }
     }
+
+    /// The file the event itself names, if it names one (the access, its
+    /// verdict, an action on it). Other events of an access name the file
+    /// only through [`access_id`](Self::access_id).
+    pub fn path(&self) -> Option<&FilePath> {
+        match self {
+            Self::FileAccessed(e) => Some(&e.file.path),
+            Self::VerdictIssued(e) => Some(&e.path),
+            Self::ActionTaken(e) => Some(&e.path),
+            _ => None,
+        }
+    }
 }
 
 /// The kind of an event, for filters and metrics labels.

@@ -30,16 +30,6 @@ fn str_field<'a>(doc: &'a Value, dotted: &str) -> &'a str {
         .unwrap_or_else(|| panic!("`{dotted}` missing or not a string in {doc:#}"))
 }
 
-/// The path an event is about, if its ECS form carries `file.path`.
-fn body_path(body: &EventBody) -> Option<&FilePath> {
-    match body {
-        EventBody::FileAccessed(e) => Some(&e.file.path),
-        EventBody::VerdictIssued(e) => Some(&e.path),
-        EventBody::ActionTaken(e) => Some(&e.path),
-        _ => None,
-    }
-}
-
 /// Inverse of [`FilePath::escaped`] for paths that are not UTF-8.
 fn unescape(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
@@ -152,7 +142,7 @@ proptest! {
             None => prop_assert!(field(&doc, "portcullis.access_id").is_none()),
         }
 
-        if let Some(path) = body_path(&env.body) {
+        if let Some(path) = env.body.path() {
             prop_assert_eq!(str_field(&doc, "file.path"), path.escaped());
             let hex = field(&doc, "file.path_hex").and_then(Value::as_str);
             if path.is_utf8() {
@@ -161,6 +151,9 @@ proptest! {
                 let want = hex::encode(path.as_bytes());
                 prop_assert_eq!(hex, Some(want.as_str()));
             }
+        } else {
+            // EventBody::path names every event whose ECS form has a file.
+            prop_assert!(field(&doc, "file.path").is_none(), "{doc:#}");
         }
 
         if let EventBody::VerdictIssued(v) = &env.body {

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use portcullis_schemas::cef::{self, CefHeader, Field};
 use portcullis_schemas::json_schema::{self, export_schemas};
-use portcullis_schemas::{ecs, ocsf, EventBody, FilePath};
+use portcullis_schemas::{ecs, ocsf};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -46,16 +46,6 @@ fn check(file: &'static str, doc: &Value) -> Result<(), TestCaseError> {
         .collect();
     prop_assert!(errors.is_empty(), "{file}: {errors:?}\n{doc:#}");
     Ok(())
-}
-
-/// The path the CEF `filePath` holds, if the event has one.
-fn body_path(body: &EventBody) -> Option<&FilePath> {
-    match body {
-        EventBody::FileAccessed(e) => Some(&e.file.path),
-        EventBody::VerdictIssued(e) => Some(&e.path),
-        EventBody::ActionTaken(e) => Some(&e.path),
-        _ => None,
-    }
 }
 
 /// Splits a CEF line into its 7 header fields (unescaped) and the
@@ -225,7 +215,7 @@ proptest! {
         }
         let want = source.as_ref().map(ToString::to_string);
         prop_assert_eq!(get("cs5"), want.as_deref());
-        if let Some(path) = body_path(&env.body) {
+        if let Some(path) = env.body.path() {
             let text = path.escaped();
             if !text.is_empty() {
                 prop_assert_eq!(get("filePath"), Some(text.as_str()));

@@ -169,11 +169,10 @@ impl Filter {
             }
         }
         if let Some(paths) = &self.paths {
-            let path = match &env.body {
-                EventBody::ActionTaken(a) => Some(&a.path),
-                EventBody::VerdictIssued(v) => Some(&v.path),
-                _ => facts.and_then(|f| f.path.as_ref()),
-            };
+            let path = env
+                .body
+                .path()
+                .or_else(|| facts.and_then(|f| f.path.as_ref()));
             if !path.is_some_and(|p| paths.is_match(p.to_path_buf())) {
                 return false;
             }

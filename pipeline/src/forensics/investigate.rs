@@ -321,11 +321,11 @@ pub fn build(
         if let Some(w) = &who {
             processes.entry(w.pid).or_insert_with(|| w.clone());
         }
-        let path = match &e.body {
-            EventBody::ActionTaken(a) => Some(a.path.escaped()),
-            EventBody::VerdictIssued(v) => Some(v.path.escaped()),
-            _ => facts.and_then(|f| f.path.as_ref()).map(|p| p.escaped()),
-        };
+        let path = e
+            .body
+            .path()
+            .or_else(|| facts.and_then(|f| f.path.as_ref()))
+            .map(|p| p.escaped());
         let (category, alert, rules, sha256) = match &e.body {
             EventBody::FileAccessed(_) => {
                 summary.accesses += 1;
