@@ -36,9 +36,14 @@ pub struct Intercept(pub ReaderMsg);
 const PROCESS_TTL: Duration = Duration::from_millis(250);
 const PROCESS_CACHE_MAX: usize = 4096;
 
+/// Fills in what is known of a container (name, image, pod) from its id:
+/// a lookup in memory, never a call to a runtime.
+pub type ContainerDirectory = Arc<dyn Fn(&mut ContainerRef) + Send + Sync>;
+
 /// The bridge actor.
 pub struct Bridge {
     processes: HashMap<u32, (Instant, ProcessInfo, Option<ContainerRef>)>,
+    containers: Option<ContainerDirectory>,
     enforcer: Recipient<AccessRequest>,
     overflows: Recipient<OverflowNoticed>,
     scan_mode: ScanMode,
@@ -65,6 +70,7 @@ impl Bridge {
     ) -> Self {
         Self {
             processes: HashMap::new(),
+            containers: None,
             enforcer,
             overflows,
             scan_mode,
@@ -72,6 +78,12 @@ impl Bridge {
             dropped: Arc::new(AtomicU64::new(0)),
             mailbox,
         }
+    }
+
+    /// Names each access's container through `directory`.
+    pub fn with_container_directory(mut self, directory: ContainerDirectory) -> Self {
+        self.containers = Some(directory);
+        self
     }
 
     /// Overflows counted by [`sink`] when this mailbox was full.
@@ -153,7 +165,10 @@ impl Bridge {
             }
         }
         let p = procfs::process_info(pid);
-        let c = procfs::container_of(pid);
+        let mut c = procfs::container_of(pid);
+        if let (Some(c), Some(directory)) = (c.as_mut(), &self.containers) {
+            directory(c);
+        }
         if kind == AccessKind::Exec {
             // The image is about to change: what we read is the old one.
             self.processes.remove(&pid);

@@ -34,6 +34,12 @@ pub enum InterceptError {
     #[error("refusing to mark {path} ({scope:?} scope): it is the root filesystem; marking it can hang the whole machine (pass allow_root only on a dedicated node)")]
     RootRefused { path: PathBuf, scope: MarkScope },
 
+    #[error("refusing to mark {path} as a container root: it is not an overlay (filesystem type {fs_type:#x}); a container whose root is a host directory is not marked")]
+    NotAnOverlay { path: PathBuf, fs_type: i64 },
+
+    #[error("refusing to mark {path} (device {device:#x}) as a container root: that filesystem is the host's root or one the agent must not mark (its protected mounts, the filesystems beneath its overlays)")]
+    HostFilesystemRefused { path: PathBuf, device: u64 },
+
     #[error("nothing to watch on {path}: open, exec and close_write are all off")]
     EmptyWatch { path: PathBuf },
 

@@ -5,6 +5,8 @@
 //! - [`spawn_reader`]: the reader thread turning events into [`ReaderMsg`]s
 //!   carrying a [`Ticket`] — the duty to answer a permission event exactly
 //!   once (an unanswered ticket answers its fallback on drop);
+//! - container marks ([`Fanotify::mark_container_root`], volumes) and the
+//!   group's [`MarkCounts`];
 //! - [`procfs`]: file, process and container facts for an event;
 //! - [`sandbox`]: private mount namespace + tmpfs, for tests and demos;
 //! - [`mountinfo`]: `/proc/self/mountinfo` parsing.
@@ -19,6 +21,7 @@
 mod error;
 mod group;
 pub mod mountinfo;
+mod overlay;
 pub mod procfs;
 mod reader;
 pub mod sandbox;
@@ -27,5 +30,6 @@ mod ticket;
 
 pub use error::InterceptError;
 pub use group::{Fanotify, GroupClass, MarkScope, Watch};
+pub use overlay::{MarkCounts, RootMark, OVERLAYFS_SUPER_MAGIC};
 pub use reader::{spawn_reader, Intercepted, ReaderHandle, ReaderMsg};
 pub use ticket::Ticket;

@@ -23,6 +23,8 @@ pub struct MountEntry {
     pub optional: Vec<String>,
     pub fstype: String,
     pub source: String,
+    /// Per-superblock options (an overlay's `lowerdir=...,upperdir=...`).
+    pub super_options: String,
 }
 
 impl MountEntry {
@@ -78,6 +80,7 @@ pub fn parse_line(line: &str) -> Option<MountEntry> {
     }
     let fstype = it.next()?.to_owned();
     let source = it.next().unwrap_or_default().to_owned();
+    let super_options = it.next().unwrap_or_default().to_owned();
     Some(MountEntry {
         mount_id,
         parent_id,
@@ -87,6 +90,7 @@ pub fn parse_line(line: &str) -> Option<MountEntry> {
         optional,
         fstype,
         source,
+        super_options,
     })
 }
 

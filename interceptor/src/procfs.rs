@@ -138,10 +138,7 @@ fn container_in_path(path: &str) -> Option<ContainerRef> {
         for (prefix, runtime) in prefixed {
             if let Some(id) = name.strip_prefix(prefix) {
                 if is_container_id(id) {
-                    return Some(ContainerRef {
-                        runtime,
-                        id: id.to_owned(),
-                    });
+                    return Some(ContainerRef::new(runtime, id.to_owned()));
                 }
             }
         }
@@ -155,10 +152,7 @@ fn container_in_path(path: &str) -> Option<ContainerRef> {
                 None
             };
             if let Some(runtime) = runtime {
-                return Some(ContainerRef {
-                    runtime,
-                    id: (*seg).to_owned(),
-                });
+                return Some(ContainerRef::new(runtime, (*seg).to_owned()));
             }
         }
     }

@@ -210,6 +210,19 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
+/// `fstatfs(2)`: the filesystem type (`f_type`) of an open file.
+pub(crate) fn fstatfs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    let mut st = mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `st` is a valid out pointer; fstatfs fills it on success.
+    let rc = unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatfs returned 0, so the struct is initialised.
+    #[allow(clippy::unnecessary_cast)] // f_type is i64 on x86_64, other widths elsewhere
+    Ok(unsafe { st.assume_init() }.f_type as i64)
+}
+
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit. One `read(2)` of a
 /// fanotify fd creates one fd per event it returns (up to ~2700 for a 64 KiB
 /// buffer); if that fails with `EMFILE` the kernel *denies* the permission

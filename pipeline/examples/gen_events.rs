@@ -91,10 +91,10 @@ fn story(rng: &mut Rng) -> Vec<EventBody> {
                 executable: Some(FilePath::from_bytes(&b"/usr/bin/python3"[..])),
                 command: Some("python3".into()),
             },
-            container: Some(ContainerRef {
-                runtime: ContainerRuntime::Containerd,
-                id: format!("{c:064x}"),
-            }),
+            container: Some(ContainerRef::new(
+                ContainerRuntime::Containerd,
+                format!("{c:064x}"),
+            )),
             interceptor_mode: Mode::Enforce,
             policy: None,
             blocking: true,

@@ -23,9 +23,11 @@ use portcullis_interceptor::{spawn_reader, Fanotify, GroupClass, ReaderHandle, W
 use portcullis_schemas::{AgentStarted, AgentStopped, EventBody, FilePath, Mode, RulesLoaded};
 
 use crate::config::Settings;
+use crate::containers::{self, ContainerProtection};
 use crate::distributed::outbox::Outbox;
 use crate::distributed::remote::{self, RemoteHandles};
 use crate::rules::load_ruleset;
+use portcullis_containers::Registry;
 
 /// How long a starting node waits for the shared verdicts of the cluster
 /// before protecting anyway.
@@ -43,6 +45,8 @@ pub struct Agent {
     /// Serves exports of the journal to `portcullis replay`/`investigate`
     /// while the agent holds the database.
     export: Option<ExportServer>,
+    /// `[containers]`: every container on the node.
+    containers: Option<ContainerProtection>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -136,13 +140,23 @@ impl Agent {
         .with_fanotify(fan.clone())
         .with_actions(actions.recipient())
         .start();
-        let bridge = Bridge::new(
+        // Attribution: the Bridge names each access's container from the
+        // registry the container protection fills (never a runtime call).
+        let registry = settings
+            .containers
+            .enabled
+            .then(|| Arc::new(Registry::new(settings.containers.recently_gone)));
+        let mut bridge = Bridge::new(
             enforcer.clone().recipient(),
             enforcer.clone().recipient(),
             settings.scan_mode,
             settings.enforcer.on_overload,
             settings.enforcer.mailbox,
         );
+        if let Some(r) = &registry {
+            let r = r.clone();
+            bridge = bridge.with_container_directory(Arc::new(move |c| r.describe(c)));
+        }
         let dropped = bridge.dropped_counter();
         let bridge = bridge.start();
         let reader = spawn_reader(
@@ -161,6 +175,20 @@ impl Agent {
             fan.mark(path, settings.mark_scope, watch, settings.allow_root_mount)
                 .with_context(|| format!("protecting {}", path.display()))?;
         }
+        let containers = match registry {
+            Some(registry) => {
+                let journal = journal.clone();
+                Some(ContainerProtection::start(
+                    &settings.containers,
+                    fan.clone(),
+                    watch,
+                    containers::devices_of(&settings.protect),
+                    registry,
+                    Arc::new(move |body| journal.do_send(Append(Record::new(body)))),
+                )?)
+            }
+            None => None,
+        };
         append(EventBody::AgentStarted(AgentStarted {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -192,6 +220,7 @@ impl Agent {
             fanotify: Some(fan),
             ruleset,
             export,
+            containers,
         })
     }
 
@@ -211,6 +240,13 @@ impl Agent {
     /// waits until the journal is durable. Returns how many pending
     /// decisions were answered.
     pub async fn shutdown(mut self, signal: Option<&str>) -> anyhow::Result<u64> {
+        // No new marks from here: the hook's requests are refused (the hook
+        // then follows on_agent_unavailable).
+        if let Some(c) = self.containers.take() {
+            actix_rt::task::spawn_blocking(move || c.stop())
+                .await
+                .context("stopping container protection")?;
+        }
         // First answer everything pending, while the reader still runs: what
         // arrives meanwhile is answered at once (reason `shutdown`).
         let answered = self

@@ -37,6 +37,13 @@ pub enum Command {
     /// Show one detection with the events around it: same container (or
     /// process tree), within a time window, as a timeline.
     Investigate(InvestigateArgs),
+    /// List the containers a running agent protects (id, name, image,
+    /// pod, marks), through its control socket.
+    Containers(ContainersArgs),
+    /// OCI runtime hook (`createRuntime` stage) for Podman and CRI-O: reads
+    /// the container's state on stdin and returns once the agent protects
+    /// it (docs/containers.md).
+    OciHook(OciHookArgs),
     /// Work with rule files.
     Rules {
         #[command(subcommand)]
@@ -61,9 +68,58 @@ pub struct RunArgs {
     /// Journal directory; overrides `journal.dir`.
     #[arg(long, value_name = "DIR")]
     pub journal: Option<PathBuf>,
+    /// Protect every container on the node (`containers.enabled`): running
+    /// ones at start, new ones before their first open (docs/containers.md).
+    #[arg(long)]
+    pub containers: bool,
     /// Write "ready" to this file once the mounts are protected.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ContainersArgs {
+    /// The agent's control socket; default `containers.control_socket` of
+    /// the config file, else /run/portcullis/agent.sock.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Configuration file (for `containers.control_socket`).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// `table` (default) or `json`.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ContainersFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ContainersFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OciHookArgs {
+    /// Configuration file: `containers.control_socket` and
+    /// `[containers.hook]`; flags override it.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The agent's control socket.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// The longest the hook holds the container's start (`containers.hook.timeout`).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// What to do when the agent does not answer
+    /// (`containers.hook.on_agent_unavailable`).
+    #[arg(long, value_enum)]
+    pub on_agent_unavailable: Option<crate::containers::OnAgentUnavailable>,
+    /// Where starts are recorded while the agent is down (`containers.hook.spool_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// The runtime this hook is installed for, when its cgroups and
+    /// annotations do not tell: podman, docker, containerd or cri-o.
+    #[arg(long, value_name = "RUNTIME")]
+    pub runtime: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

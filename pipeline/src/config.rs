@@ -77,6 +77,9 @@ pub struct ConfigFile {
     pub kafka: Option<KafkaSection>,
     /// `portcullis siem-export` (needs `[kafka]`); see docs/siem.md.
     pub siem: Option<crate::siem::SiemSection>,
+    /// Every container on the node; see docs/containers.md.
+    #[serde(default)]
+    pub containers: crate::containers::ContainersSection,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +239,8 @@ pub struct Overrides {
     pub mode: Option<Mode>,
     pub rules: Option<PathBuf>,
     pub journal: Option<PathBuf>,
+    /// `run --containers`: sets `containers.enabled`.
+    pub containers: bool,
 }
 
 /// Validated settings, ready for wiring.
@@ -255,6 +260,7 @@ pub struct Settings {
     pub policies: std::sync::Arc<Policies>,
     pub kafka: Option<std::sync::Arc<KafkaSettings>>,
     pub siem: Option<crate::siem::SiemSettings>,
+    pub containers: crate::containers::ContainersSettings,
 }
 
 impl ConfigFile {
@@ -380,6 +386,11 @@ impl ConfigFile {
                     .map_err(|(field, message)| invalid(&field, message))?,
             )),
         };
+        let mut containers = self
+            .containers
+            .build()
+            .map_err(|(field, message)| invalid(&field, message))?;
+        containers.enabled |= o.containers;
         let siem = match (self.siem, &kafka) {
             (None, _) => None,
             (Some(s), Some(k)) => Some(
@@ -432,6 +443,7 @@ impl ConfigFile {
             policies: std::sync::Arc::new(policies),
             kafka,
             siem,
+            containers,
         })
     }
 }
@@ -513,6 +525,10 @@ mod tests {
                 "actions.quarantine_dir",
             ),
             ("[actions]\nfirst = \"none\"\n", "actions.first"),
+            (
+                "[containers]\nrescan_interval = \"0s\"\n",
+                "containers.rescan_interval",
+            ),
             ("[[policy]]\nname = \"p\"\npaths = [\"[\"]\n", "policy"),
             (
                 "[journal]\ncommit_interval = \"x\"\n",
@@ -543,6 +559,7 @@ mod tests {
                     mode: Some(Mode::Audit),
                     rules: Some("/r".into()),
                     journal: Some("/j".into()),
+                    containers: true,
                 },
             )
             .unwrap();
@@ -550,5 +567,6 @@ mod tests {
         assert_eq!(s.enforcer.mode, Mode::Audit);
         assert_eq!(s.rules, Some(PathBuf::from("/r")));
         assert_eq!(s.journal.dir, PathBuf::from("/j"));
+        assert!(s.containers.enabled);
     }
 }

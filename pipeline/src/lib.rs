@@ -13,6 +13,7 @@ pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod containers;
 pub mod distributed;
 pub mod forensics;
 pub mod kafka;

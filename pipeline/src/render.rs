@@ -1,6 +1,9 @@
 //! Human-readable rendering of events (the `table` format).
 
-use portcullis_schemas::{ActionOutcome, Envelope, EventBody, Verdict};
+use portcullis_schemas::{
+    ActionOutcome, ContainerChange, ContainerDiscovery, ContainerRef, Envelope, EventBody,
+    HookOutcome, Verdict,
+};
 
 /// The header line of the table.
 pub const HEADER: &str = "SEQ     TIME (UTC)                KIND            DETAILS";
@@ -65,11 +68,7 @@ pub fn details(body: &EventBody) -> String {
                 e.process.uid
             );
             if let Some(c) = &e.container {
-                s.push_str(&format!(
-                    " container {}:{}",
-                    c.runtime.as_str(),
-                    short(&c.id)
-                ));
+                s.push_str(&format!(" container {}", container(c)));
             }
             if let Some(p) = &e.policy {
                 s.push_str(&format!(" policy {}({})", p.name, p.mode));
@@ -127,5 +126,44 @@ pub fn details(body: &EventBody) -> String {
         EventBody::QueueOverflowed(e) => {
             format!("{} overflowed {} time(s)", e.source.as_str(), e.count)
         }
+        EventBody::ContainerObserved(e) => {
+            let what = match &e.change {
+                ContainerChange::Protected {
+                    pid, via, volumes, ..
+                } => format!(
+                    "protected (pid {pid}, by {}, {} volume(s))",
+                    match via {
+                        ContainerDiscovery::Hook => "hook",
+                        ContainerDiscovery::Scan => "scan",
+                    },
+                    volumes.len()
+                ),
+                ContainerChange::Described => "described".to_string(),
+                ContainerChange::Gone => "gone".to_string(),
+                ContainerChange::Unprotected { reason, hook, .. } => match hook {
+                    Some(HookOutcome::Allowed) => {
+                        format!("UNPROTECTED start (hook allowed it: {reason})")
+                    }
+                    Some(HookOutcome::Refused) => format!("start refused by the hook ({reason})"),
+                    None => format!("UNPROTECTED: {reason}"),
+                },
+            };
+            format!("container {} {what}", container(&e.container))
+        }
     }
+}
+
+/// `podman:0123456789ab name=web image=nginx:1 pod=shop/web-1`.
+pub fn container(c: &ContainerRef) -> String {
+    let mut s = format!("{}:{}", c.runtime.as_str(), short(&c.id));
+    if let Some(n) = &c.name {
+        s.push_str(&format!(" name={n}"));
+    }
+    if let Some(i) = &c.image {
+        s.push_str(&format!(" image={i}"));
+    }
+    if let Some(p) = &c.pod {
+        s.push_str(&format!(" pod={}/{}", p.namespace, p.name));
+    }
+    s
 }

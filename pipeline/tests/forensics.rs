@@ -80,10 +80,7 @@ fn story(container: Option<&str>, pid: u32, path: &str, infected: bool) -> Vec<E
                 command: Some("cat".into()),
                 ..ProcessInfo::default()
             },
-            container: container.map(|id| ContainerRef {
-                runtime: ContainerRuntime::Docker,
-                id: id.into(),
-            }),
+            container: container.map(|id| ContainerRef::new(ContainerRuntime::Docker, id)),
             interceptor_mode: Mode::Enforce,
             policy: None,
             blocking: true,

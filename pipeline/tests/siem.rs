@@ -92,10 +92,7 @@ fn detection() -> Vec<Envelope> {
                 executable: Some(FilePath::from_bytes(b"/usr/bin/cat")),
                 command: Some("cat".into()),
             },
-            container: Some(ContainerRef {
-                runtime: ContainerRuntime::Docker,
-                id: CONTAINER.into(),
-            }),
+            container: Some(ContainerRef::new(ContainerRuntime::Docker, CONTAINER)),
             interceptor_mode: Mode::Enforce,
             policy: Some(PolicyRef {
                 name: "default".into(),

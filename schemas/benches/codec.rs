@@ -53,10 +53,10 @@ fn file_accessed() -> Envelope {
                 executable: Some(FilePath::from_bytes(&b"/usr/bin/python3.12"[..])),
                 command: Some("python3".to_owned()),
             },
-            container: Some(ContainerRef {
-                runtime: ContainerRuntime::Containerd,
-                id: "3f4e9a1c2b7d8e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f".to_owned(),
-            }),
+            container: Some(ContainerRef::new(
+                ContainerRuntime::Containerd,
+                "3f4e9a1c2b7d8e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f".to_owned(),
+            )),
             interceptor_mode: Mode::Enforce,
             policy: Some(PolicyRef {
                 name: "uploads".to_owned(),

@@ -33,7 +33,7 @@
 //! | `cs3` | `verdict` | `clean`, `infected`, `skipped`, `error` |
 //! | `cs4` | `accessId` | the file access the event is about (its own id for an access) |
 //! | `cs5` | `sourcePosition` | where the event was read from (`journal:seq=42`, `kafka:topic/3@1234`) |
-//! | `cs6` | `containerName` | not written: portcullis knows no container names (kept free for it) |
+//! | `cs6` | `containerName` | the container's name, when the runtime said it |
 //! | `cn2` | `latencyUs`, `rules` | decision latency (µs); number of rules loaded |
 //! | `cn3` | `scanDurationUs` | scan time (µs) |
 //! | `flexString1` | `policy`, `quarantinePath`, `interceptorMode` | runtime policy of an access; where a removed file was kept; the agent's mode |
@@ -43,9 +43,9 @@
 //! | `dproc` | | its executable |
 //! | `dvcpid` | | the agent's pid |
 //! | `filePath` / `fname` / `fsize` / `fileHash` / `fileId` | | the file (`fileHash` = sha256; `fileId` = `device:inode`, or the quarantine id of a removed file) |
-//! | `act` | | `allow`/`deny`, or the action: `block`, `remove`, `terminate`, `disinfect` |
+//! | `act` | | `allow`/`deny`, or the action: `block`, `remove`, `terminate`, `disinfect`, or what happened to a container: `container_protected`, `container_described`, `container_gone`, `container_unprotected` |
 //! | `outcome` | | `success`, `failure`, `not_possible` |
-//! | `reason` | | decision reason, skip reason, error text, stop signal, overflow source |
+//! | `reason` | | decision reason, skip reason, error text, stop signal, overflow source, why a container is unprotected |
 //! | `cnt` | | decisions answered at stop; overflows since the last report |
 
 use std::borrow::Cow;
@@ -166,11 +166,32 @@ const PC_010: CefSignature = sig(
     "QueueOverflowed (accesses may have gone unscanned)",
 );
 
+const PC_020: CefSignature = sig(
+    "PC-020",
+    "Container protected",
+    2,
+    "ContainerObserved: protected (root overlay and volumes marked)",
+);
+const PC_021: CefSignature = sig(
+    "PC-021",
+    "Container described",
+    1,
+    "ContainerObserved: described (metadata arrived after protection)",
+);
+const PC_022: CefSignature = sig("PC-022", "Container gone", 1, "ContainerObserved: gone");
+const PC_023: CefSignature = sig(
+    "PC-023",
+    "Container unprotected",
+    7,
+    "ContainerObserved: unprotected (refused by the agent, or started while the agent was unavailable)",
+);
+
 /// Every signature portcullis writes. Ids are stable: a SIEM rule keyed on
 /// one keeps working across versions; new events get new ids.
 pub const SIGNATURES: &[CefSignature] = &[
     FFTP_001, FFTP_002, FFTP_003, FFTP_004, FFTP_005, FFTP_006, FFTP_010, FFTP_011, FFTP_012,
-    FFTP_020, FM_001, FM_002, FM_003, FM_010, FM_011, PC_001, PC_002, PC_003, PC_010,
+    FFTP_020, FM_001, FM_002, FM_003, FM_010, FM_011, PC_001, PC_002, PC_003, PC_010, PC_020,
+    PC_021, PC_022, PC_023,
 ];
 
 /// The table row of an envelope.
@@ -180,6 +201,12 @@ pub fn signature_of(env: &Envelope) -> &'static CefSignature {
         EventBody::AgentStopped(_) => &PC_002,
         EventBody::RulesLoaded(_) => &PC_003,
         EventBody::QueueOverflowed(_) => &PC_010,
+        EventBody::ContainerObserved(e) => match e.change {
+            ContainerChange::Protected { .. } => &PC_020,
+            ContainerChange::Described => &PC_021,
+            ContainerChange::Gone => &PC_022,
+            ContainerChange::Unprotected { .. } => &PC_023,
+        },
         EventBody::FileAccessed(e) => match e.kind {
             AccessKind::Open => &FM_001,
             AccessKind::Exec => &FM_002,
@@ -289,7 +316,7 @@ pub fn write_cef(
                 x.labeled("flexString1", "policy", &p.name)?;
             }
             if let Some(c) = &e.container {
-                x.labeled("flexString2", "containerId", &c.id)?;
+                x.container(c)?;
             }
         }
         EventBody::ScanRequested(e) => {
@@ -347,6 +374,24 @@ pub fn write_cef(
         EventBody::QueueOverflowed(e) => {
             x.text("reason", e.source.as_str())?;
             x.num("cnt", e.count)?;
+        }
+        EventBody::ContainerObserved(e) => {
+            x.text("act", e.change.action())?;
+            x.container(&e.container)?;
+            match &e.change {
+                ContainerChange::Protected { pid, .. } => {
+                    x.num("dpid", *pid)?;
+                    x.text("outcome", "success")?;
+                }
+                ContainerChange::Unprotected { pid, reason, .. } => {
+                    if let Some(pid) = pid {
+                        x.num("dpid", *pid)?;
+                    }
+                    x.text("outcome", "failure")?;
+                    x.text("reason", reason)?;
+                }
+                ContainerChange::Described | ContainerChange::Gone => {}
+            }
         }
     }
     Ok(())
@@ -417,6 +462,15 @@ impl<W: io::Write> Ext<'_, W> {
     fn labeled(&mut self, key: &str, label: &str, value: impl fmt::Display) -> io::Result<()> {
         self.display(key, value)?;
         self.label(key, label)
+    }
+
+    /// `flexString2` (the id) and `cs6` (the name, as the model product
+    /// puts it).
+    fn container(&mut self, c: &ContainerRef) -> io::Result<()> {
+        if let Some(name) = &c.name {
+            self.labeled("cs6", "containerName", name)?;
+        }
+        self.labeled("flexString2", "containerId", &c.id)
     }
 
     fn labeled_num(&mut self, key: &str, label: &str, value: impl Into<i128>) -> io::Result<()> {

@@ -23,7 +23,7 @@ pub enum DecodeError {
     #[error("bad magic {found:02x?} at offset 0 (expected {MAGIC:02x?}): not a portcullis event")]
     BadMagic { found: [u8; 2] },
     #[error(
-        "unsupported schema version {found} at offset 2 (this build reads version {supported})"
+        "unsupported schema version {found} at offset 2 (this build reads versions 1 to {supported})"
     )]
     UnsupportedVersion { found: u16, supported: u16 },
     #[error("undecodable body after offset {HEADER_LEN}: {source}")]
@@ -79,16 +79,40 @@ pub fn peek_version(bytes: &[u8]) -> Result<u16, DecodeError> {
     Ok(u16::from_be_bytes([bytes[2], bytes[3]]))
 }
 
-/// Decodes one envelope, rejecting unknown schema versions.
+/// Decodes one envelope, rejecting unknown schema versions. A record of an
+/// older version is upgraded to the current types (its `schema` becomes
+/// [`SCHEMA_VERSION`]).
 pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     let version = peek_version(bytes)?;
-    if version != SCHEMA_VERSION {
-        return Err(DecodeError::UnsupportedVersion {
-            found: version,
-            supported: SCHEMA_VERSION,
+    let (env, inner) = match version {
+        SCHEMA_VERSION => {
+            let env: Envelope = decode_body(bytes)?;
+            let inner = env.schema;
+            (env, inner)
+        }
+        1 => {
+            let env: v1::Envelope = decode_body(bytes)?;
+            let inner = env.schema;
+            (env.upgrade(), inner)
+        }
+        found => {
+            return Err(DecodeError::UnsupportedVersion {
+                found,
+                supported: SCHEMA_VERSION,
+            })
+        }
+    };
+    if inner != version {
+        return Err(DecodeError::VersionMismatch {
+            header: version,
+            inner,
         });
     }
-    let (env, used): (Envelope, usize) =
+    Ok(env)
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (env, used): (T, usize) =
         bincode::serde::decode_from_slice(&bytes[HEADER_LEN..], decode_config())
             .map_err(|source| DecodeError::Body { source })?;
     let end = HEADER_LEN + used;
@@ -98,11 +122,90 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
             extra: bytes.len() - end,
         });
     }
-    if env.schema != version {
-        return Err(DecodeError::VersionMismatch {
-            header: version,
-            inner: env.schema,
-        });
-    }
     Ok(env)
+}
+
+/// Schema version 1, as it was encoded: only what changed since is
+/// spelled out; the rest is today's types (bincode encodes by position, so
+/// the variant order is the old one).
+mod v1 {
+    use serde::Deserialize;
+
+    use crate::envelope::{EventId, NodeId, Timestamp, TraceContext, SCHEMA_VERSION};
+    use crate::events::{self as now, ContainerRuntime};
+
+    #[derive(Deserialize)]
+    pub struct Envelope {
+        pub schema: u16,
+        event_id: EventId,
+        node_id: NodeId,
+        seq: u64,
+        timestamp: Timestamp,
+        trace: TraceContext,
+        body: EventBody,
+    }
+
+    #[derive(Deserialize)]
+    enum EventBody {
+        AgentStarted(now::AgentStarted),
+        AgentStopped(now::AgentStopped),
+        RulesLoaded(now::RulesLoaded),
+        FileAccessed(FileAccessed),
+        ScanRequested(now::ScanRequested),
+        VerdictIssued(now::VerdictIssued),
+        DecisionMade(now::DecisionMade),
+        ActionTaken(now::ActionTaken),
+        QueueOverflowed(now::QueueOverflowed),
+    }
+
+    #[derive(Deserialize)]
+    struct FileAccessed {
+        kind: now::AccessKind,
+        file: now::FileInfo,
+        process: now::ProcessInfo,
+        container: Option<ContainerRef>,
+        interceptor_mode: now::Mode,
+        policy: Option<now::PolicyRef>,
+        blocking: bool,
+    }
+
+    #[derive(Deserialize)]
+    struct ContainerRef {
+        runtime: ContainerRuntime,
+        id: String,
+    }
+
+    impl Envelope {
+        pub fn upgrade(self) -> crate::Envelope {
+            use now::EventBody as B;
+            let body = match self.body {
+                EventBody::AgentStarted(e) => B::AgentStarted(e),
+                EventBody::AgentStopped(e) => B::AgentStopped(e),
+                EventBody::RulesLoaded(e) => B::RulesLoaded(e),
+                EventBody::FileAccessed(e) => B::FileAccessed(now::FileAccessed {
+                    kind: e.kind,
+                    file: e.file,
+                    process: e.process,
+                    container: e.container.map(|c| now::ContainerRef::new(c.runtime, c.id)),
+                    interceptor_mode: e.interceptor_mode,
+                    policy: e.policy,
+                    blocking: e.blocking,
+                }),
+                EventBody::ScanRequested(e) => B::ScanRequested(e),
+                EventBody::VerdictIssued(e) => B::VerdictIssued(e),
+                EventBody::DecisionMade(e) => B::DecisionMade(e),
+                EventBody::ActionTaken(e) => B::ActionTaken(e),
+                EventBody::QueueOverflowed(e) => B::QueueOverflowed(e),
+            };
+            crate::Envelope {
+                schema: SCHEMA_VERSION,
+                event_id: self.event_id,
+                node_id: self.node_id,
+                seq: self.seq,
+                timestamp: self.timestamp,
+                trace: self.trace,
+                body,
+            }
+        }
+    }
 }

@@ -84,6 +84,9 @@ pub struct EcsDocument<'a> {
     pub group: Option<EcsNumId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<EcsContainer<'a>>,
+    /// The pod of the container (Kubernetes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orchestrator: Option<EcsOrchestrator<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<EcsRule<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -317,6 +320,160 @@ pub struct EcsContainer<'a> {
     /// `docker`, `containerd`, `cri-o` or `podman`.
     #[schemars(schema_with = "runtime_schema")]
     pub runtime: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<EcsImage<'a>>,
+    /// The container's labels (on `container_observed` events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels<'a>>,
+}
+
+impl<'a> EcsContainer<'a> {
+    fn of(c: &'a ContainerRef) -> Self {
+        Self {
+            id: &c.id,
+            runtime: c.runtime.as_str(),
+            name: c.name.as_deref(),
+            image: (c.image.is_some() || c.image_digest.is_some()).then(|| EcsImage {
+                name: c.image.as_deref(),
+                hash: c.image_digest.as_deref().map(|d| EcsImageHash { all: [d] }),
+            }),
+            labels: None,
+        }
+    }
+}
+
+/// `container.image.*`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsImage<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<EcsImageHash<'a>>,
+}
+
+/// `container.image.hash.all`: the image's digests.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsImageHash<'a> {
+    pub all: [&'a str; 1],
+}
+
+/// Labels as a JSON object (key order kept).
+#[derive(Debug)]
+pub struct Labels<'a>(pub &'a [(String, String)]);
+
+impl Serialize for Labels<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl JsonSchema for Labels<'_> {
+    fn schema_name() -> Cow<'static, str> {
+        "Labels".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": { "type": "string" },
+            "maxProperties": 32
+        })
+    }
+}
+
+/// `orchestrator.*`: the Kubernetes pod of a container.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsOrchestrator<'a> {
+    #[serde(rename = "type")]
+    #[schemars(schema_with = "const_kubernetes")]
+    pub ty: &'static str,
+    pub namespace: &'a str,
+    pub resource: EcsOrchestratorResource<'a>,
+}
+
+fn const_kubernetes(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "const": "kubernetes" })
+}
+
+/// `orchestrator.resource.*`: the pod.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsOrchestratorResource<'a> {
+    #[serde(rename = "type")]
+    #[schemars(schema_with = "const_pod")]
+    pub ty: &'static str,
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+}
+
+fn const_pod(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "const": "pod" })
+}
+
+impl<'a> EcsOrchestrator<'a> {
+    fn of(c: &'a ContainerRef) -> Option<Self> {
+        c.pod.as_ref().map(|p| Self {
+            ty: "kubernetes",
+            namespace: &p.namespace,
+            resource: EcsOrchestratorResource {
+                ty: "pod",
+                name: &p.name,
+                id: p.uid.as_deref(),
+            },
+        })
+    }
+}
+
+/// `portcullis.container`: what happened to the container
+/// (`container_observed`).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsContainerChange<'a> {
+    /// `protected`, `described`, `gone` or `unprotected`.
+    #[schemars(schema_with = "change_schema")]
+    pub change: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// `hook` or `scan`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "via_schema")]
+    pub via: Option<&'static str>,
+    /// The root overlay's device number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_device: Option<NumText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<PathList<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// What the OCI hook did while the agent was unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "hook_schema")]
+    pub hook: Option<&'static str>,
+    /// When it happened (may be long before the event was journaled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<Rfc3339>,
+}
+
+fn change_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "enum": ["protected", "described", "gone", "unprotected"] })
+}
+
+fn via_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "enum": ["hook", "scan"] })
+}
+
+fn hook_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "enum": ["allowed", "refused"] })
 }
 
 fn runtime_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -475,6 +632,8 @@ pub struct EcsPortcullis<'a> {
     /// Why the object was not scanned, with the numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unprocessed: Option<EcsUnprocessed<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<EcsContainerChange<'a>>,
 }
 
 impl<'a> EcsPortcullis<'a> {
@@ -498,6 +657,7 @@ impl<'a> EcsPortcullis<'a> {
             rule_names: None,
             matches: None,
             unprocessed: None,
+            container: None,
         }
     }
 }
@@ -699,6 +859,7 @@ impl<'a> EcsDocument<'a> {
             user: None,
             group: None,
             container: None,
+            orchestrator: None,
             rule: None,
             threat: None,
             error: None,
@@ -755,10 +916,8 @@ impl<'a> EcsDocument<'a> {
                 });
                 doc.user = Some(EcsNumId::of(p.uid));
                 doc.group = Some(EcsNumId::of(p.gid));
-                doc.container = e.container.as_ref().map(|c| EcsContainer {
-                    id: &c.id,
-                    runtime: c.runtime.as_str(),
-                });
+                doc.container = e.container.as_ref().map(EcsContainer::of);
+                doc.orchestrator = e.container.as_ref().and_then(EcsOrchestrator::of);
                 pc.interceptor_mode = Some(e.interceptor_mode);
                 pc.blocking = Some(e.blocking);
                 pc.policy = e.policy.as_ref().map(|p| EcsPolicy {
@@ -877,6 +1036,74 @@ impl<'a> EcsDocument<'a> {
                 (ev.action, ev.outcome) = ("queue-overflowed", EcsOutcome::Failure);
                 ev.reason = Some(e.source.as_str());
                 pc.overflow_count = Some(e.count);
+            }
+            EventBody::ContainerObserved(e) => {
+                let mut container = EcsContainer::of(&e.container);
+                container.labels = (!e.labels.is_empty()).then_some(Labels(&e.labels));
+                doc.container = Some(container);
+                doc.orchestrator = EcsOrchestrator::of(&e.container);
+                let mut change = EcsContainerChange {
+                    change: "described",
+                    pid: None,
+                    via: None,
+                    root_device: None,
+                    volumes: None,
+                    reason: None,
+                    hook: None,
+                    at: None,
+                };
+                ev.category = &[C::Host];
+                ev.action = match &e.change {
+                    ContainerChange::Protected { .. } => "container-protected",
+                    ContainerChange::Described => "container-described",
+                    ContainerChange::Gone => "container-gone",
+                    ContainerChange::Unprotected { .. } => "container-unprotected",
+                };
+                match &e.change {
+                    ContainerChange::Protected {
+                        pid,
+                        via,
+                        root_device,
+                        volumes,
+                    } => {
+                        (ev.ty, ev.outcome) = (&[T::Change], EcsOutcome::Success);
+                        change.change = "protected";
+                        change.pid = Some(*pid);
+                        change.via = Some(match via {
+                            ContainerDiscovery::Hook => "hook",
+                            ContainerDiscovery::Scan => "scan",
+                        });
+                        change.root_device = Some(NumText(*root_device));
+                        change.volumes = Some(PathList(volumes));
+                        doc.process = Some(EcsProcess::pid(*pid));
+                    }
+                    ContainerChange::Described => {
+                        (ev.ty, ev.outcome) = (&[T::Info], EcsOutcome::Success);
+                    }
+                    ContainerChange::Gone => {
+                        (ev.ty, ev.outcome) = (&[T::End], EcsOutcome::Success);
+                        change.change = "gone";
+                    }
+                    ContainerChange::Unprotected {
+                        pid,
+                        reason,
+                        hook,
+                        at,
+                    } => {
+                        (ev.ty, ev.outcome) = (&[T::Info], EcsOutcome::Failure);
+                        change.change = "unprotected";
+                        change.pid = *pid;
+                        change.reason = Some(reason);
+                        ev.reason = Some(reason);
+                        change.hook = hook.map(|h| match h {
+                            HookOutcome::Allowed => "allowed",
+                            HookOutcome::Refused => "refused",
+                        });
+                        change.at = Some(Rfc3339(at.0));
+                        doc.process = pid.map(EcsProcess::pid);
+                    }
+                }
+                pc.container = Some(change);
             }
         }
         doc

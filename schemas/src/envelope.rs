@@ -7,7 +7,12 @@ use crate::events::EventBody;
 
 /// The current schema version. Bumped when an existing body changes shape;
 /// appending a new [`EventBody`] variant does not bump it.
-pub const SCHEMA_VERSION: u16 = 1;
+///
+/// - 1: the first.
+/// - 2: [`crate::ContainerRef`] carries the container's name, image, image
+///   digest and pod. Version 1 records still decode (upgraded, with those
+///   fields empty).
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// A UUIDv7: unique, and ordered by creation time.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -23,6 +23,7 @@ pub enum EventBody {
     DecisionMade(DecisionMade),
     ActionTaken(ActionTaken),
     QueueOverflowed(QueueOverflowed),
+    ContainerObserved(ContainerObserved),
 }
 
 impl EventBody {
@@ -38,6 +39,7 @@ impl EventBody {
             Self::DecisionMade(_) => EventKind::DecisionMade,
             Self::ActionTaken(_) => EventKind::ActionTaken,
             Self::QueueOverflowed(_) => EventKind::QueueOverflowed,
+            Self::ContainerObserved(_) => EventKind::ContainerObserved,
         }
     }
 
@@ -80,10 +82,11 @@ pub enum EventKind {
     DecisionMade,
     ActionTaken,
     QueueOverflowed,
+    ContainerObserved,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         Self::AgentStarted,
         Self::AgentStopped,
         Self::RulesLoaded,
@@ -93,6 +96,7 @@ impl EventKind {
         Self::DecisionMade,
         Self::ActionTaken,
         Self::QueueOverflowed,
+        Self::ContainerObserved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +110,7 @@ impl EventKind {
             Self::DecisionMade => "decision_made",
             Self::ActionTaken => "action_taken",
             Self::QueueOverflowed => "queue_overflowed",
+            Self::ContainerObserved => "container_observed",
         }
     }
 }
@@ -230,11 +235,69 @@ impl ContainerRuntime {
     }
 }
 
+/// The pod a container belongs to (Kubernetes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PodRef {
+    pub name: String,
+    pub namespace: String,
+    pub uid: Option<String>,
+}
+
+/// A container, as the agent knew it when the event happened: the id and
+/// runtime from the process' cgroup, the rest resolved from the runtime
+/// (schema 2). A field is `None` when the runtime had not said it yet; a
+/// later [`ContainerObserved`] (`described`) then carries it, and replay
+/// merges it into the accesses before it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ContainerRef {
     pub runtime: ContainerRuntime,
     /// The full 64-hex-digit container id.
     pub id: String,
+    pub name: Option<String>,
+    /// The image reference (`docker.io/library/nginx:1.27`).
+    pub image: Option<String>,
+    /// The image digest (`sha256:...`): the repository digest when the
+    /// runtime knows one, else the image id.
+    pub image_digest: Option<String>,
+    pub pod: Option<PodRef>,
+}
+
+impl ContainerRef {
+    /// A container known by its id alone.
+    pub fn new(runtime: ContainerRuntime, id: impl Into<String>) -> Self {
+        Self {
+            runtime,
+            id: id.into(),
+            name: None,
+            image: None,
+            image_digest: None,
+            pod: None,
+        }
+    }
+
+    /// `true` when only the id and runtime are known.
+    pub fn is_bare(&self) -> bool {
+        self.name.is_none()
+            && self.image.is_none()
+            && self.image_digest.is_none()
+            && self.pod.is_none()
+    }
+
+    /// Fills the fields `self` lacks from `other` (same container).
+    pub fn fill_from(&mut self, other: &ContainerRef) {
+        if self.name.is_none() {
+            self.name.clone_from(&other.name);
+        }
+        if self.image.is_none() {
+            self.image.clone_from(&other.image);
+        }
+        if self.image_digest.is_none() {
+            self.image_digest.clone_from(&other.image_digest);
+        }
+        if self.pod.is_none() {
+            self.pod.clone_from(&other.pod);
+        }
+    }
 }
 
 /// The runtime policy that put the file in scope.
@@ -553,4 +616,77 @@ pub struct QueueOverflowed {
     pub source: OverflowSource,
     /// How many overflows since the previous such event.
     pub count: u64,
+}
+
+// ---------------------------------------------------------------- containers
+
+/// How a container came to be protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerDiscovery {
+    /// The runtime's synchronous hook (OCI `createRuntime`, NRI), before
+    /// any code of the container ran.
+    Hook,
+    /// The agent's `/proc` scan: at its start, or after a mount change.
+    Scan,
+}
+
+/// What an OCI hook did while the agent was unavailable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookOutcome {
+    /// The container started unprotected (`on_agent_unavailable = allow`).
+    Allowed,
+    /// The hook failed the start (`on_agent_unavailable = refuse`).
+    Refused,
+}
+
+/// What happened to a container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerChange {
+    /// Its root overlay (and volumes) are marked.
+    Protected {
+        pid: u32,
+        via: ContainerDiscovery,
+        /// `st_dev` of the root overlay.
+        root_device: u64,
+        volumes: Vec<FilePath>,
+    },
+    /// Its metadata arrived after it was protected: accesses before this
+    /// event may lack it.
+    Described,
+    /// Its processes are gone; the kernel dropped its marks with the
+    /// unmount.
+    Gone,
+    /// It runs (or ran) without protection: the agent refused to mark it,
+    /// or it started while the agent was unavailable.
+    Unprotected {
+        pid: Option<u32>,
+        reason: String,
+        /// Set when the OCI hook decided, the agent being unavailable.
+        hook: Option<HookOutcome>,
+        /// When that happened (the event may be journaled much later).
+        at: crate::Timestamp,
+    },
+}
+
+impl ContainerChange {
+    /// `container_protected`, `container_described`, ...
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Protected { .. } => "container_protected",
+            Self::Described => "container_described",
+            Self::Gone => "container_gone",
+            Self::Unprotected { .. } => "container_unprotected",
+        }
+    }
+}
+
+/// A fact about a container on this node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerObserved {
+    pub container: ContainerRef,
+    pub change: ContainerChange,
+    /// The container's labels, at most 32, sorted by key.
+    pub labels: Vec<(String, String)>,
 }

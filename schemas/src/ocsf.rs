@@ -491,6 +491,43 @@ pub struct OcsfContainer<'a> {
     pub uid: &'a str,
     /// `docker`, `containerd`, `cri-o` or `podman`.
     pub runtime: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    /// Present when the image's digest is known (OCSF requires `image.uid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<OcsfImage<'a>>,
+    /// `kubernetes` for a container of a pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orchestrator: Option<&'static str>,
+    /// The pod's uid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uuid: Option<&'a str>,
+}
+
+impl<'a> OcsfContainer<'a> {
+    fn of(c: &'a ContainerRef) -> Self {
+        Self {
+            uid: &c.id,
+            runtime: c.runtime.as_str(),
+            name: c.name.as_deref(),
+            image: c.image_digest.as_deref().map(|uid| OcsfImage {
+                uid,
+                name: c.image.as_deref(),
+            }),
+            orchestrator: c.pod.as_ref().map(|_| "kubernetes"),
+            pod_uuid: c.pod.as_ref().and_then(|p| p.uid.as_deref()),
+        }
+    }
+}
+
+/// OCSF `image`: the container's image.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct OcsfImage<'a> {
+    /// The image digest.
+    pub uid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
 }
 
 /// `<device>:<inode>`, the file's identity on the node.
@@ -865,10 +902,7 @@ impl<'a> FileActivity<'a> {
                 group: Some(OcsfUid {
                     uid: NumText(u64::from(p.gid)),
                 }),
-                container: e.container.as_ref().map(|c| OcsfContainer {
-                    uid: &c.id,
-                    runtime: c.runtime.as_str(),
-                }),
+                container: e.container.as_ref().map(OcsfContainer::of),
             },
         };
         let f = &e.file;
@@ -1095,7 +1129,8 @@ impl<'a> OcsfEvent<'a> {
             | EventBody::ScanRequested(_)
             | EventBody::VerdictIssued(_)
             | EventBody::DecisionMade(_)
-            | EventBody::QueueOverflowed(_) => None,
+            | EventBody::QueueOverflowed(_)
+            | EventBody::ContainerObserved(_) => None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Golden fixtures: the deterministic samples (`samples/mod.rs`) encoded
-//! with the binary codec (`fixtures/v1/<name>.bin`) and rendered as ECS
+//! with the binary codec (`fixtures/v2/<name>.bin`; the frozen
+//! `fixtures/v1/` must still decode) and rendered as ECS
 //! JSON (`fixtures/ecs/<name>.json`), OCSF JSON (`fixtures/ocsf/<name>.json`,
 //! `null` for an event with no OCSF mapping) and CEF
 //! (`fixtures/cef/<name>.cef`).
@@ -9,7 +10,7 @@
 //! version (OCSF `metadata.product.version`, the CEF header): a version bump
 //! re-blesses them.
 //!
-//! The binary fixtures pin the wire format of schema version 1: a change
+//! The binary fixtures pin the wire format of schema version 2: a change
 //! that alters them breaks every journal and topic already written. Only
 //! re-bless them for a deliberate format change (with a version bump).
 //!
@@ -85,13 +86,48 @@ fn samples_have_unique_names_and_cover_every_event_kind() {
     }
 }
 
+/// Schema version 1 is frozen: its fixtures are never re-blessed. Each
+/// must still decode, upgraded to the current types, to its sample.
 #[test]
-fn binary_fixtures_v1() {
-    assert_eq!(
-        SCHEMA_VERSION, 1,
-        "new schema version: add fixtures/v{SCHEMA_VERSION}, keep v1"
-    );
+fn binary_fixtures_v1_still_decode_upgraded() {
     let dir = fixture_dir("v1");
+    let samples = samples::all();
+    let mut failures = String::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap()
+            .to_owned();
+        let Some((_, env)) = samples.iter().find(|(n, _)| *n == name) else {
+            writeln!(failures, "{}: fixture without a sample", path.display()).unwrap();
+            continue;
+        };
+        let golden = std::fs::read(&path).unwrap();
+        assert_eq!(codec::peek_version(&golden).unwrap(), 1, "{name}");
+        match codec::decode(&golden) {
+            Ok(decoded) if &decoded == env => checked += 1,
+            Ok(decoded) => writeln!(
+                failures,
+                "{name}: v1 fixture decodes to {decoded:#?}\nexpected {env:#?}"
+            )
+            .unwrap(),
+            Err(e) => writeln!(failures, "{name}: v1 fixture does not decode: {e}").unwrap(),
+        }
+    }
+    assert!(failures.is_empty(), "v1 fixtures:\n{failures}");
+    assert_eq!(checked, 20, "the 20 samples of schema version 1");
+}
+
+#[test]
+fn binary_fixtures_v2() {
+    assert_eq!(
+        SCHEMA_VERSION, 2,
+        "new schema version: add fixtures/v{SCHEMA_VERSION}, keep v1 and v2"
+    );
+    let dir = fixture_dir("v2");
     let mut failures = String::new();
     for (name, env) in samples::all() {
         let path = dir.join(format!("{name}.bin"));

@@ -191,7 +191,8 @@ proptest! {
             EventBody::AgentStarted(_)
             | EventBody::AgentStopped(_)
             | EventBody::RulesLoaded(_)
-            | EventBody::QueueOverflowed(_) => None,
+            | EventBody::QueueOverflowed(_)
+            | EventBody::ContainerObserved(_) => None,
         };
         prop_assert_eq!(env.access_id(), want);
     }
@@ -297,6 +298,8 @@ fn strategies_cover_every_variant() {
                 opt(&mut seen, "policy", &e.policy);
                 if let Some(c) = &e.container {
                     tag(&mut seen, format!("runtime:{}", c.runtime.as_str()));
+                    opt(&mut seen, "container_name", &c.name);
+                    opt(&mut seen, "pod", &c.pod);
                 }
                 if let Some(p) = &e.policy {
                     tag(&mut seen, format!("policy_mode:{}", p.mode));
@@ -343,6 +346,12 @@ fn strategies_cover_every_variant() {
             EventBody::QueueOverflowed(e) => {
                 tag(&mut seen, format!("overflow:{}", e.source.as_str()))
             }
+            EventBody::ContainerObserved(e) => {
+                tag(&mut seen, format!("container_change:{}", e.change.action()));
+                if let ContainerChange::Unprotected { hook, .. } = &e.change {
+                    opt(&mut seen, "hook", hook);
+                }
+            }
         }
     }
 
@@ -370,6 +379,16 @@ fn strategies_cover_every_variant() {
             "runtime:containerd",
             "runtime:cri-o",
             "runtime:podman",
+            "container_name:some",
+            "container_name:none",
+            "pod:some",
+            "pod:none",
+            "container_change:container_protected",
+            "container_change:container_described",
+            "container_change:container_gone",
+            "container_change:container_unprotected",
+            "hook:some",
+            "hook:none",
             "policy_mode:enforce",
             "policy_mode:audit",
             "blocking:true",

@@ -121,6 +121,7 @@ fn settings(mount: &Path, journal: &Path, mode: Mode) -> anyhow::Result<Settings
             mode: Some(mode),
             rules: None,
             journal: Some(journal.to_path_buf()),
+            containers: false,
         },
     )?)
 }

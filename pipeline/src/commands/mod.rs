@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use crate::cli::Command;
 
+mod containers;
 pub mod demo;
 mod events;
 mod investigate;
+mod oci_hook;
 mod replay;
 mod rules;
 mod run;
@@ -24,6 +26,8 @@ pub fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Events(args) => events::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Investigate(args) => investigate::run(args),
+        Command::Containers(args) => containers::run(args),
+        Command::OciHook(args) => oci_hook::run(args),
         Command::Rules { command } => rules::run(command),
     }
 }

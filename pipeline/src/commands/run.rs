@@ -22,15 +22,16 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         }),
         rules: args.rules.clone(),
         journal: args.journal.clone(),
+        containers: args.containers,
     };
     Ok(file.build(&origin, overrides)?)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let settings = settings(&args)?;
-    if settings.protect.is_empty() {
+    if settings.protect.is_empty() && !settings.containers.enabled {
         anyhow::bail!(
-            "nothing to protect: give --protect MOUNTPOINT or `protect` in the config file"
+            "nothing to protect: give --protect MOUNTPOINT, `protect` in the config file, or --containers"
         );
     }
     raise_fd_limit();

@@ -228,10 +228,7 @@ mod tests {
                     pid,
                     ..ProcessInfo::default()
                 },
-                container: Some(ContainerRef {
-                    runtime: ContainerRuntime::Containerd,
-                    id: container.into(),
-                }),
+                container: Some(ContainerRef::new(ContainerRuntime::Containerd, container)),
                 interceptor_mode: Mode::Enforce,
                 policy: None,
                 blocking: true,

@@ -99,6 +99,14 @@ pub struct Scope {
     pub container_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_runtime: Option<String>,
+    /// The container's name, image and pod (`namespace/name`), from its
+    /// accesses and its `container_observed` events in the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     /// The process tree's pids (process-tree scope).
     pub pids: Vec<u32>,
 }
@@ -253,12 +261,26 @@ pub fn build(
 
     // The scope.
     let container = focal_facts.as_ref().and_then(|f| f.container.clone());
-    let runtime = events.iter().find_map(|(_, e)| match &e.body {
-        EventBody::FileAccessed(a) if Some(e.event_id) == focal_access => {
-            a.container.as_ref().map(|c| c.runtime.as_str().to_string())
+    // What the node knew of the container: its accesses' refs, completed
+    // by its `container_observed` events (metadata may come after the
+    // first accesses).
+    let mut described: Option<portcullis_schemas::ContainerRef> = None;
+    if let Some(id) = &container {
+        for (_, e) in events.iter().filter(|(_, e)| &e.node_id == node) {
+            let c = match &e.body {
+                EventBody::FileAccessed(a) => a.container.as_ref(),
+                EventBody::ContainerObserved(o) => Some(&o.container),
+                _ => None,
+            };
+            if let Some(c) = c.filter(|c| &c.id == id) {
+                match &mut described {
+                    Some(d) => d.fill_from(c),
+                    None => described = Some(c.clone()),
+                }
+            }
         }
-        _ => None,
-    });
+    }
+    let runtime = described.as_ref().map(|c| c.runtime.as_str().to_string());
     let focal_pid = focal_facts
         .as_ref()
         .and_then(|f| f.process.as_ref())
@@ -303,9 +325,15 @@ pub fn build(
     let mut kept: Vec<(&SourcePosition, &Envelope)> = events
         .iter()
         .filter(|(_, e)| &e.node_id == node)
-        .filter(|(_, e)| match e.access_id() {
-            Some(access) => scoped.contains(&access) || Some(access) == focal_access,
-            None => true,
+        .filter(|(_, e)| match (e.access_id(), &e.body) {
+            (Some(access), _) => scoped.contains(&access) || Some(access) == focal_access,
+            // Another container's facts are not this detection's context.
+            (None, EventBody::ContainerObserved(o)) => match kind {
+                ScopeKind::Container => container.as_deref() == Some(o.container.id.as_str()),
+                ScopeKind::ProcessTree => false,
+                ScopeKind::Node => true,
+            },
+            (None, _) => true,
         })
         .map(|(p, e)| (p, e))
         .collect();
@@ -358,6 +386,15 @@ pub fn build(
                 let failed = !matches!(a.outcome, ActionOutcome::Succeeded);
                 (Category::Action, failed, vec![], None)
             }
+            EventBody::ContainerObserved(o) => (
+                Category::Agent,
+                matches!(
+                    o.change,
+                    portcullis_schemas::ContainerChange::Unprotected { .. }
+                ),
+                vec![],
+                None,
+            ),
             EventBody::AgentStarted(_)
             | EventBody::AgentStopped(_)
             | EventBody::RulesLoaded(_)
@@ -449,6 +486,12 @@ pub fn build(
             kind,
             container_id: container,
             container_runtime: runtime,
+            container_name: described.as_ref().and_then(|c| c.name.clone()),
+            container_image: described.as_ref().and_then(|c| c.image.clone()),
+            pod: described
+                .as_ref()
+                .and_then(|c| c.pod.as_ref())
+                .map(|p| format!("{}/{}", p.namespace, p.name)),
             pids: pids.into_iter().collect(),
         },
         detection,
@@ -520,14 +563,26 @@ fn offset(ms: i64) -> String {
 
 fn scope_line(inv: &Investigation) -> String {
     match inv.scope.kind {
-        ScopeKind::Container => format!(
-            "container {}{}",
-            inv.scope
-                .container_runtime
-                .as_deref()
-                .map_or(String::new(), |r| format!("{r}://")),
-            inv.scope.container_id.as_deref().unwrap_or("?")
-        ),
+        ScopeKind::Container => {
+            let mut s = format!(
+                "container {}{}",
+                inv.scope
+                    .container_runtime
+                    .as_deref()
+                    .map_or(String::new(), |r| format!("{r}://")),
+                inv.scope.container_id.as_deref().unwrap_or("?")
+            );
+            if let Some(n) = &inv.scope.container_name {
+                s.push_str(&format!(" name {n}"));
+            }
+            if let Some(i) = &inv.scope.container_image {
+                s.push_str(&format!(" image {i}"));
+            }
+            if let Some(p) = &inv.scope.pod {
+                s.push_str(&format!(" pod {p}"));
+            }
+            s
+        }
         ScopeKind::ProcessTree => format!(
             "host process tree (pids {})",
             inv.scope
@@ -914,6 +969,10 @@ mod tests {
                     ..ProcessInfo::default()
                 },
                 container: container.map(|id| ContainerRef {
+                    name: None,
+                    image: None,
+                    image_digest: None,
+                    pod: None,
                     runtime: ContainerRuntime::Containerd,
                     id: id.into(),
                 }),

@@ -157,10 +157,7 @@ pub fn all() -> Vec<(&'static str, Envelope)> {
                         executable: Some(path(b"/usr/bin/python3.12")),
                         command: Some("python3".to_owned()),
                     },
-                    container: Some(ContainerRef {
-                        runtime: ContainerRuntime::Containerd,
-                        id: CONTAINER_ID.to_owned(),
-                    }),
+                    container: Some(ContainerRef::new(ContainerRuntime::Containerd, CONTAINER_ID)),
                     interceptor_mode: Mode::Enforce,
                     policy: Some(PolicyRef {
                         name: "uploads".to_owned(),
@@ -466,10 +463,7 @@ pub fn all() -> Vec<(&'static str, Envelope)> {
                         executable: Some(path(b"/opt/a|b=c\\d/run")),
                         command: Some("run|x=y\\z".to_owned()),
                     },
-                    container: Some(ContainerRef {
-                        runtime: ContainerRuntime::CriO,
-                        id: CONTAINER_ID.to_owned(),
-                    }),
+                    container: Some(ContainerRef::new(ContainerRuntime::CriO, CONTAINER_ID)),
                     interceptor_mode: Mode::Enforce,
                     policy: Some(PolicyRef {
                         name: "web|prod=1\\\nnext".to_owned(),
@@ -479,7 +473,119 @@ pub fn all() -> Vec<(&'static str, Envelope)> {
                 }),
             ),
         ),
+        // Schema 2: a container with everything the runtime says of it.
+        (
+            "file_accessed_in_pod",
+            env(
+                21,
+                root(21),
+                EventBody::FileAccessed(FileAccessed {
+                    kind: AccessKind::Open,
+                    file: FileInfo {
+                        path: path(b"/data/eicar.com"),
+                        device: 41,
+                        inode: 1187,
+                        size: 68,
+                        mtime_ns: T0 - 9_000_000_000,
+                        ctime_ns: T0 - 9_000_000_000,
+                    },
+                    process: ProcessInfo {
+                        pid: 9450,
+                        ppid: 9431,
+                        uid: 0,
+                        gid: 0,
+                        executable: Some(path(b"/bin/busybox")),
+                        command: Some("cat".to_owned()),
+                    },
+                    container: Some(in_pod()),
+                    interceptor_mode: Mode::Enforce,
+                    policy: Some(PolicyRef {
+                        name: "shop-images".to_owned(),
+                        mode: Mode::Enforce,
+                    }),
+                    blocking: true,
+                }),
+            ),
+        ),
+        (
+            "container_protected",
+            env(
+                22,
+                root(22),
+                EventBody::ContainerObserved(ContainerObserved {
+                    container: in_pod(),
+                    change: ContainerChange::Protected {
+                        pid: 9450,
+                        via: ContainerDiscovery::Hook,
+                        root_device: 41,
+                        volumes: vec![path(b"/proc/9450/root/var/www")],
+                    },
+                    labels: vec![
+                        ("app".to_owned(), "shop".to_owned()),
+                        ("tier".to_owned(), "web=front|end".to_owned()),
+                    ],
+                }),
+            ),
+        ),
+        (
+            "container_described",
+            env(
+                23,
+                root(23),
+                EventBody::ContainerObserved(ContainerObserved {
+                    container: in_pod(),
+                    change: ContainerChange::Described,
+                    labels: vec![],
+                }),
+            ),
+        ),
+        (
+            "container_gone",
+            env(
+                24,
+                root(24),
+                EventBody::ContainerObserved(ContainerObserved {
+                    container: ContainerRef::new(ContainerRuntime::Podman, CONTAINER_ID),
+                    change: ContainerChange::Gone,
+                    labels: vec![],
+                }),
+            ),
+        ),
+        (
+            "container_unprotected",
+            env(
+                25,
+                root(25),
+                EventBody::ContainerObserved(ContainerObserved {
+                    container: ContainerRef::new(ContainerRuntime::Podman, CONTAINER_ID),
+                    change: ContainerChange::Unprotected {
+                        pid: Some(9450),
+                        reason: "agent control socket /run/portcullis/agent.sock: connect: No such file or directory".to_owned(),
+                        hook: Some(HookOutcome::Allowed),
+                        at: Timestamp(T0 - 60_000_000_000),
+                    },
+                    labels: vec![],
+                }),
+            ),
+        ),
     ]
+}
+
+/// The containerd container of pod `shop/web-7d9f` in the schema 2 samples.
+pub fn in_pod() -> ContainerRef {
+    ContainerRef {
+        name: Some("web".to_owned()),
+        image: Some("localhost/portcullis-test:latest".to_owned()),
+        image_digest: Some(
+            "sha256:8c18a4f3d2b1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5".to_owned(),
+        ),
+        pod: Some(PodRef {
+            name: "web-7d9f".to_owned(),
+            namespace: "shop".to_owned(),
+            uid: Some("8f5a2b1c-7d3e-4f6a-9b8c-1d2e3f4a5b6c".to_owned()),
+        }),
+        ..ContainerRef::new(ContainerRuntime::Containerd, CONTAINER_ID)
+    }
 }
 
 /// The sample with this fixture name.

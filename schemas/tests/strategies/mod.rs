@@ -142,9 +142,89 @@ pub fn container_runtime() -> impl Strategy<Value = ContainerRuntime> {
     ]
 }
 
+pub fn pod_ref() -> impl Strategy<Value = PodRef> {
+    (text(), text(), option::of(text())).prop_map(|(name, namespace, uid)| PodRef {
+        name,
+        namespace,
+        uid,
+    })
+}
+
 pub fn container_ref() -> impl Strategy<Value = ContainerRef> {
-    (container_runtime(), prop_oneof!["[0-9a-f]{64}", text()])
-        .prop_map(|(runtime, id)| ContainerRef { runtime, id })
+    (
+        container_runtime(),
+        prop_oneof!["[0-9a-f]{64}", text()],
+        option::of(text()),
+        option::of(text()),
+        option::of(prop_oneof!["sha256:[0-9a-f]{64}", text()]),
+        option::of(pod_ref()),
+    )
+        .prop_map(
+            |(runtime, id, name, image, image_digest, pod)| ContainerRef {
+                runtime,
+                id,
+                name,
+                image,
+                image_digest,
+                pod,
+            },
+        )
+}
+
+pub fn container_change() -> impl Strategy<Value = ContainerChange> {
+    prop_oneof![
+        (
+            any::<u32>(),
+            prop_oneof![
+                Just(ContainerDiscovery::Hook),
+                Just(ContainerDiscovery::Scan)
+            ],
+            any::<u64>(),
+            vec(file_path(), 0..3),
+        )
+            .prop_map(
+                |(pid, via, root_device, volumes)| ContainerChange::Protected {
+                    pid,
+                    via,
+                    root_device,
+                    volumes,
+                }
+            ),
+        Just(ContainerChange::Described),
+        Just(ContainerChange::Gone),
+        (
+            option::of(any::<u32>()),
+            text(),
+            option::of(prop_oneof![
+                Just(HookOutcome::Allowed),
+                Just(HookOutcome::Refused)
+            ]),
+            timestamp(),
+        )
+            .prop_map(|(pid, reason, hook, at)| ContainerChange::Unprotected {
+                pid,
+                reason,
+                hook,
+                at,
+            }),
+    ]
+}
+
+pub fn container_observed() -> impl Strategy<Value = ContainerObserved> {
+    (
+        container_ref(),
+        container_change(),
+        vec((text(), text()), 0..4),
+    )
+        .prop_map(|(container, change, mut labels)| {
+            labels.sort();
+            labels.dedup_by(|a, b| a.0 == b.0);
+            ContainerObserved {
+                container,
+                change,
+                labels,
+            }
+        })
 }
 
 pub fn policy_ref() -> impl Strategy<Value = PolicyRef> {
@@ -423,6 +503,7 @@ pub fn event_body() -> impl Strategy<Value = EventBody> {
         decision_made().prop_map(EventBody::DecisionMade),
         action_taken().prop_map(EventBody::ActionTaken),
         queue_overflowed().prop_map(EventBody::QueueOverflowed),
+        container_observed().prop_map(EventBody::ContainerObserved),
     ]
 }
 

@@ -1,0 +1,504 @@
+//! The protector: marks container roots (and volumes), keeps the
+//! [`Registry`], resolves metadata off the marking path, and retires
+//! containers that are gone.
+//!
+//! Three ways in, all idempotent (marking an overlay twice is harmless):
+//! - the runtime's hook ([`Protector::protect`] from the control socket):
+//!   synchronous, before the container's entrypoint runs;
+//! - the `/proc` scan at start ([`Protector::scan`]): containers that ran
+//!   before the agent, or while it was restarting;
+//! - the watcher ([`Protector::spawn_watcher`]): a scan after every mount
+//!   change of the host (`POLLPRI` on `/proc/self/mountinfo`; a runtime
+//!   mounts a container's root there before starting it) and every
+//!   `rescan` interval, for runtimes without a hook.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use portcullis_interceptor::{mountinfo, Fanotify, Watch};
+use portcullis_schemas::ContainerRef;
+
+use crate::discover;
+use crate::error::ContainersError;
+use crate::meta::ContainerMeta;
+use crate::registry::{now_ms, Container, Registry};
+use crate::runtime::Runtime;
+use portcullis_schemas::ContainerDiscovery as Discovery;
+
+/// What happened to a container: the agent journals these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerEvent {
+    /// Its root (and volumes) are marked.
+    Protected(Container),
+    /// Its metadata arrived from the runtime after it was protected.
+    Described(Container),
+    /// It could not be protected (not an overlay, a refused filesystem, a
+    /// vanished process, ...).
+    Refused {
+        container: ContainerRef,
+        pid: u32,
+        reason: String,
+    },
+    /// It is gone (its process exited; the kernel dropped the marks with
+    /// the unmount).
+    Gone(Container),
+}
+
+/// Settings of the protector.
+#[derive(Clone, Debug)]
+pub struct ProtectorConfig {
+    pub watch: Watch,
+    /// Mount marks on each container's volumes too.
+    pub volumes: bool,
+    /// Filesystems never marked as a container root (`st_dev`): the
+    /// agent's protected mounts. `/` is always refused.
+    pub refused_devices: Vec<u64>,
+    /// The longest metadata resolution is retried after a container is
+    /// protected.
+    pub metadata_timeout: Duration,
+    /// How often the watcher rescans `/proc` without a mount change.
+    pub rescan: Duration,
+    /// How many gone containers keep their metadata.
+    pub gone_capacity: usize,
+}
+
+/// Called for every [`ContainerEvent`]; must not block.
+pub type Observer = Arc<dyn Fn(ContainerEvent) + Send + Sync>;
+
+/// See the module docs.
+pub struct Protector {
+    fan: Arc<Fanotify>,
+    config: ProtectorConfig,
+    registry: Arc<Registry>,
+    observer: Observer,
+    describe: Sender<ContainerRef>,
+    /// Local metadata sources, read while marking.
+    local: Vec<Box<dyn Runtime>>,
+    /// Runtimes with an API the metadata thread asks.
+    remote_kinds: Vec<portcullis_schemas::ContainerRuntime>,
+    /// Serializes marking: the hook and the watcher may race for one
+    /// container.
+    marking: parking_lot::Mutex<()>,
+}
+
+impl std::fmt::Debug for Protector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protector")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Protector {
+    /// Builds the protector and starts its metadata thread.
+    ///
+    /// Local runtime sources ([`Runtime::is_local`]) are read while marking;
+    /// the others (APIs) on the metadata thread afterwards.
+    pub fn start(
+        fan: Arc<Fanotify>,
+        config: ProtectorConfig,
+        registry: Arc<Registry>,
+        runtimes: Vec<Box<dyn Runtime>>,
+        observer: Observer,
+    ) -> Result<Arc<Self>, ContainersError> {
+        let (local, remote): (Vec<_>, Vec<_>) = runtimes.into_iter().partition(|r| r.is_local());
+        let remote_kinds = remote.iter().map(|r| r.kind()).collect();
+        let (tx, rx) = bounded(1024);
+        let timeout = config.metadata_timeout;
+        let reg = registry.clone();
+        let obs = observer.clone();
+        std::thread::Builder::new()
+            .name("pc-containers-meta".into())
+            .spawn(move || describe_loop(rx, remote, reg, obs, timeout))
+            .map_err(|source| ContainersError::Io {
+                what: "starting the container metadata thread".into(),
+                source,
+            })?;
+        Ok(Arc::new(Self {
+            fan,
+            config,
+            registry,
+            observer,
+            describe: tx,
+            local,
+            remote_kinds,
+            marking: parking_lot::Mutex::new(()),
+        }))
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn fanotify(&self) -> &Arc<Fanotify> {
+        &self.fan
+    }
+
+    /// Marks the root of `container` and, if configured, its volumes;
+    /// records it and asks for its metadata.
+    ///
+    /// `root` is the container's root as the host sees it (a hook passes
+    /// the bundle's `root.path`: the init has not switched to it yet);
+    /// `None` marks through `/proc/<pid>/root` (a running container).
+    /// `annotations` are the OCI bundle's (from a hook), if any.
+    pub fn protect(
+        &self,
+        container: ContainerRef,
+        pid: u32,
+        root: Option<PathBuf>,
+        via: Discovery,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Container, ContainersError> {
+        let _guard = self.marking.lock();
+        if let Some(c) = self.registry.get(&container.id) {
+            if c.gone_at_ms.is_none() && c.pid == pid {
+                return Ok(c);
+            }
+        }
+        let root = root.unwrap_or_else(|| PathBuf::from(format!("/proc/{pid}/root")));
+        let refused = self.refused_for(&root);
+        let mark = match self
+            .fan
+            .mark_container_root(&root, self.config.watch, &refused)
+        {
+            Ok(m) => m,
+            Err(source) => {
+                let e = ContainersError::Mark {
+                    what: format!(
+                        "protecting {} container {} (pid {pid})",
+                        container.runtime.as_str(),
+                        container.id
+                    ),
+                    source,
+                };
+                (self.observer)(ContainerEvent::Refused {
+                    container,
+                    pid,
+                    reason: e.to_string(),
+                });
+                return Err(e);
+            }
+        };
+        let mut volumes = Vec::new();
+        if self.config.volumes {
+            let in_table = if root.starts_with("/proc") {
+                PathBuf::from("/")
+            } else {
+                std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone())
+            };
+            for v in discover::volumes(pid, &in_table) {
+                match self.fan.mark_container_volume(&v, self.config.watch) {
+                    Ok(()) => volumes.push(v),
+                    Err(e) => {
+                        tracing::warn!(container = %container.id, volume = %v.display(), error = %e, "volume not marked")
+                    }
+                }
+            }
+        }
+        let mut meta = ContainerMeta::from_annotations(annotations);
+        for rt in self.local.iter().filter(|r| r.kind() == container.runtime) {
+            match rt.inspect(&container.id) {
+                Ok(Some(m)) => meta.merge(m),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(container = %container.id, error = %e, "local container metadata unreadable")
+                }
+            }
+        }
+        let c = Container {
+            container: container.clone(),
+            meta: meta.clone(),
+            pid,
+            root_device: mark.device,
+            volumes,
+            via,
+            protected_at_ms: now_ms(),
+            gone_at_ms: None,
+        };
+        self.registry.insert(c.clone());
+        tracing::info!(
+            container = %container.id,
+            runtime = container.runtime.as_str(),
+            pid,
+            device = mark.device,
+            volumes = c.volumes.len(),
+            ?via,
+            "container protected"
+        );
+        (self.observer)(ContainerEvent::Protected(c.clone()));
+        if self.remote_kinds.contains(&container.runtime) {
+            if let Err(TrySendError::Full(_)) = self.describe.try_send(container) {
+                tracing::warn!("the container metadata queue is full; the runtime is not asked about this container");
+            }
+        }
+        Ok(c)
+    }
+
+    /// Devices that must not be marked as this container's root: the
+    /// configured ones, and every filesystem another of our marks covers
+    /// (an overlay's backing filesystem among them would hang the node).
+    fn refused_for(&self, root: &Path) -> Vec<u64> {
+        let mut refused = self.config.refused_devices.clone();
+        // An overlay whose layers live on a filesystem we mark: marking it
+        // would put the backing file's open inside our own event.
+        let marked: Vec<u64> = self
+            .registry
+            .running()
+            .iter()
+            .map(|c| c.root_device)
+            .chain(self.config.refused_devices.iter().copied())
+            .collect();
+        if backing_devices(root).iter().any(|d| marked.contains(d)) {
+            if let Ok(m) = std::fs::metadata(root) {
+                refused.push(m.dev());
+            }
+        }
+        refused
+    }
+
+    /// Protects every running container not protected yet, and retires the
+    /// ones that are gone. Returns how many were newly protected.
+    pub fn scan(&self) -> usize {
+        let mut added = 0;
+        for found in discover::running() {
+            if self.registry.is_running(&found.container.id) {
+                continue;
+            }
+            let annotations = BTreeMap::new();
+            if self
+                .protect(
+                    found.container,
+                    found.pid,
+                    None,
+                    Discovery::Scan,
+                    &annotations,
+                )
+                .is_ok()
+            {
+                added += 1;
+            }
+        }
+        self.retire();
+        added
+    }
+
+    /// Retires containers whose marked process is gone, or no longer in
+    /// the container's cgroup (the pid was reused). The kernel dropped
+    /// their marks with the unmount of the overlay.
+    pub fn retire(&self) -> Vec<Container> {
+        let gone = self.registry.retire(|c| {
+            portcullis_interceptor::procfs::container_of(c.pid)
+                .is_some_and(|now| now.id == c.container.id)
+        });
+        for c in &gone {
+            tracing::info!(container = %c.container.id, "container gone");
+            (self.observer)(ContainerEvent::Gone(c.clone()));
+        }
+        gone
+    }
+
+    /// Starts the watcher thread (see the module docs). It stops when
+    /// `stop` turns true, within 250 ms.
+    pub fn spawn_watcher(
+        self: &Arc<Self>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<std::thread::JoinHandle<()>, ContainersError> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("pc-containers-watch".into())
+            .spawn(move || me.watch_loop(&stop))
+            .map_err(|source| ContainersError::Io {
+                what: "starting the container watcher".into(),
+                source,
+            })
+    }
+
+    fn watch_loop(&self, stop: &AtomicBool) {
+        let mountinfo = File::open("/proc/self/mountinfo");
+        if let Err(e) = &mountinfo {
+            tracing::warn!(error = %e, "cannot watch /proc/self/mountinfo; rescanning on the interval only");
+        }
+        let mut last_scan = Instant::now();
+        // After a mount change the container's process may not exist yet:
+        // scan again shortly after.
+        let mut followups: Vec<Instant> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let changed = match &mountinfo {
+                Ok(f) => poll_pri(f, 250),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(250));
+                    false
+                }
+            };
+            let now = Instant::now();
+            if changed {
+                for ms in [5, 25, 100, 500] {
+                    followups.push(now + Duration::from_millis(ms));
+                }
+            }
+            let due = followups.iter().any(|t| *t <= now);
+            followups.retain(|t| *t > now);
+            if changed || due || now.duration_since(last_scan) >= self.config.rescan {
+                let n = self.scan();
+                if n > 0 {
+                    tracing::debug!(added = n, changed, "watcher protected new containers");
+                }
+                last_scan = now;
+            }
+        }
+    }
+}
+
+/// Waits up to `timeout_ms` for `POLLPRI` (a mount table change); rearms
+/// by reading the file again.
+fn poll_pri(f: &File, timeout_ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd: f.as_raw_fd(),
+        events: libc::POLLPRI,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    if rc > 0 && p.revents & (libc::POLLPRI | libc::POLLERR) != 0 {
+        // Rearm: the kernel reports a change until the file is read again.
+        let _ = std::fs::read(format!("/proc/self/fd/{}", f.as_raw_fd()));
+        let _ = rearm(f);
+        return true;
+    }
+    false
+}
+
+fn rearm(f: &File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = f;
+    f.seek(SeekFrom::Start(0))?;
+    let mut sink = [0u8; 64 * 1024];
+    while f.read(&mut sink)? > 0 {}
+    Ok(())
+}
+
+/// The devices of the layers (`upperdir`, `lowerdir`s, as the host sees
+/// them) of the overlay at `root`: `/proc/<pid>/root` (read from that
+/// process' mount table) or a host path (from ours).
+fn backing_devices(root: &Path) -> Vec<u64> {
+    let (table, mount_point) = match root
+        .strip_prefix("/proc")
+        .ok()
+        .and_then(|r| r.to_str())
+        .and_then(|r| r.strip_suffix("/root"))
+    {
+        Some(pid) => (format!("/proc/{pid}/mountinfo"), PathBuf::from("/")),
+        None => (
+            "/proc/self/mountinfo".to_string(),
+            std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()),
+        ),
+    };
+    let Ok(text) = std::fs::read_to_string(table) else {
+        return Vec::new();
+    };
+    let Some(root) = mountinfo::parse(&text).into_iter().rev().find(|m| {
+        m.fstype == "overlay"
+            && Path::new(std::ffi::OsStr::from_bytes(&m.mount_point)) == mount_point
+    }) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for dir in layer_dirs(&root.super_options) {
+        if let Ok(m) = std::fs::metadata(&dir) {
+            if !out.contains(&m.dev()) {
+                out.push(m.dev());
+            }
+        }
+    }
+    out
+}
+
+/// The absolute layer directories named in an overlay's super options.
+pub fn layer_dirs(super_options: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for opt in super_options.split(',') {
+        let Some((key, value)) = opt.split_once('=') else {
+            continue;
+        };
+        if matches!(
+            key,
+            "lowerdir" | "upperdir" | "workdir" | "lowerdir+" | "datadir+"
+        ) {
+            out.extend(
+                value
+                    .split(':')
+                    .map(Path::new)
+                    .filter(|p| p.is_absolute())
+                    .map(Path::to_path_buf),
+            );
+        }
+    }
+    out
+}
+
+fn describe_loop(
+    rx: Receiver<ContainerRef>,
+    runtimes: Vec<Box<dyn Runtime>>,
+    registry: Arc<Registry>,
+    observer: Observer,
+    timeout: Duration,
+) {
+    for container in rx {
+        let Some(rt) = runtimes.iter().find(|r| r.kind() == container.runtime) else {
+            continue;
+        };
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match rt.inspect(&container.id) {
+                Ok(Some(meta)) => {
+                    let before = registry.get(&container.id).map(|c| c.meta);
+                    if let Some(c) = registry.merge_meta(&container.id, meta) {
+                        if before.as_ref() != Some(&c.meta) {
+                            tracing::info!(container = %container.id, name = ?c.meta.name, image = ?c.meta.image, labels = c.meta.labels.len(), "container described");
+                            observer(ContainerEvent::Described(c));
+                        }
+                    }
+                    break;
+                }
+                Ok(None) => {
+                    tracing::debug!(container = %container.id, "runtime does not know the container (yet)")
+                }
+                Err(e) => tracing::debug!(container = %container.id, error = %e, "inspect failed"),
+            }
+            if start.elapsed() + delay > timeout {
+                tracing::warn!(container = %container.id, runtime = container.runtime.as_str(), waited = ?timeout, "no metadata from the runtime; the container is protected without a name");
+                break;
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_dirs_of_overlay_options() {
+        assert_eq!(
+            layer_dirs("rw,lowerdir=/a/l/X:/a/l/Y,upperdir=/a/u,workdir=/a/w,index=off"),
+            vec![
+                PathBuf::from("/a/l/X"),
+                PathBuf::from("/a/l/Y"),
+                PathBuf::from("/a/u"),
+                PathBuf::from("/a/w")
+            ]
+        );
+        assert!(layer_dirs("rw,lowerdir=l/X:l/Y").is_empty());
+    }
+}

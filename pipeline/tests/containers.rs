@@ -1,0 +1,613 @@
+//! Container protection against a real runtime: Podman (with runc), the
+//! image `localhost/portcullis-test` that `scripts/containers image` builds
+//! from busybox and test files (no registry is reachable here).
+//!
+//! Every container here is a test's own (`pc-test-*`), with its own
+//! overlay: the agent marks container roots only, never a host
+//! filesystem. The tests share the node's container runtime, so they run
+//! one at a time (a process-wide lock).
+//!
+//! Gated on root, fanotify permission events and Podman with the test
+//! image; `scripts/test` sets PORTCULLIS_REQUIRE_CONTAINERS=1, which turns
+//! a missing runtime into a failure instead of a loud SKIPPED line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const IMAGE: &str = "localhost/portcullis-test:latest";
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Why these tests cannot run here, if they cannot.
+fn containers_unavailable() -> Option<String> {
+    if let Some(why) = unavailable() {
+        return Some(why);
+    }
+    let out = Command::new("timeout")
+        .args(["60", "podman", "image", "exists", IMAGE])
+        .output();
+    match out {
+        Err(e) => Some(format!("podman cannot run: {e}")),
+        Ok(o) if !o.status.success() => Some(format!(
+            "podman or the image {IMAGE} is missing (scripts/containers setup && scripts/containers image): {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Ok(_) => None,
+    }
+}
+
+macro_rules! require_containers {
+    ($name:expr) => {
+        if let Some(why) = containers_unavailable() {
+            if std::env::var("PORTCULLIS_REQUIRE_CONTAINERS").as_deref() == Ok("1") {
+                panic!(
+                    "`{}` needs Podman here (PORTCULLIS_REQUIRE_CONTAINERS=1): {why}",
+                    $name
+                );
+            }
+            let line = format!(
+                "\n!!!!!!!! SKIPPED container test `{}`: {why} !!!!!!!!\n",
+                $name
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            return;
+        }
+    };
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+/// `podman ARGS` under a timeout.
+fn podman(args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("120")
+        .arg("podman")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const LIMITS: [&str; 4] = [
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+];
+
+/// A test's world: a temp dir with the agent's config, sockets and
+/// journal, a Podman API service on a socket of its own, and a hooks dir
+/// with the portcullis OCI hook.
+struct World {
+    dir: tempfile::TempDir,
+    _api: Reaped,
+    names: Vec<String>,
+}
+
+impl World {
+    fn new(on_agent_unavailable: &str) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let api_sock = dir.path().join("podman.sock");
+        let api = Reaped(
+            Command::new("podman")
+                .args(["system", "service", "--time=0"])
+                .arg(format!("unix://{}", api_sock.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for(Duration::from_secs(30), "the podman API socket", || {
+            api_sock.exists()
+        });
+        let hooks = dir.path().join("hooks.d");
+        std::fs::create_dir(&hooks).unwrap();
+        let hook = serde_json::json!({
+            "version": "1.0.0",
+            "hook": {
+                "path": bin(),
+                "args": ["portcullis", "--log", "warn", "oci-hook",
+                    "--socket", dir.path().join("agent.sock"),
+                    "--spool-dir", dir.path().join("spool"),
+                    "--timeout", "5s",
+                    "--on-agent-unavailable", on_agent_unavailable,
+                    "--runtime", "podman"],
+                "timeout": 10
+            },
+            "when": { "always": true },
+            "stages": ["createRuntime"]
+        });
+        std::fs::write(hooks.join("portcullis.json"), hook.to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("portcullis.toml"),
+            format!(
+                "[enforcer]\ndeadline = \"12s\"\n[containers]\nruntimes = [\"podman\"]\npodman_socket = \"{}\"\ncontrol_socket = \"{}\"\nrescan_interval = \"500ms\"\n[containers.hook]\nspool_dir = \"{}\"\n",
+                api_sock.display(),
+                dir.path().join("agent.sock").display(),
+                dir.path().join("spool").display()
+            ),
+        )
+        .unwrap();
+        World {
+            dir,
+            _api: api,
+            names: Vec::new(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn name(&mut self, tag: &str) -> String {
+        let n = format!("pc-test-{tag}-{}", std::process::id());
+        let _ = podman(&["rm", "-f", "-t", "0", &n]);
+        self.names.push(n.clone());
+        n
+    }
+
+    /// `podman --hooks-dir <ours> run ARGS`.
+    fn run(&self, args: &[&str]) -> Output {
+        let hooks = self.path("hooks.d");
+        let mut all = vec!["--hooks-dir", hooks.to_str().unwrap(), "run"];
+        all.extend(LIMITS);
+        all.extend(["--network", "none"]);
+        all.extend(args);
+        podman(&all)
+    }
+
+    /// A container that sleeps, started with our hook.
+    fn start_sleeper(&mut self, tag: &str) -> String {
+        let name = self.name(tag);
+        let o = self.run(&["-d", "--name", &name, IMAGE, "sleep", "600"]);
+        assert!(o.status.success(), "podman run: {}", text(&o));
+        name
+    }
+
+    fn agent(&self) -> Agent {
+        let ready = self.path("ready");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::File::create(self.path("agent.log")).unwrap();
+        let child = Command::new(bin())
+            .args([
+                "--log",
+                "info,portcullis_containers=debug",
+                "run",
+                "--containers",
+                "--config",
+            ])
+            .arg(self.path("portcullis.toml"))
+            .arg("--journal")
+            .arg(self.path("journal"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let agent = Agent {
+            child: Some(Reaped(child)),
+            log: self.path("agent.log"),
+            journal: self.path("journal"),
+            socket: self.path("agent.sock"),
+        };
+        wait_for(Duration::from_secs(60), "the agent's ready file", || {
+            ready.exists() || agent.exited()
+        });
+        assert!(!agent.exited(), "the agent exited:\n{}", agent.log());
+        agent
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = podman(&["rm", "-f", "-t", "0", n]);
+        }
+    }
+}
+
+struct Agent {
+    child: Option<Reaped>,
+    log: PathBuf,
+    journal: PathBuf,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn exited(&self) -> bool {
+        let mut c = self.child.as_ref().map(|c| c.0.id());
+        c.take()
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `portcullis containers --format json`.
+    fn containers(&self) -> Value {
+        let o = Command::new(bin())
+            .args(["containers", "--format", "json", "--socket"])
+            .arg(&self.socket)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "portcullis containers: {}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    /// SIGTERM, wait, then the journal as ECS.
+    fn stop(mut self) -> (Vec<Value>, String) {
+        let mut child = self.child.take().unwrap();
+        let pid = child.0.id();
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(status)) = child.0.try_wait() {
+                assert!(status.success(), "agent exit {status:?}:\n{}", self.log());
+                return (read_events(&self.journal), self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the agent did not stop within 30 s:\n{}", self.log());
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `container_observed` events of a container with this ECS action.
+fn observed<'a>(events: &'a [Value], id: &str, action: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["portcullis"]["kind"] == "container_observed")
+        .filter(|e| e["container"]["id"] == id && e["event"]["action"] == action)
+        .collect()
+}
+
+/// `portcullis replay --journal DIR --format FORMAT` of a stopped agent.
+fn replay(journal: &Path, format: &str) -> String {
+    let o = Command::new(bin())
+        .args(["replay", "--format", format, "--journal"])
+        .arg(journal)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "replay: {}", text(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn id_of(name: &str) -> String {
+    let o = podman(&["inspect", "-f", "{{.Id}}", name]);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn exec(name: &str, script: &str) -> Output {
+    podman(&["exec", name, "sh", "-c", script])
+}
+
+fn denied(o: &Output) -> bool {
+    !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Operation not permitted")
+}
+
+/// The ECS accesses of a container to paths ending in `suffix`.
+fn accesses<'a>(events: &'a [Value], id: &str, suffix: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["portcullis"]["kind"] == "file_accessed")
+        .filter(|e| e["container"]["id"] == id)
+        .filter(|e| {
+            e["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with(suffix))
+        })
+        .collect()
+}
+
+#[test]
+fn a_container_running_before_the_agent_is_protected_at_its_start() {
+    require_privileges!("a_container_running_before_the_agent_is_protected_at_its_start");
+    require_containers!("a_container_running_before_the_agent_is_protected_at_its_start");
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut w = World::new("allow");
+    let name = w.start_sleeper("before");
+    let id = id_of(&name);
+    // A host file with the same infected content, outside every container.
+    let host = w.path("host-eicar.com");
+    std::fs::write(&host, EICAR).unwrap();
+
+    let agent = w.agent();
+    let listed = agent.containers();
+    let mine = listed["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["container"]["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {listed:#}"))
+        .clone();
+    assert_eq!(mine["via"], "scan");
+    assert_eq!(mine["container"]["runtime"], "podman");
+    assert!(
+        listed["marks"]["filesystems"].as_u64().unwrap() >= 1,
+        "{listed:#}"
+    );
+
+    let eicar = exec(&name, "cat /data/eicar.com");
+    assert!(denied(&eicar), "{}", text(&eicar));
+    let clean = exec(&name, "cat /data/clean.txt");
+    assert!(clean.status.success(), "{}", text(&clean));
+    let infected_exec = exec(
+        &name,
+        &format!("printf '%s' '{EICAR}' > /tmp/e && chmod +x /tmp/e && /tmp/e"),
+    );
+    assert!(!infected_exec.status.success(), "{}", text(&infected_exec));
+    let clean_exec = exec(&name, "/bin/busybox true");
+    assert!(clean_exec.status.success(), "{}", text(&clean_exec));
+    let on_host = Command::new("cat").arg(&host).output().unwrap();
+    assert!(
+        on_host.status.success(),
+        "host files are untouched: {}",
+        text(&on_host)
+    );
+
+    // Metadata from the runtime, within its bound.
+    wait_for(Duration::from_secs(10), "the container's name", || {
+        agent.containers()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["container"]["id"] == id.as_str() && c["meta"]["name"] == name.as_str())
+    });
+    let described = agent.containers();
+    let c = described["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["container"]["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(c["meta"]["image"], IMAGE, "{c:#}");
+    assert!(
+        c["meta"]["image_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{c:#}"
+    );
+
+    let (events, log) = agent.stop();
+    let e = accesses(&events, &id, "/data/eicar.com");
+    assert!(!e.is_empty(), "no access to eicar.com from {id}:\n{log}");
+    // Attributed from the first access: Podman's storage names the
+    // container while it is being marked.
+    assert_eq!(e[0]["container"]["name"], name.as_str(), "{:#}", e[0]);
+    assert_eq!(e[0]["container"]["image"]["name"], IMAGE);
+    assert_eq!(e[0]["container"]["runtime"], "podman");
+    let protected = observed(&events, &id, "container-protected");
+    assert_eq!(protected.len(), 1, "{protected:#?}");
+    assert_eq!(protected[0]["portcullis"]["container"]["via"], "scan");
+    let decisions: Vec<&Value> = events
+        .iter()
+        .filter(|d| d["portcullis"]["kind"] == "decision_made")
+        .filter(|d| d["portcullis"]["access_id"] == e[0]["event"]["id"])
+        .collect();
+    assert_eq!(
+        decisions[0]["portcullis"]["decision"], "deny",
+        "{decisions:?}"
+    );
+    let exec_access: Vec<&Value> = accesses(&events, &id, "/tmp/e")
+        .into_iter()
+        .filter(|a| a["event"]["action"] == "exec" || a["portcullis"]["access"] == "exec")
+        .collect();
+    assert!(
+        !exec_access.is_empty(),
+        "the infected exec was intercepted as an exec: {:#?}",
+        accesses(&events, &id, "/tmp/e")
+    );
+    assert!(
+        accesses(&events, &id, "host-eicar.com").is_empty()
+            && !events.iter().any(|e| e["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("host-eicar.com"))),
+        "the host file was never intercepted"
+    );
+}
+
+#[test]
+fn a_new_containers_first_open_is_decided_before_its_entrypoint_runs() {
+    require_privileges!("a_new_containers_first_open_is_decided_before_its_entrypoint_runs");
+    require_containers!("a_new_containers_first_open_is_decided_before_its_entrypoint_runs");
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut w = World::new("refuse");
+    let agent = w.agent();
+
+    // The entrypoint's very first open is of the infected file.
+    let bad = w.name("first-open");
+    let o = w.run(&["--name", &bad, IMAGE, "cat", "/data/eicar.com"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"),
+        "{}",
+        text(&o)
+    );
+    let bad_id = id_of(&bad);
+
+    // The entrypoint itself is an infected file: its exec is denied.
+    let good = w.name("clean");
+    let o = w.run(&["--name", &good, IMAGE, "cat", "/data/clean.txt"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).is_empty());
+
+    let (events, log) = agent.stop();
+    let protected = observed(&events, &bad_id, "container-protected");
+    assert_eq!(protected.len(), 1, "{log}");
+    assert_eq!(protected[0]["portcullis"]["container"]["via"], "hook");
+    let e = accesses(&events, &bad_id, "/data/eicar.com");
+    assert!(!e.is_empty(), "no access from {bad_id}:\n{log}");
+    assert_eq!(
+        e[0]["container"]["name"],
+        bad.as_str(),
+        "the entrypoint's first open already carries the name: {:#}",
+        e[0]
+    );
+    let deny = events
+        .iter()
+        .find(|d| {
+            d["portcullis"]["kind"] == "decision_made"
+                && d["portcullis"]["access_id"] == e[0]["event"]["id"]
+        })
+        .unwrap();
+    assert_eq!(deny["portcullis"]["decision"], "deny");
+    assert!(
+        observed(&events, &bad_id, "container-gone").len() <= 1,
+        "at most one gone fact per container"
+    );
+
+    // The SIEM shapes carry the name: CEF `cs6`, OCSF `container.name`.
+    let journal = w.path("journal");
+    let cef = replay(&journal, "cef");
+    let line = cef
+        .lines()
+        .find(|l| l.contains("|FM-001|") && l.contains(&bad_id) && l.contains("eicar.com"))
+        .unwrap_or_else(|| panic!("no CEF access line for {bad_id}:\n{cef}"));
+    assert!(
+        line.contains(&format!("cs6={bad} cs6Label=containerName")),
+        "{line}"
+    );
+    let ocsf = replay(&journal, "ocsf");
+    assert!(
+        ocsf.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|o| o["actor"]["process"]["container"]["name"] == bad.as_str()),
+        "no OCSF event names {bad}"
+    );
+}
+
+#[test]
+fn the_hook_follows_on_agent_unavailable_and_the_agent_journals_it_later() {
+    require_privileges!("the_hook_follows_on_agent_unavailable_and_the_agent_journals_it_later");
+    require_containers!("the_hook_follows_on_agent_unavailable_and_the_agent_journals_it_later");
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+
+    // refuse: no agent, the start fails.
+    let mut w = World::new("refuse");
+    let n = w.name("refused");
+    let o = w.run(&["--name", &n, IMAGE, "true"]);
+    assert!(
+        !o.status.success(),
+        "refused without an agent: {}",
+        text(&o)
+    );
+    let spool = std::fs::read_dir(w.path("spool")).unwrap().count();
+    assert_eq!(spool, 1);
+
+    // allow: no agent, the start goes on, and is recorded.
+    let mut w = World::new("allow");
+    let n = w.name("allowed");
+    let o = w.run(&["--name", &n, IMAGE, "true"]);
+    assert!(o.status.success(), "allowed without an agent: {}", text(&o));
+    let records: Vec<PathBuf> = std::fs::read_dir(w.path("spool"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1);
+    let rec: Value = serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
+    assert_eq!(rec["decision"], "allowed");
+    assert_eq!(rec["container_id"], id_of(&n).as_str());
+
+    // The agent picks the record up at its start, and journals it.
+    let agent = w.agent();
+    let (events, log) = agent.stop();
+    let id = id_of(&n);
+    let missed = observed(&events, &id, "container-unprotected");
+    assert_eq!(missed.len(), 1, "{log}");
+    assert_eq!(missed[0]["portcullis"]["container"]["hook"], "allowed");
+    assert_eq!(missed[0]["event"]["outcome"], "failure");
+    assert_eq!(std::fs::read_dir(w.path("spool")).unwrap().count(), 0);
+}
+
+#[test]
+fn start_stop_cycles_leave_no_marks_or_bookkeeping_behind() {
+    require_privileges!("start_stop_cycles_leave_no_marks_or_bookkeeping_behind");
+    require_containers!("start_stop_cycles_leave_no_marks_or_bookkeeping_behind");
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cycles: usize = std::env::var("PORTCULLIS_CONTAINER_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut w = World::new("allow");
+    let agent = w.agent();
+    let before = agent.containers();
+    for i in 0..cycles {
+        let n = w.name(&format!("cycle{i}"));
+        let o = w.run(&["--rm", "--name", &n, IMAGE, "cat", "/data/clean.txt"]);
+        assert!(o.status.success(), "cycle {i}: {}", text(&o));
+    }
+    // The marks went with the unmounts; the registry follows at its next scan.
+    wait_for(
+        Duration::from_secs(10),
+        "the registry to retire every cycle",
+        || {
+            agent.containers()["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| !c["meta"]["name"].as_str().unwrap_or("").contains("cycle"))
+                && agent.containers()["containers"].as_array().unwrap().len()
+                    == before["containers"].as_array().unwrap().len()
+        },
+    );
+    let after = agent.containers();
+    assert_eq!(
+        after["marks"]["filesystems"], before["marks"]["filesystems"],
+        "{before:#}\n{after:#}"
+    );
+    assert_eq!(after["marks"]["mounts"], before["marks"]["mounts"]);
+    assert!(after["recently_gone"].as_u64().unwrap() <= 1024);
+    let (_, log) = agent.stop();
+    assert!(
+        log.matches("via=Hook").count() >= cycles,
+        "every cycle went through the hook:\n{log}"
+    );
+}
