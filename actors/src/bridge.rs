@@ -20,7 +20,9 @@ use portcullis_schemas::{
     AccessKind, ContainerRef, EventId, FileInfo, OverflowSource, ProcessInfo,
 };
 
-use crate::enforcer::{AccessRequest, Fallback, OverflowNoticed, Responder, ScanMode};
+use crate::enforcer::{
+    AccessRequest, ContainerLabels, Fallback, OverflowNoticed, Responder, ScanMode,
+};
 use crate::scanner::ScanContent;
 
 /// One message from the reader thread.
@@ -36,13 +38,23 @@ pub struct Intercept(pub ReaderMsg);
 const PROCESS_TTL: Duration = Duration::from_millis(250);
 const PROCESS_CACHE_MAX: usize = 4096;
 
-/// Fills in what is known of a container (name, image, pod) from its id:
-/// a lookup in memory, never a call to a runtime.
-pub type ContainerDirectory = Arc<dyn Fn(&mut ContainerRef) + Send + Sync>;
+/// Fills in what is known of a container (name, image, pod) from its id
+/// and returns its labels: a lookup in memory, never a call to a runtime.
+pub type ContainerDirectory =
+    Arc<dyn Fn(&mut ContainerRef) -> Option<ContainerLabels> + Send + Sync>;
+
+/// What `/proc` (and the container directory) said about a process.
+#[derive(Clone)]
+struct Seen {
+    at: Instant,
+    process: ProcessInfo,
+    container: Option<ContainerRef>,
+    labels: Option<ContainerLabels>,
+}
 
 /// The bridge actor.
 pub struct Bridge {
-    processes: HashMap<u32, (Instant, ProcessInfo, Option<ContainerRef>)>,
+    processes: HashMap<u32, Seen>,
     containers: Option<ContainerDirectory>,
     enforcer: Recipient<AccessRequest>,
     overflows: Recipient<OverflowNoticed>,
@@ -114,7 +126,12 @@ impl Bridge {
             // will bring the rescan.
             return;
         }
-        let (process, container) = self.process(pid, kind, received);
+        let Seen {
+            process,
+            container,
+            labels,
+            ..
+        } = self.process(pid, kind, received);
         let responder = if ticket.needs_response() {
             Responder::Kernel(ticket)
         } else {
@@ -126,6 +143,7 @@ impl Bridge {
             file,
             process,
             container,
+            labels,
             content: ScanContent::Fd(fd),
             responder,
             received,
@@ -151,38 +169,40 @@ impl Bridge {
 
 impl Bridge {
     /// The process facts of `pid`, from `/proc` or from the short-lived cache.
-    fn process(
-        &mut self,
-        pid: u32,
-        kind: AccessKind,
-        now: Instant,
-    ) -> (ProcessInfo, Option<ContainerRef>) {
+    fn process(&mut self, pid: u32, kind: AccessKind, now: Instant) -> Seen {
         if kind != AccessKind::Exec {
-            if let Some((at, p, c)) = self.processes.get(&pid) {
-                if now.saturating_duration_since(*at) < PROCESS_TTL {
-                    return (p.clone(), c.clone());
+            if let Some(seen) = self.processes.get(&pid) {
+                if now.saturating_duration_since(seen.at) < PROCESS_TTL {
+                    return seen.clone();
                 }
             }
         }
-        let p = procfs::process_info(pid);
-        let mut c = procfs::container_of(pid);
-        if let (Some(c), Some(directory)) = (c.as_mut(), &self.containers) {
-            directory(c);
-        }
+        let process = procfs::process_info(pid);
+        let mut container = procfs::container_of(pid);
+        let labels = match (container.as_mut(), &self.containers) {
+            (Some(c), Some(directory)) => directory(c),
+            _ => None,
+        };
+        let seen = Seen {
+            at: now,
+            process,
+            container,
+            labels,
+        };
         if kind == AccessKind::Exec {
             // The image is about to change: what we read is the old one.
             self.processes.remove(&pid);
         } else {
             if self.processes.len() >= PROCESS_CACHE_MAX {
                 self.processes
-                    .retain(|_, (at, _, _)| now.saturating_duration_since(*at) < PROCESS_TTL);
+                    .retain(|_, s| now.saturating_duration_since(s.at) < PROCESS_TTL);
                 if self.processes.len() >= PROCESS_CACHE_MAX {
                     self.processes.clear();
                 }
             }
-            self.processes.insert(pid, (now, p.clone(), c.clone()));
+            self.processes.insert(pid, seen.clone());
         }
-        (p, c)
+        seen
     }
 }
 

@@ -1,6 +1,12 @@
 //! Runtime policies: which files are in scope, and the mode each policy asks
 //! for.
 //!
+//! As in the model product, a policy can be scoped to containers (by name,
+//! image or digest, pod namespace, pod labels) or to the host (processes
+//! outside every container), besides path masks and executables. The
+//! selectors of one policy must all match (a list matches when any of its
+//! masks does); first match wins.
+//!
 //! As in the model product, the interceptor mode is one global setting and
 //! it takes precedence: a policy in audit mode under an interceptor in
 //! Enforce mode still blocks. The policy's own mode is recorded on every
@@ -8,8 +14,8 @@
 
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
-use portcullis_schemas::{FilePath, Mode, PolicyRef};
+use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
+use portcullis_schemas::{ContainerRef, FilePath, Mode, PolicyRef};
 use serde::Deserialize;
 
 /// One runtime policy as written in the config file.
@@ -35,10 +41,47 @@ pub struct PolicySpec {
     /// e.g. a backup agent).
     #[serde(default)]
     pub exclude_executables: Vec<String>,
+    /// Container name masks. Any container selector limits the policy to
+    /// accesses from containers that match every selector given.
+    #[serde(default)]
+    pub containers: Vec<String>,
+    /// Image masks (`docker.io/library/nginx:*`) or digests
+    /// (`sha256:...`), matched against the image name and its digest.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// Pod namespace masks (Kubernetes).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Pod labels the container must carry, each value a mask.
+    #[serde(default)]
+    pub pod_labels: std::collections::BTreeMap<String, String>,
+    /// Only accesses from processes outside every container (the host).
+    #[serde(default)]
+    pub host: bool,
 }
 
 fn default_true() -> bool {
     true
+}
+
+impl PolicySpec {
+    /// An enabled enforce-mode policy covering everything, as the config
+    /// file's defaults make it.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            enabled: true,
+            mode: Mode::Enforce,
+            paths: Vec::new(),
+            exclude_paths: Vec::new(),
+            exclude_executables: Vec::new(),
+            containers: Vec::new(),
+            images: Vec::new(),
+            namespaces: Vec::new(),
+            pod_labels: Default::default(),
+            host: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +90,20 @@ pub enum PolicyError {
     EmptyName { index: usize },
     #[error("policy[{index}].name `{name}` is used twice")]
     DuplicateName { index: usize, name: String },
+    #[error("policy[{index}] (`{name}`).host: a host-only policy cannot also select containers ({field})")]
+    HostWithContainers {
+        index: usize,
+        name: String,
+        field: &'static str,
+    },
     #[error("policy[{index}] (`{name}`).{field}: bad mask `{mask}`: {source}")]
     BadMask {
         index: usize,
         name: String,
-        field: &'static str,
+        field: String,
         mask: String,
         #[source]
-        source: globset::Error,
+        source: Box<globset::Error>,
     },
 }
 
@@ -65,6 +114,76 @@ struct Compiled {
     paths: Option<GlobSet>,
     exclude_paths: GlobSet,
     exclude_executables: GlobSet,
+    place: Place,
+}
+
+/// Where a policy applies.
+#[derive(Debug, Default)]
+struct Place {
+    host_only: bool,
+    containers: Option<GlobSet>,
+    images: Option<GlobSet>,
+    namespaces: Option<GlobSet>,
+    pod_labels: Vec<(String, GlobMatcher)>,
+}
+
+impl Place {
+    fn selects_containers(&self) -> bool {
+        self.containers.is_some()
+            || self.images.is_some()
+            || self.namespaces.is_some()
+            || !self.pod_labels.is_empty()
+    }
+
+    fn matches(&self, s: &Subject<'_>) -> bool {
+        let Some(c) = s.container else {
+            return !self.selects_containers();
+        };
+        if self.host_only {
+            return false;
+        }
+        let any = |set: &Option<GlobSet>, values: &[Option<&str>]| match set {
+            None => true,
+            Some(set) => values.iter().flatten().any(|v| set.is_match(v)),
+        };
+        any(&self.containers, &[c.name.as_deref()])
+            && any(
+                &self.images,
+                &[c.image.as_deref(), c.image_digest.as_deref()],
+            )
+            && any(
+                &self.namespaces,
+                &[c.pod.as_ref().map(|p| p.namespace.as_str())],
+            )
+            && self.pod_labels.iter().all(|(k, m)| {
+                s.labels
+                    .and_then(|l| l.get(k))
+                    .is_some_and(|v| m.is_match(v))
+            })
+    }
+}
+
+/// What an access is about, for [`Policies::scope`].
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub path: &'a FilePath,
+    pub executable: Option<&'a FilePath>,
+    /// The container of the process (`None`: a host process).
+    pub container: Option<&'a ContainerRef>,
+    /// The container's labels.
+    pub labels: Option<&'a std::collections::BTreeMap<String, String>>,
+}
+
+impl<'a> Subject<'a> {
+    /// A host process' access.
+    pub fn host(path: &'a FilePath, executable: Option<&'a FilePath>) -> Self {
+        Self {
+            path,
+            executable,
+            container: None,
+            labels: None,
+        }
+    }
 }
 
 /// Why a file is out of scope.
@@ -96,6 +215,7 @@ impl Policies {
                     paths: None,
                     exclude_paths: GlobSet::empty(),
                     exclude_executables: GlobSet::empty(),
+                    place: Place::default(),
                 }],
             });
         }
@@ -113,26 +233,54 @@ impl Policies {
             if !spec.enabled {
                 continue;
             }
+            let bad = |field: &str, mask: &str, source| PolicyError::BadMask {
+                index,
+                name: spec.name.clone(),
+                field: field.to_string(),
+                mask: mask.to_string(),
+                source: Box::new(source),
+            };
             let set = |field: &'static str, masks: &[String]| -> Result<GlobSet, PolicyError> {
                 let mut b = GlobSetBuilder::new();
                 for mask in masks {
-                    let glob = Glob::new(mask).map_err(|source| PolicyError::BadMask {
+                    b.add(Glob::new(mask).map_err(|e| bad(field, mask, e))?);
+                }
+                b.build().map_err(|e| bad(field, &masks.join(","), e))
+            };
+            let optional = |field: &'static str, masks: &[String]| {
+                (!masks.is_empty()).then(|| set(field, masks)).transpose()
+            };
+            let mut pod_labels = Vec::with_capacity(spec.pod_labels.len());
+            for (k, v) in &spec.pod_labels {
+                let m = Glob::new(v)
+                    .map_err(|e| bad(&format!("pod_labels.{k}"), v, e))?
+                    .compile_matcher();
+                pod_labels.push((k.clone(), m));
+            }
+            let place = Place {
+                host_only: spec.host,
+                containers: optional("containers", &spec.containers)?,
+                images: optional("images", &spec.images)?,
+                namespaces: optional("namespaces", &spec.namespaces)?,
+                pod_labels,
+            };
+            if place.host_only {
+                let field = [
+                    ("containers", spec.containers.is_empty()),
+                    ("images", spec.images.is_empty()),
+                    ("namespaces", spec.namespaces.is_empty()),
+                    ("pod_labels", spec.pod_labels.is_empty()),
+                ]
+                .into_iter()
+                .find(|(_, empty)| !empty);
+                if let Some((field, _)) = field {
+                    return Err(PolicyError::HostWithContainers {
                         index,
                         name: spec.name.clone(),
                         field,
-                        mask: mask.clone(),
-                        source,
-                    })?;
-                    b.add(glob);
+                    });
                 }
-                b.build().map_err(|source| PolicyError::BadMask {
-                    index,
-                    name: spec.name.clone(),
-                    field,
-                    mask: masks.join(","),
-                    source,
-                })
-            };
+            }
             out.push(Compiled {
                 name: spec.name.clone(),
                 mode: spec.mode,
@@ -143,16 +291,21 @@ impl Policies {
                 },
                 exclude_paths: set("exclude_paths", &spec.exclude_paths)?,
                 exclude_executables: set("exclude_executables", &spec.exclude_executables)?,
+                place,
             });
         }
         Ok(Self { policies: out })
     }
 
-    /// The scope of an access to `path` by `executable`.
-    pub fn scope(&self, path: &FilePath, executable: Option<&FilePath>) -> Scope {
-        let p = path.to_path_buf();
-        let exe: Option<PathBuf> = executable.map(FilePath::to_path_buf);
+    /// The scope of an access: the first enabled policy whose place
+    /// (host, container selectors) and paths match.
+    pub fn scope(&self, s: &Subject<'_>) -> Scope {
+        let p = s.path.to_path_buf();
+        let exe: Option<PathBuf> = s.executable.map(FilePath::to_path_buf);
         for c in &self.policies {
+            if !c.place.matches(s) {
+                continue;
+            }
             if let Some(paths) = &c.paths {
                 if !paths.is_match(&p) {
                     continue;
@@ -188,12 +341,9 @@ mod tests {
 
     fn spec(name: &str, mode: Mode, paths: &[&str]) -> PolicySpec {
         PolicySpec {
-            name: name.into(),
-            enabled: true,
             mode,
             paths: paths.iter().map(|s| s.to_string()).collect(),
-            exclude_paths: vec![],
-            exclude_executables: vec![],
+            ..PolicySpec::named(name)
         }
     }
 
@@ -205,7 +355,7 @@ mod tests {
     fn no_policies_means_one_enforcing_default() {
         let p = Policies::build(&[]).unwrap();
         assert_eq!(
-            p.scope(&fp("/any/file"), None),
+            p.scope(&Subject::host(&fp("/any/file"), None)),
             Scope::In(PolicyRef {
                 name: "default".into(),
                 mode: Mode::Enforce
@@ -219,27 +369,30 @@ mod tests {
         logs.exclude_paths = vec!["/srv/tmp/**".into()];
         let p = Policies::build(&[logs, spec("rest", Mode::Enforce, &["/srv/**"])]).unwrap();
         assert_eq!(
-            p.scope(&fp("/srv/a/b.log"), None),
+            p.scope(&Subject::host(&fp("/srv/a/b.log"), None)),
             Scope::In(PolicyRef {
                 name: "logs".into(),
                 mode: Mode::Audit
             })
         );
         assert_eq!(
-            p.scope(&fp("/srv/a/b.bin"), None),
+            p.scope(&Subject::host(&fp("/srv/a/b.bin"), None)),
             Scope::In(PolicyRef {
                 name: "rest".into(),
                 mode: Mode::Enforce
             })
         );
         assert_eq!(
-            p.scope(&fp("/srv/tmp/x.log"), None),
+            p.scope(&Subject::host(&fp("/srv/tmp/x.log"), None)),
             Scope::Excluded {
                 policy: "logs".into(),
                 field: "exclude_paths"
             }
         );
-        assert_eq!(p.scope(&fp("/elsewhere"), None), Scope::NotCovered);
+        assert_eq!(
+            p.scope(&Subject::host(&fp("/elsewhere"), None)),
+            Scope::NotCovered
+        );
     }
 
     #[test]
@@ -249,16 +402,19 @@ mod tests {
         let mut on = spec("on", Mode::Enforce, &["/data/**"]);
         on.exclude_executables = vec!["/usr/bin/rsync".into()];
         let p = Policies::build(&[off, on]).unwrap();
-        assert_eq!(p.scope(&fp("/srv/x"), None), Scope::NotCovered);
         assert_eq!(
-            p.scope(&fp("/data/x"), Some(&fp("/usr/bin/rsync"))),
+            p.scope(&Subject::host(&fp("/srv/x"), None)),
+            Scope::NotCovered
+        );
+        assert_eq!(
+            p.scope(&Subject::host(&fp("/data/x"), Some(&fp("/usr/bin/rsync")))),
             Scope::Excluded {
                 policy: "on".into(),
                 field: "exclude_executables"
             }
         );
         assert!(matches!(
-            p.scope(&fp("/data/x"), Some(&fp("/bin/cat"))),
+            p.scope(&Subject::host(&fp("/data/x"), Some(&fp("/bin/cat")))),
             Scope::In(_)
         ));
     }
@@ -281,8 +437,88 @@ mod tests {
     fn non_utf8_paths_are_matched_by_bytes() {
         let p = Policies::build(&[spec("p", Mode::Enforce, &["/srv/**"])]).unwrap();
         assert!(matches!(
-            p.scope(&FilePath::from_bytes(&b"/srv/\xff.bin"[..]), None),
+            p.scope(&Subject::host(
+                &FilePath::from_bytes(&b"/srv/\xff.bin"[..]),
+                None
+            )),
             Scope::In(_)
         ));
+    }
+
+    fn in_container<'a>(
+        path: &'a FilePath,
+        c: &'a ContainerRef,
+        labels: Option<&'a std::collections::BTreeMap<String, String>>,
+    ) -> Subject<'a> {
+        Subject {
+            path,
+            executable: None,
+            container: Some(c),
+            labels,
+        }
+    }
+
+    #[test]
+    fn policies_scoped_by_container_image_namespace_labels_and_host() {
+        use portcullis_schemas::{ContainerRuntime, PodRef};
+        let mut by_image = spec("shop-images", Mode::Enforce, &[]);
+        by_image.images = vec!["registry.example/shop/*".into(), "sha256:feed*".into()];
+        let mut by_ns = spec("prod", Mode::Audit, &[]);
+        by_ns.namespaces = vec!["prod-*".into()];
+        by_ns.pod_labels = [("tier".to_string(), "front*".to_string())].into();
+        let mut by_name = spec("web", Mode::Enforce, &[]);
+        by_name.containers = vec!["web-?".into()];
+        let mut host = spec("host", Mode::Audit, &[]);
+        host.host = true;
+        let p = Policies::build(&[by_image, by_ns, by_name, host]).unwrap();
+        let name = |s: &Scope| match s {
+            Scope::In(p) => p.name.clone(),
+            other => format!("{other:?}"),
+        };
+        let f = fp("/app/x");
+        let mut c = ContainerRef::new(ContainerRuntime::Containerd, "c1");
+        assert_eq!(name(&p.scope(&in_container(&f, &c, None))), "NotCovered");
+        c.image = Some("registry.example/shop/cart:2".into());
+        assert_eq!(name(&p.scope(&in_container(&f, &c, None))), "shop-images");
+        c.image = Some("other:1".into());
+        c.image_digest = Some("sha256:feedface".into());
+        assert_eq!(
+            name(&p.scope(&in_container(&f, &c, None))),
+            "shop-images",
+            "by digest"
+        );
+        c.image_digest = None;
+        c.pod = Some(PodRef {
+            name: "p".into(),
+            namespace: "prod-eu".into(),
+            uid: None,
+        });
+        assert_eq!(
+            name(&p.scope(&in_container(&f, &c, None))),
+            "NotCovered",
+            "the labels are required too"
+        );
+        let labels = [("tier".to_string(), "frontend".to_string())].into();
+        assert_eq!(name(&p.scope(&in_container(&f, &c, Some(&labels)))), "prod");
+        c.pod = None;
+        c.name = Some("web-1".into());
+        assert_eq!(name(&p.scope(&in_container(&f, &c, None))), "web");
+        assert_eq!(name(&p.scope(&Subject::host(&f, None))), "host");
+    }
+
+    #[test]
+    fn a_host_policy_selecting_containers_is_refused() {
+        let mut h = spec("h", Mode::Enforce, &[]);
+        h.host = true;
+        h.images = vec!["x".into()];
+        let err = Policies::build(&[h]).unwrap_err().to_string();
+        assert!(
+            err.contains("policy[0]") && err.contains(".host") && err.contains("images"),
+            "{err}"
+        );
+        let mut bad = spec("b", Mode::Enforce, &[]);
+        bad.pod_labels = [("app".to_string(), "[".to_string())].into();
+        let err = Policies::build(&[bad]).unwrap_err().to_string();
+        assert!(err.contains("pod_labels.app"), "{err}");
     }
 }

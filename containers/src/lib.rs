@@ -29,4 +29,4 @@ pub use meta::{bounded_labels, ContainerMeta, MAX_LABELS, MAX_LABEL_LEN};
 pub use oci::{bundle_annotations, read_bundle, Bundle, OciState};
 pub use portcullis_schemas::ContainerDiscovery as Discovery;
 pub use protect::{layer_dirs, ContainerEvent, Observer, Protector, ProtectorConfig};
-pub use registry::{now_ms, Container, Registry};
+pub use registry::{now_ms, Container, Labels, Registry};

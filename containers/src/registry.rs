@@ -4,8 +4,9 @@
 //! attribution, by whoever needs a container's metadata by id: a lookup is
 //! one hash probe under a short lock, never a runtime call.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -43,8 +44,14 @@ pub fn now_ms() -> u64 {
 #[derive(Debug, Default)]
 struct Inner {
     running: HashMap<String, Container>,
+    /// The labels of each running container, shared with every access.
+    labels: HashMap<String, Labels>,
     gone: VecDeque<Container>,
 }
+
+/// A container's labels, shared (one allocation per container, not per
+/// access).
+pub type Labels = Arc<BTreeMap<String, String>>;
 
 /// The registry: running containers, and a bounded list of recently gone
 /// ones (their metadata still attributes late events).
@@ -74,17 +81,18 @@ impl Container {
 
 impl Registry {
     /// Fills what `c` lacks from what the registry knows of container
-    /// `c.id` (running or recently gone): the hot path's attribution, one
-    /// hash probe under a short lock.
-    pub fn describe(&self, c: &mut ContainerRef) {
+    /// `c.id` (running or recently gone), and returns its labels if it
+    /// runs: the hot path's attribution, one hash probe under a short lock.
+    pub fn describe(&self, c: &mut ContainerRef) -> Option<Labels> {
         let inner = self.inner.lock();
-        let known = inner
-            .running
-            .get(&c.id)
-            .or_else(|| inner.gone.iter().rev().find(|g| g.container.id == c.id));
-        if let Some(k) = known {
+        if let Some(k) = inner.running.get(&c.id) {
             k.meta.apply_to(c);
+            return inner.labels.get(&c.id).cloned();
         }
+        if let Some(g) = inner.gone.iter().rev().find(|g| g.container.id == c.id) {
+            g.meta.apply_to(c);
+        }
+        None
     }
 
     pub fn new(gone_capacity: usize) -> Self {
@@ -103,6 +111,9 @@ impl Registry {
     pub fn insert(&self, c: Container) {
         let mut inner = self.inner.lock();
         inner.gone.retain(|g| g.container.id != c.container.id);
+        inner
+            .labels
+            .insert(c.container.id.clone(), Arc::new(c.meta.labels.clone()));
         inner.running.insert(c.container.id.clone(), c);
     }
 
@@ -122,12 +133,23 @@ impl Registry {
     /// Merges `meta` into container `id`'s; returns the result.
     pub fn merge_meta(&self, id: &str, meta: ContainerMeta) -> Option<Container> {
         let mut inner = self.inner.lock();
-        let Inner { running, gone } = &mut *inner;
+        let Inner {
+            running,
+            labels,
+            gone,
+        } = &mut *inner;
         let c = match running.get_mut(id) {
-            Some(c) => c,
-            None => gone.iter_mut().rev().find(|g| g.container.id == id)?,
+            Some(c) => {
+                c.meta.merge(meta);
+                labels.insert(id.to_string(), Arc::new(c.meta.labels.clone()));
+                c
+            }
+            None => {
+                let g = gone.iter_mut().rev().find(|g| g.container.id == id)?;
+                g.meta.merge(meta);
+                g
+            }
         };
-        c.meta.merge(meta);
         Some(c.clone())
     }
 
@@ -157,6 +179,7 @@ impl Registry {
         let now = now_ms();
         let mut out = Vec::with_capacity(dead.len());
         for id in dead {
+            inner.labels.remove(&id);
             if let Some(mut c) = inner.running.remove(&id) {
                 c.gone_at_ms = Some(now);
                 inner.gone.push_back(c.clone());
@@ -207,7 +230,10 @@ mod tests {
         assert!(!r.is_running("a"));
         assert_eq!(r.get("a").unwrap().meta.name.as_deref(), Some("web"));
         let mut probe = ContainerRef::new(ContainerRuntime::Podman, "a");
-        r.describe(&mut probe);
+        assert!(
+            r.describe(&mut probe).is_none(),
+            "no labels for a gone container"
+        );
         assert_eq!(
             probe.name.as_deref(),
             Some("web"),

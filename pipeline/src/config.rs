@@ -496,6 +496,18 @@ mod tests {
         assert_eq!(s.journal.commit_interval, d.journal.commit_interval);
         assert_eq!(s.scan_mode, d.scan_mode);
         assert_eq!(s.enforcer.mode, d.enforcer.mode);
+        let (c, dc) = (&s.containers, &d.containers);
+        assert_eq!(c.enabled, dc.enabled);
+        assert_eq!(c.runtimes, dc.runtimes);
+        assert_eq!(c.podman_storage, dc.podman_storage);
+        assert_eq!(c.volumes, dc.volumes);
+        assert_eq!(c.control_socket, dc.control_socket);
+        assert_eq!(c.metadata_timeout, dc.metadata_timeout);
+        assert_eq!(c.rescan_interval, dc.rescan_interval);
+        assert_eq!(c.recently_gone, dc.recently_gone);
+        assert_eq!(c.hook.timeout, dc.hook.timeout);
+        assert_eq!(c.hook.on_agent_unavailable, dc.hook.on_agent_unavailable);
+        assert_eq!(c.hook.spool_dir, dc.hook.spool_dir);
     }
 
     #[test]

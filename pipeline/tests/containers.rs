@@ -105,6 +105,11 @@ struct World {
 
 impl World {
     fn new(on_agent_unavailable: &str) -> World {
+        Self::with_config(on_agent_unavailable, "")
+    }
+
+    /// `extra` is appended to the agent's config file (policies).
+    fn with_config(on_agent_unavailable: &str, extra: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let api_sock = dir.path().join("podman.sock");
         let api = Reaped(
@@ -141,7 +146,7 @@ impl World {
         std::fs::write(
             dir.path().join("portcullis.toml"),
             format!(
-                "[enforcer]\ndeadline = \"12s\"\n[containers]\nruntimes = [\"podman\"]\npodman_socket = \"{}\"\ncontrol_socket = \"{}\"\nrescan_interval = \"500ms\"\n[containers.hook]\nspool_dir = \"{}\"\n",
+                "[enforcer]\ndeadline = \"12s\"\n{extra}\n[containers]\nruntimes = [\"podman\"]\npodman_socket = \"{}\"\ncontrol_socket = \"{}\"\nrescan_interval = \"500ms\"\n[containers.hook]\nspool_dir = \"{}\"\n",
                 api_sock.display(),
                 dir.path().join("agent.sock").display(),
                 dir.path().join("spool").display()
@@ -610,4 +615,66 @@ fn start_stop_cycles_leave_no_marks_or_bookkeeping_behind() {
         log.matches("via=Hook").count() >= cycles,
         "every cycle went through the hook:\n{log}"
     );
+}
+
+#[test]
+fn policies_scoped_by_image_apply_and_policies_scoped_elsewhere_do_not() {
+    require_privileges!("policies_scoped_by_image_apply_and_policies_scoped_elsewhere_do_not");
+    require_containers!("policies_scoped_by_image_apply_and_policies_scoped_elsewhere_do_not");
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let policies = r#"
+[[policy]]
+name = "other-images"
+images = ["docker.io/other/*"]
+
+[[policy]]
+name = "other-namespace"
+namespaces = ["prod"]
+
+[[policy]]
+name = "test-image"
+images = ["localhost/portcullis-test:*"]
+paths = ["/data/**"]
+
+[[policy]]
+name = "host"
+host = true
+"#;
+    let mut w = World::with_config("allow", policies);
+    let agent = w.agent();
+    let name = w.start_sleeper("policy");
+    let id = id_of(&name);
+    let covered = exec(&name, "cat /data/eicar.com");
+    assert!(
+        denied(&covered),
+        "in the image policy's paths: {}",
+        text(&covered)
+    );
+    let outside = exec(
+        &name,
+        &format!("printf '%s' '{EICAR}' > /tmp/e && cat /tmp/e"),
+    );
+    assert!(
+        outside.status.success(),
+        "outside every policy that selects this container: {}",
+        text(&outside)
+    );
+    let (events, log) = agent.stop();
+    let data = accesses(&events, &id, "/data/eicar.com");
+    assert!(!data.is_empty(), "{log}");
+    assert_eq!(data[0]["portcullis"]["policy"]["name"], "test-image");
+    let tmp = accesses(&events, &id, "/tmp/e");
+    assert!(!tmp.is_empty(), "{log}");
+    assert!(
+        tmp.iter().all(|a| a["portcullis"].get("policy").is_none()),
+        "no policy covers /tmp/e of this container (the host policy is for the host only): {tmp:#?}"
+    );
+    let reason = events
+        .iter()
+        .find(|d| {
+            d["portcullis"]["kind"] == "decision_made"
+                && d["portcullis"]["access_id"] == tmp[0]["event"]["id"]
+        })
+        .unwrap();
+    assert_eq!(reason["event"]["reason"], "not_in_scope");
 }

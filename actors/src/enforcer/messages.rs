@@ -10,6 +10,9 @@ use portcullis_schemas::{
 
 use crate::scanner::ScanContent;
 
+/// A container's labels, shared between every access of the container.
+pub type ContainerLabels = Arc<std::collections::BTreeMap<String, String>>;
+
 /// Who gets the answer of an access.
 pub enum Responder {
     /// A fanotify permission event: the opener waits for us.
@@ -74,6 +77,8 @@ pub struct AccessRequest {
     pub file: FileInfo,
     pub process: ProcessInfo,
     pub container: Option<ContainerRef>,
+    /// The container's labels (for policies scoped by pod labels), shared.
+    pub labels: Option<ContainerLabels>,
     /// Where the scanner reads the content (the event fd, never the path).
     pub content: ScanContent,
     pub responder: Responder,

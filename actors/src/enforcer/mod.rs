@@ -32,11 +32,13 @@ use portcullis_schemas::{
 };
 
 pub use config::{EnforcerConfig, Fallback, ScanMode};
-pub use messages::{AccessRequest, EnforcerStats, GetStats, OverflowNoticed, Responder, Shutdown};
+pub use messages::{
+    AccessRequest, ContainerLabels, EnforcerStats, GetStats, OverflowNoticed, Responder, Shutdown,
+};
 
 use crate::actions::ActOnDetection;
 use crate::journal::{Append, Record};
-use crate::policy::{Policies, Scope};
+use crate::policy::{Policies, Scope, Subject};
 use crate::scanner::{ScanContent, ScanFile, ScanOutcome};
 
 /// Identity of a file version: a verdict is reused while all of it holds.
@@ -258,6 +260,7 @@ impl Enforcer {
             file,
             process,
             container,
+            labels,
             content,
             responder,
             received,
@@ -265,7 +268,12 @@ impl Enforcer {
         let span = tracing::debug_span!("access", event_id = %access);
         let _guard = span.enter();
         let trace = TraceContext::root_for(&access);
-        let scope = self.policies.scope(&file.path, process.executable.as_ref());
+        let scope = self.policies.scope(&Subject {
+            path: &file.path,
+            executable: process.executable.as_ref(),
+            container: container.as_ref(),
+            labels: labels.as_deref(),
+        });
         let blocking = responder.is_blocking();
         let key = FileKey::of(&file);
         let path = file.path.clone();

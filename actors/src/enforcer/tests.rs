@@ -190,6 +190,7 @@ fn request(
             ..ProcessInfo::default()
         },
         container: None,
+        labels: None,
         content: ScanContent::Bytes(content.as_bytes().to_vec()),
         responder: if blocking {
             Responder::Channel(tx)
@@ -220,12 +221,10 @@ async fn quiesce(h: &Harness) -> EnforcerStats {
 
 fn policy(name: &str, mode: Mode) -> PolicySpec {
     PolicySpec {
-        name: name.into(),
-        enabled: true,
         mode,
         paths: vec!["/srv/**".into()],
         exclude_paths: vec!["/srv/skip/**".into()],
-        exclude_executables: vec![],
+        ..PolicySpec::named(name)
     }
 }
 

@@ -556,6 +556,7 @@ fn inject(
                 ..ProcessInfo::default()
             },
             container: None,
+            labels: None,
             content: ScanContent::Fd(Arc::new(fd)),
             responder: Responder::Channel(tx.clone()),
             received: now,
