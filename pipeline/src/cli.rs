@@ -280,6 +280,22 @@ pub struct ReplayArgs {
     /// with their scans, verdicts, decisions and actions.
     #[arg(long, value_name = "ID")]
     pub container: Vec<String>,
+    /// Only containers whose name matches this glob (repeatable): their
+    /// accesses with what followed, and their `container_observed` events.
+    /// A name a later `described` event brings applies from then on.
+    #[arg(long, value_name = "GLOB")]
+    pub container_name: Vec<String>,
+    /// Only containers of an image matching this glob, by name or digest
+    /// (`sha256:...`; repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub image: Vec<String>,
+    /// Only containers of pods in a namespace matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub namespace: Vec<String>,
+    /// Only containers of a pod matching this glob, as `name` or
+    /// `namespace/name` (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub pod: Vec<String>,
     /// Only accesses by this process id (repeatable), with what followed.
     #[arg(long, value_name = "PID")]
     pub pid: Vec<u32>,

@@ -432,6 +432,45 @@ fn a_container_running_before_the_agent_is_protected_at_its_start() {
     let protected = observed(&events, &id, "container-protected");
     assert_eq!(protected.len(), 1, "{protected:#?}");
     assert_eq!(protected[0]["portcullis"]["container"]["via"], "scan");
+
+    // replay selects by name and image.
+    let journal = w.path("journal");
+    for args in [
+        vec!["--container-name", name.as_str()],
+        vec!["--image", "localhost/portcullis-*"],
+    ] {
+        let o = Command::new(bin())
+            .args([
+                "replay",
+                "--format",
+                "ecs",
+                "--kind",
+                "file_accessed",
+                "--journal",
+            ])
+            .arg(&journal)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let lines: Vec<Value> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(!lines.is_empty(), "{args:?}");
+        assert!(
+            lines.iter().all(|l| l["container"]["id"] == id.as_str()),
+            "{args:?}: only this container's accesses"
+        );
+    }
+    let o = Command::new(bin())
+        .args(["replay", "--format", "ecs", "--journal"])
+        .arg(&journal)
+        .args(["--container-name", "no-such-container"])
+        .output()
+        .unwrap();
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
     let decisions: Vec<&Value> = events
         .iter()
         .filter(|d| d["portcullis"]["kind"] == "decision_made")

@@ -69,6 +69,10 @@ pub fn filter_of(args: &ReplayArgs) -> anyhow::Result<Filter> {
             .transpose()?,
         nodes: args.node.clone(),
         containers: args.container.clone(),
+        container_names: globs("--container-name", &args.container_name)?,
+        images: globs("--image", &args.image)?,
+        namespaces: globs("--namespace", &args.namespace)?,
+        pods: globs("--pod", &args.pod)?,
         pids: args.pid.clone(),
         paths: globs("--path", &args.path)?,
         kinds: parse_list::<EventKind>("--kind", &args.kind)?,
@@ -144,10 +148,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     }
                 };
                 let keep = if correlate {
-                    let facts = correlator.observe(&env);
-                    filter.matches(&env, facts)
+                    correlator.observe(&env);
+                    let facts = env.access_id().and_then(|id| correlator.get(&id));
+                    filter.matches(&env, facts, correlator.container_of(&env, facts))
                 } else {
-                    filter.matches(&env, None)
+                    filter.matches(&env, None, None)
                 };
                 if !keep {
                     continue;

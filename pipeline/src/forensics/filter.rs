@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use portcullis_schemas::{
-    Envelope, EventBody, EventId, EventKind, FilePath, ProcessInfo, Timestamp, Verdict,
-    VerdictClass,
+    ContainerRef, Envelope, EventBody, EventId, EventKind, FilePath, ProcessInfo, Timestamp,
+    Verdict, VerdictClass,
 };
 
 /// Accesses remembered for correlation.
@@ -23,7 +23,12 @@ pub const CORRELATION_CAPACITY: usize = 1 << 20;
 /// What is known about one access, from its `FileAccessed` and its verdict.
 #[derive(Debug, Clone, Default)]
 pub struct AccessFacts {
+    /// The container id.
     pub container: Option<String>,
+    /// The container as the access named it, completed by what the
+    /// container's earlier events said (a `described` event that came
+    /// before).
+    pub container_ref: Option<ContainerRef>,
     pub process: Option<ProcessInfo>,
     pub path: Option<FilePath>,
     pub verdict: Option<VerdictClass>,
@@ -31,12 +36,17 @@ pub struct AccessFacts {
     pub sha256: Option<[u8; 32]>,
 }
 
-/// Remembers accesses by id, up to a capacity.
+/// Containers remembered for their metadata.
+pub const CONTAINER_CAPACITY: usize = 1 << 16;
+
+/// Remembers accesses by id, up to a capacity, and what each container's
+/// events said of it.
 #[derive(Debug)]
 pub struct Correlator {
     facts: HashMap<EventId, AccessFacts>,
     order: VecDeque<EventId>,
     capacity: usize,
+    containers: HashMap<String, ContainerRef>,
 }
 
 impl Default for Correlator {
@@ -51,13 +61,48 @@ impl Correlator {
             facts: HashMap::new(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
+            containers: HashMap::new(),
+        }
+    }
+
+    /// Merges `c` with what is known of its container; returns the result.
+    fn learn(&mut self, c: &ContainerRef) -> ContainerRef {
+        if self.containers.len() >= CONTAINER_CAPACITY && !self.containers.contains_key(&c.id) {
+            self.containers.clear();
+        }
+        let known = self
+            .containers
+            .entry(c.id.clone())
+            .or_insert_with(|| c.clone());
+        // What the event says wins; the rest comes from earlier events.
+        let mut merged = c.clone();
+        merged.fill_from(known);
+        *known = merged.clone();
+        merged
+    }
+
+    /// The best-known container of `env`: its access's, or the one a
+    /// `ContainerObserved` names.
+    pub fn container_of<'a>(
+        &'a self,
+        env: &'a Envelope,
+        facts: Option<&'a AccessFacts>,
+    ) -> Option<&'a ContainerRef> {
+        match &env.body {
+            EventBody::ContainerObserved(o) => self.containers.get(&o.container.id),
+            _ => facts.and_then(|f| f.container_ref.as_ref()),
         }
     }
 
     /// Learns from `env`; returns the facts of its access (if any).
     pub fn observe(&mut self, env: &Envelope) -> Option<&AccessFacts> {
         match &env.body {
+            EventBody::ContainerObserved(o) => {
+                self.learn(&o.container);
+                None
+            }
             EventBody::FileAccessed(a) => {
+                let container_ref = a.container.as_ref().map(|c| self.learn(c));
                 if self.facts.len() >= self.capacity {
                     if let Some(old) = self.order.pop_front() {
                         self.facts.remove(&old);
@@ -68,6 +113,7 @@ impl Correlator {
                     env.event_id,
                     AccessFacts {
                         container: a.container.as_ref().map(|c| c.id.clone()),
+                        container_ref,
                         process: Some(a.process.clone()),
                         path: Some(a.file.path.clone()),
                         ..AccessFacts::default()
@@ -103,6 +149,14 @@ pub struct Filter {
     pub to: Option<Timestamp>,
     pub nodes: Vec<String>,
     pub containers: Vec<String>,
+    /// Container name masks.
+    pub container_names: Option<GlobSet>,
+    /// Image masks, matched against the image name and its digest.
+    pub images: Option<GlobSet>,
+    /// Pod namespace masks.
+    pub namespaces: Option<GlobSet>,
+    /// Pod masks, matched against `name` and `namespace/name`.
+    pub pods: Option<GlobSet>,
     pub pids: Vec<u32>,
     pub paths: Option<GlobSet>,
     pub kinds: HashSet<EventKind>,
@@ -127,10 +181,49 @@ impl Filter {
     /// correlation can be skipped).
     pub fn needs_facts(&self) -> bool {
         !self.containers.is_empty()
+            || self.selects_container_metadata()
             || !self.pids.is_empty()
             || self.paths.is_some()
             || !self.verdicts.is_empty()
             || self.rules.is_some()
+    }
+
+    fn selects_container_metadata(&self) -> bool {
+        self.container_names.is_some()
+            || self.images.is_some()
+            || self.namespaces.is_some()
+            || self.pods.is_some()
+    }
+
+    /// Whether container `c` passes the container filters.
+    fn container_matches(&self, c: Option<&ContainerRef>) -> bool {
+        if self.containers.is_empty() && !self.selects_container_metadata() {
+            return true;
+        }
+        let Some(c) = c else {
+            return false;
+        };
+        let any = |set: &Option<GlobSet>, values: &[Option<&str>]| match set {
+            None => true,
+            Some(set) => values.iter().flatten().any(|v| set.is_match(v)),
+        };
+        let pod = c.pod.as_ref();
+        let pod_path = pod.map(|p| format!("{}/{}", p.namespace, p.name));
+        (self.containers.is_empty()
+            || self
+                .containers
+                .iter()
+                .any(|want| c.id.starts_with(want.as_str())))
+            && any(&self.container_names, &[c.name.as_deref()])
+            && any(
+                &self.images,
+                &[c.image.as_deref(), c.image_digest.as_deref()],
+            )
+            && any(&self.namespaces, &[pod.map(|p| p.namespace.as_str())])
+            && any(
+                &self.pods,
+                &[pod.map(|p| p.name.as_str()), pod_path.as_deref()],
+            )
     }
 
     /// True when a time bound alone rules `env` out.
@@ -138,8 +231,15 @@ impl Filter {
         self.from.is_some_and(|t| env.timestamp < t) || self.to.is_some_and(|t| env.timestamp > t)
     }
 
-    /// Whether `env` is kept, given the facts of its access.
-    pub fn matches(&self, env: &Envelope, facts: Option<&AccessFacts>) -> bool {
+    /// Whether `env` is kept, given the facts of its access and (for the
+    /// container filters) its best-known container
+    /// ([`Correlator::container_of`]).
+    pub fn matches(
+        &self,
+        env: &Envelope,
+        facts: Option<&AccessFacts>,
+        container: Option<&ContainerRef>,
+    ) -> bool {
         if self.outside_window(env) {
             return false;
         }
@@ -149,15 +249,8 @@ impl Filter {
         if !self.kinds.is_empty() && !self.kinds.contains(&env.body.kind()) {
             return false;
         }
-        if !self.containers.is_empty() {
-            let c = facts.and_then(|f| f.container.as_deref());
-            if !c.is_some_and(|c| {
-                self.containers
-                    .iter()
-                    .any(|want| c.starts_with(want.as_str()))
-            }) {
-                return false;
-            }
+        if !self.container_matches(container) {
+            return false;
         }
         if !self.pids.is_empty() {
             let pid = match &env.body {
@@ -280,8 +373,9 @@ mod tests {
         events
             .iter()
             .filter(|e| {
-                let facts = c.observe(e).cloned();
-                filter.matches(e, facts.as_ref())
+                c.observe(e);
+                let facts = e.access_id().and_then(|id| c.get(&id));
+                filter.matches(e, facts, c.container_of(e, facts))
             })
             .map(|e| e.body.kind())
             .collect()
@@ -313,6 +407,75 @@ mod tests {
             ..Filter::default()
         };
         assert!(kept(&f, &events).is_empty());
+    }
+
+    #[test]
+    fn container_metadata_filters_use_what_the_container_events_said() {
+        use portcullis_schemas::{ContainerChange, ContainerObserved, PodRef};
+        // Container "abc" is named by a `described` event after its first
+        // access; "def" names itself on its access.
+        let mut events = story("abc123", 7, "/data/a", false);
+        let mut described = ContainerRef::new(ContainerRuntime::Containerd, "abc123");
+        described.name = Some("web".into());
+        described.image = Some("registry.example/shop/web:2".into());
+        described.pod = Some(PodRef {
+            name: "web-1".into(),
+            namespace: "shop".into(),
+            uid: None,
+        });
+        events.push(env(
+            EventBody::ContainerObserved(ContainerObserved {
+                container: described,
+                change: ContainerChange::Described,
+                labels: vec![],
+            }),
+            4,
+        ));
+        events.extend(story("abc123", 7, "/data/later", false));
+        let mut def = story("def456", 8, "/data/b", true);
+        if let EventBody::FileAccessed(a) = &mut def[0].body {
+            a.container.as_mut().unwrap().image_digest = Some("sha256:feed".into());
+        }
+        events.extend(def);
+        let by = |f: Filter| kept(&f, &events);
+        let g = |p: &str| globs("--x", &[p.to_string()]).unwrap();
+        let later = vec![
+            EventKind::ContainerObserved,
+            EventKind::FileAccessed,
+            EventKind::VerdictIssued,
+            EventKind::DecisionMade,
+        ];
+        assert_eq!(
+            by(Filter {
+                container_names: g("we*"),
+                ..Filter::default()
+            }),
+            later,
+            "from the described event on"
+        );
+        assert_eq!(
+            by(Filter {
+                images: g("registry.example/shop/*"),
+                namespaces: g("shop"),
+                pods: g("shop/web-*"),
+                ..Filter::default()
+            }),
+            later
+        );
+        assert_eq!(
+            by(Filter {
+                images: g("sha256:fe*"),
+                ..Filter::default()
+            })
+            .len(),
+            3,
+            "by digest: def's access, verdict and decision"
+        );
+        assert!(by(Filter {
+            namespaces: g("prod"),
+            ..Filter::default()
+        })
+        .is_empty());
     }
 
     #[test]
