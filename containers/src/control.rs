@@ -203,7 +203,15 @@ fn accept_loop(listener: UnixListener, protector: Arc<Protector>, stop: &AtomicB
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5));
+                // Sleep in the kernel until a client connects, waking up
+                // only to check `stop` (no busy polling on an idle node).
+                let mut p = libc::pollfd {
+                    fd: listener.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 250) };
             }
             Err(e) => {
                 tracing::warn!(error = %e, "control socket accept failed");

@@ -369,7 +369,6 @@ fn poll_pri(f: &File, timeout_ms: i32) -> bool {
     let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
     if rc > 0 && p.revents & (libc::POLLPRI | libc::POLLERR) != 0 {
         // Rearm: the kernel reports a change until the file is read again.
-        let _ = std::fs::read(format!("/proc/self/fd/{}", f.as_raw_fd()));
         let _ = rearm(f);
         return true;
     }
