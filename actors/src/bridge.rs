@@ -43,6 +43,10 @@ const PROCESS_CACHE_MAX: usize = 4096;
 pub type ContainerDirectory =
     Arc<dyn Fn(&mut ContainerRef) -> Option<ContainerLabels> + Send + Sync>;
 
+/// Maps a file's `st_dev` to the filesystem of a container overlay's
+/// layers ([`AccessRequest::layer_device`]): a lookup in memory.
+pub type LayerDevices = Arc<dyn Fn(u64) -> Option<u64> + Send + Sync>;
+
 /// What `/proc` (and the container directory) said about a process.
 #[derive(Clone)]
 struct Seen {
@@ -56,6 +60,7 @@ struct Seen {
 pub struct Bridge {
     processes: HashMap<u32, Seen>,
     containers: Option<ContainerDirectory>,
+    layers: Option<LayerDevices>,
     enforcer: Recipient<AccessRequest>,
     overflows: Recipient<OverflowNoticed>,
     scan_mode: ScanMode,
@@ -83,6 +88,7 @@ impl Bridge {
         Self {
             processes: HashMap::new(),
             containers: None,
+            layers: None,
             enforcer,
             overflows,
             scan_mode,
@@ -95,6 +101,12 @@ impl Bridge {
     /// Names each access's container through `directory`.
     pub fn with_container_directory(mut self, directory: ContainerDirectory) -> Self {
         self.containers = Some(directory);
+        self
+    }
+
+    /// Keys verdicts of container layer files by their layers' filesystem.
+    pub fn with_layer_devices(mut self, layers: LayerDevices) -> Self {
+        self.layers = Some(layers);
         self
     }
 
@@ -137,10 +149,12 @@ impl Bridge {
         } else {
             Responder::Notified(ticket)
         };
+        let layer_device = self.layers.as_ref().and_then(|l| l(file.device));
         let req = AccessRequest {
             event_id: EventId::new(),
             kind,
             file,
+            layer_device,
             process,
             container,
             labels,

@@ -302,7 +302,13 @@ fn handle(req: Request, protector: &Protector) -> Response {
                     .unwrap_or(ContainerRuntime::Podman),
                 state.id,
             );
-            match protector.protect(container, pid, bundle.root, Discovery::Hook, &annotations) {
+            match protector.protect(
+                container,
+                pid,
+                bundle.root,
+                Discovery::Hook,
+                crate::ContainerMeta::from_annotations(&annotations),
+            ) {
                 Ok(container) => Response::Protected {
                     container: Box::new(container),
                 },

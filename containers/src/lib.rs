@@ -7,6 +7,8 @@
 //!   bounded memory of the ones that went;
 //! - [`runtime`]: where metadata comes from (the Docker Engine API that
 //!   Docker and Podman serve; OCI annotations for CRI runtimes);
+//! - [`nri`]: the NRI plugin containerd and CRI-O call before a container
+//!   starts;
 //! - [`control`]: the agent's root-only control socket, which the OCI hook
 //!   ([`OciState`]) and `portcullis containers` use.
 //!
@@ -18,6 +20,7 @@ pub mod control;
 pub mod discover;
 mod error;
 mod meta;
+pub mod nri;
 mod oci;
 mod protect;
 mod registry;

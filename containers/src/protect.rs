@@ -12,7 +12,6 @@
 //!   mounts a container's root there before starting it) and every
 //!   `rescan` interval, for runtimes without a hook.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -148,23 +147,28 @@ impl Protector {
     /// `root` is the container's root as the host sees it (a hook passes
     /// the bundle's `root.path`: the init has not switched to it yet);
     /// `None` marks through `/proc/<pid>/root` (a running container).
-    /// `annotations` are the OCI bundle's (from a hook), if any.
+    /// `meta` is what the caller already knows (a hook's bundle
+    /// annotations, NRI's container and pod); local runtime sources fill
+    /// the rest. A container already protected with this pid is not marked
+    /// again; what `meta` adds to it is merged ([`Self::describe`]).
     pub fn protect(
         &self,
         container: ContainerRef,
         pid: u32,
         root: Option<PathBuf>,
         via: Discovery,
-        annotations: &BTreeMap<String, String>,
+        meta: ContainerMeta,
     ) -> Result<Container, ContainersError> {
-        let _guard = self.marking.lock();
+        let guard = self.marking.lock();
         if let Some(c) = self.registry.get(&container.id) {
             if c.gone_at_ms.is_none() && c.pid == pid {
-                return Ok(c);
+                drop(guard);
+                return Ok(self.describe(&container.id, meta).unwrap_or(c));
             }
         }
         let root = root.unwrap_or_else(|| PathBuf::from(format!("/proc/{pid}/root")));
-        let refused = self.refused_for(&root);
+        let layers = backing_devices(&root);
+        let refused = self.refused_for(&root, &layers);
         let mark = match self
             .fan
             .mark_container_root(&root, self.config.watch, &refused)
@@ -203,7 +207,7 @@ impl Protector {
                 }
             }
         }
-        let mut meta = ContainerMeta::from_annotations(annotations);
+        let mut meta = meta;
         for rt in self.local.iter().filter(|r| r.kind() == container.runtime) {
             match rt.inspect(&container.id) {
                 Ok(Some(m)) => meta.merge(m),
@@ -218,6 +222,10 @@ impl Protector {
             meta: meta.clone(),
             pid,
             root_device: mark.device,
+            layer_device: match layers.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            },
             volumes,
             via,
             protected_at_ms: now_ms(),
@@ -242,10 +250,17 @@ impl Protector {
         Ok(c)
     }
 
+    /// Merges `meta` into what is known of container `id`; journals a
+    /// `Described` event when that changed anything. `None` when the
+    /// container is unknown.
+    pub fn describe(&self, id: &str, meta: ContainerMeta) -> Option<Container> {
+        describe(&self.registry, &self.observer, id, meta)
+    }
+
     /// Devices that must not be marked as this container's root: the
     /// configured ones, and every filesystem another of our marks covers
     /// (an overlay's backing filesystem among them would hang the node).
-    fn refused_for(&self, root: &Path) -> Vec<u64> {
+    fn refused_for(&self, root: &Path, layers: &[u64]) -> Vec<u64> {
         let mut refused = self.config.refused_devices.clone();
         // An overlay whose layers live on a filesystem we mark: marking it
         // would put the backing file's open inside our own event.
@@ -256,7 +271,7 @@ impl Protector {
             .map(|c| c.root_device)
             .chain(self.config.refused_devices.iter().copied())
             .collect();
-        if backing_devices(root).iter().any(|d| marked.contains(d)) {
+        if layers.iter().any(|d| marked.contains(d)) {
             if let Ok(m) = std::fs::metadata(root) {
                 refused.push(m.dev());
             }
@@ -272,14 +287,13 @@ impl Protector {
             if self.registry.is_running(&found.container.id) {
                 continue;
             }
-            let annotations = BTreeMap::new();
             if self
                 .protect(
                     found.container,
                     found.pid,
                     None,
                     Discovery::Scan,
-                    &annotations,
+                    ContainerMeta::default(),
                 )
                 .is_ok()
             {
@@ -443,6 +457,21 @@ pub fn layer_dirs(super_options: &str) -> Vec<PathBuf> {
     out
 }
 
+fn describe(
+    registry: &Registry,
+    observer: &Observer,
+    id: &str,
+    meta: ContainerMeta,
+) -> Option<Container> {
+    let before = registry.get(id)?.meta;
+    let c = registry.merge_meta(id, meta)?;
+    if before != c.meta {
+        tracing::info!(container = %id, name = ?c.meta.name, image = ?c.meta.image, labels = c.meta.labels.len(), "container described");
+        observer(ContainerEvent::Described(c.clone()));
+    }
+    Some(c)
+}
+
 fn describe_loop(
     rx: Receiver<ContainerRef>,
     runtimes: Vec<Box<dyn Runtime>>,
@@ -459,13 +488,7 @@ fn describe_loop(
         loop {
             match rt.inspect(&container.id) {
                 Ok(Some(meta)) => {
-                    let before = registry.get(&container.id).map(|c| c.meta);
-                    if let Some(c) = registry.merge_meta(&container.id, meta) {
-                        if before.as_ref() != Some(&c.meta) {
-                            tracing::info!(container = %container.id, name = ?c.meta.name, image = ?c.meta.image, labels = c.meta.labels.len(), "container described");
-                            observer(ContainerEvent::Described(c));
-                        }
-                    }
+                    describe(&registry, &observer, &container.id, meta);
                     break;
                 }
                 Ok(None) => {

@@ -24,6 +24,13 @@ pub struct Container {
     pub pid: u32,
     /// `st_dev` of its root overlay (the filesystem mark).
     pub root_device: u64,
+    /// The one filesystem all its layers live on, if they share one: the
+    /// overlay then reports the real inode numbers of its files (a file
+    /// of a lower layer keeps its number in every container of the image,
+    /// and through a copy up), so a verdict is keyed by this device
+    /// instead of the overlay's ([`Registry::layer_device`]).
+    #[serde(default)]
+    pub layer_device: Option<u64>,
     /// Volumes with a mount mark, as `/proc/<pid>/root/<dest>`.
     pub volumes: Vec<PathBuf>,
     pub via: Discovery,
@@ -47,6 +54,8 @@ struct Inner {
     /// The labels of each running container, shared with every access.
     labels: HashMap<String, Labels>,
     gone: VecDeque<Container>,
+    /// Root overlay device -> its layers' one device.
+    layers: HashMap<u64, u64>,
 }
 
 /// A container's labels, shared (one allocation per container, not per
@@ -114,7 +123,18 @@ impl Registry {
         inner
             .labels
             .insert(c.container.id.clone(), Arc::new(c.meta.labels.clone()));
+        match c.layer_device {
+            Some(d) => inner.layers.insert(c.root_device, d),
+            None => inner.layers.remove(&c.root_device),
+        };
         inner.running.insert(c.container.id.clone(), c);
+    }
+
+    /// The layers' device of the container overlay `device` (`st_dev` of
+    /// a file), if `device` is the root of a protected container whose
+    /// layers share one filesystem. One hash probe under a short lock.
+    pub fn layer_device(&self, device: u64) -> Option<u64> {
+        self.inner.lock().layers.get(&device).copied()
     }
 
     /// The container `id`, running or recently gone.
@@ -137,6 +157,7 @@ impl Registry {
             running,
             labels,
             gone,
+            ..
         } = &mut *inner;
         let c = match running.get_mut(id) {
             Some(c) => {
@@ -181,6 +202,13 @@ impl Registry {
         for id in dead {
             inner.labels.remove(&id);
             if let Some(mut c) = inner.running.remove(&id) {
+                let shared = inner
+                    .running
+                    .values()
+                    .any(|o| o.root_device == c.root_device);
+                if !shared {
+                    inner.layers.remove(&c.root_device);
+                }
                 c.gone_at_ms = Some(now);
                 inner.gone.push_back(c.clone());
                 out.push(c);
@@ -205,6 +233,7 @@ mod tests {
             meta: ContainerMeta::default(),
             pid: 1,
             root_device: 7,
+            layer_device: Some(65024),
             volumes: vec![],
             via: Discovery::Scan,
             protected_at_ms: 0,
@@ -245,5 +274,24 @@ mod tests {
         assert_eq!(r.sizes(), (1, 2), "the oldest gone entry was dropped");
         assert!(r.get("a").is_none());
         assert!(r.get("d").is_some());
+    }
+
+    #[test]
+    fn layer_devices_follow_the_running_containers() {
+        let r = Registry::new(4);
+        r.insert(c("a"));
+        assert_eq!(r.layer_device(7), Some(65024));
+        assert_eq!(r.layer_device(8), None);
+        let mut other = c("b");
+        other.root_device = 8;
+        other.layer_device = None;
+        r.insert(other);
+        assert_eq!(
+            r.layer_device(8),
+            None,
+            "layers on several filesystems: no mapping"
+        );
+        r.retire(|c| c.container.id != "a");
+        assert_eq!(r.layer_device(7), None, "gone with its container");
     }
 }

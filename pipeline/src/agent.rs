@@ -154,8 +154,10 @@ impl Agent {
             settings.enforcer.mailbox,
         );
         if let Some(r) = &registry {
-            let r = r.clone();
-            bridge = bridge.with_container_directory(Arc::new(move |c| r.describe(c)));
+            let (names, layers) = (r.clone(), r.clone());
+            bridge = bridge
+                .with_container_directory(Arc::new(move |c| names.describe(c)))
+                .with_layer_devices(Arc::new(move |d| layers.layer_device(d)));
         }
         let dropped = bridge.dropped_counter();
         let bridge = bridge.start();

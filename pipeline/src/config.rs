@@ -499,7 +499,13 @@ mod tests {
         let (c, dc) = (&s.containers, &d.containers);
         assert_eq!(c.enabled, dc.enabled);
         assert_eq!(c.runtimes, dc.runtimes);
-        assert_eq!(c.podman_storage, dc.podman_storage);
+        assert_eq!(c.local.podman_storage, dc.local.podman_storage);
+        assert_eq!(c.local.containerd_state, dc.local.containerd_state);
+        assert_eq!(c.local.crio_run_root, dc.local.crio_run_root);
+        assert_eq!(
+            c.nri.as_ref().map(|n| (&n.socket, &n.name, &n.index)),
+            dc.nri.as_ref().map(|n| (&n.socket, &n.name, &n.index))
+        );
         assert_eq!(c.volumes, dc.volumes);
         assert_eq!(c.control_socket, dc.control_socket);
         assert_eq!(c.metadata_timeout, dc.metadata_timeout);

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use portcullis_containers::control::{ControlServer, DEFAULT_SOCKET};
+use portcullis_containers::nri::NriConfig;
 use portcullis_containers::spool::{self, HookDecision};
 use portcullis_containers::{runtime, ContainerEvent, Protector, ProtectorConfig, Registry};
 use portcullis_interceptor::{Fanotify, Watch};
@@ -68,6 +69,47 @@ impl Default for HookSection {
     }
 }
 
+/// `[containers.nri]`: the NRI plugin (containerd, CRI-O).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NriSection {
+    /// Serve NRI when containerd or CRI-O is among `runtimes`.
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    /// The runtime's NRI socket.
+    #[serde(default = "d_nri_socket")]
+    pub socket: PathBuf,
+    /// The name the plugin registers as: what the runtime's
+    /// `default_validator.required_plugins` names to refuse every container
+    /// start while the agent is away.
+    #[serde(default = "d_nri_name")]
+    pub plugin_name: String,
+    /// Two digits; plugins are called in ascending order.
+    #[serde(default = "d_nri_index")]
+    pub plugin_index: String,
+}
+
+impl Default for NriSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: d_nri_socket(),
+            plugin_name: d_nri_name(),
+            plugin_index: d_nri_index(),
+        }
+    }
+}
+
+fn d_nri_socket() -> PathBuf {
+    PathBuf::from(portcullis_containers::nri::DEFAULT_SOCKET)
+}
+fn d_nri_name() -> String {
+    "portcullis".into()
+}
+fn d_nri_index() -> String {
+    "10".into()
+}
+
 /// `[containers]` as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +130,13 @@ pub struct ContainersSection {
     /// the moment its hook runs.
     #[serde(default = "d_podman_storage")]
     pub podman_storage: PathBuf,
+    /// containerd's state directory: the bundles of its running containers
+    /// name them (`io.kubernetes.cri.*` annotations).
+    #[serde(default = "d_containerd_state")]
+    pub containerd_state: PathBuf,
+    /// CRI-O's storage run root, for the same.
+    #[serde(default = "d_crio_run_root")]
+    pub crio_run_root: PathBuf,
     /// Mount marks on each container's volumes too.
     #[serde(default = "d_true")]
     pub volumes: bool,
@@ -107,6 +156,8 @@ pub struct ContainersSection {
     pub recently_gone: usize,
     #[serde(default)]
     pub hook: HookSection,
+    #[serde(default)]
+    pub nri: NriSection,
 }
 
 impl Default for ContainersSection {
@@ -119,12 +170,15 @@ impl Default for ContainersSection {
             containerd_socket: None,
             crio_socket: None,
             podman_storage: d_podman_storage(),
+            containerd_state: d_containerd_state(),
+            crio_run_root: d_crio_run_root(),
             volumes: true,
             control_socket: d_socket(),
             metadata_timeout: d_metadata_timeout(),
             rescan_interval: d_rescan(),
             recently_gone: d_gone(),
             hook: HookSection::default(),
+            nri: NriSection::default(),
         }
     }
 }
@@ -137,6 +191,12 @@ fn d_runtimes() -> Vec<RuntimeSetting> {
 }
 fn d_podman_storage() -> PathBuf {
     PathBuf::from(portcullis_containers::runtime::storage::DEFAULT_ROOT)
+}
+fn d_containerd_state() -> PathBuf {
+    PathBuf::from(runtime::bundles::CONTAINERD_STATE)
+}
+fn d_crio_run_root() -> PathBuf {
+    PathBuf::from(runtime::bundles::CRIO_RUN_ROOT)
 }
 fn d_socket() -> PathBuf {
     PathBuf::from(DEFAULT_SOCKET)
@@ -171,13 +231,16 @@ pub struct ContainersSettings {
     pub enabled: bool,
     /// Each runtime with its socket (`None`: the default paths).
     pub runtimes: Vec<(ContainerRuntime, Option<PathBuf>)>,
-    pub podman_storage: PathBuf,
+    pub local: runtime::LocalRoots,
     pub volumes: bool,
     pub control_socket: PathBuf,
     pub metadata_timeout: Duration,
     pub rescan_interval: Duration,
     pub recently_gone: usize,
     pub hook: HookSettings,
+    /// The NRI plugin, when containerd or CRI-O is protected and
+    /// `nri.enabled`.
+    pub nri: Option<NriConfig>,
 }
 
 impl Default for ContainersSettings {
@@ -279,6 +342,14 @@ impl ContainersSection {
                 "containers.podman_storage",
                 &Some(self.podman_storage.clone()),
             ),
+            (
+                "containers.containerd_state",
+                &Some(self.containerd_state.clone()),
+            ),
+            (
+                "containers.crio_run_root",
+                &Some(self.crio_run_root.clone()),
+            ),
         ] {
             if let Some(p) = p {
                 if !p.is_absolute() {
@@ -295,10 +366,55 @@ impl ContainersSection {
                 format!("{} is not in 1..=1000000", self.recently_gone),
             ));
         }
+        let nri_runtime = runtimes
+            .iter()
+            .map(|(k, _)| *k)
+            .find(|k| matches!(k, ContainerRuntime::Containerd | ContainerRuntime::CriO));
+        let nri = match nri_runtime.filter(|_| self.nri.enabled) {
+            Some(runtime) => {
+                // Both listen on one socket path; which one answers there is
+                // the one NRI names (`auto` picks containerd, the common one).
+                let runtime = if self.runtimes.contains(&RuntimeSetting::CriO)
+                    && !self.runtimes.contains(&RuntimeSetting::Containerd)
+                {
+                    ContainerRuntime::CriO
+                } else {
+                    runtime
+                };
+                if !self.nri.socket.is_absolute() {
+                    return Err((
+                        "containers.nri.socket".into(),
+                        format!("`{}` must be an absolute path", self.nri.socket.display()),
+                    ));
+                }
+                let config = NriConfig {
+                    socket: self.nri.socket,
+                    name: self.nri.plugin_name,
+                    index: self.nri.plugin_index,
+                    runtime,
+                    retry: Duration::from_secs(1),
+                };
+                if let Err(message) = config.validate() {
+                    let field = if message.contains("two digits") {
+                        "containers.nri.plugin_index"
+                    } else {
+                        "containers.nri.plugin_name"
+                    };
+                    return Err((field.into(), message));
+                }
+                Some(config)
+            }
+            None => None,
+        };
         Ok(ContainersSettings {
+            nri,
             enabled: self.enabled,
             runtimes,
-            podman_storage: self.podman_storage,
+            local: runtime::LocalRoots {
+                podman_storage: self.podman_storage,
+                containerd_state: self.containerd_state,
+                crio_run_root: self.crio_run_root,
+            },
             volumes: self.volumes,
             control_socket: self.control_socket,
             metadata_timeout: duration("containers.metadata_timeout", &self.metadata_timeout)?,
@@ -316,6 +432,7 @@ pub struct ContainerProtection {
     control: Option<ControlServer>,
     stop: Arc<AtomicBool>,
     watcher: Option<std::thread::JoinHandle<()>>,
+    nri: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Journals a fact: the agent appends it to its journal.
@@ -350,11 +467,8 @@ impl ContainerProtection {
                 }
             }
         }
-        let runtimes = runtime::connect(
-            &settings.runtimes,
-            &settings.podman_storage,
-            Duration::from_secs(2),
-        );
+        let runtimes =
+            runtime::connect(&settings.runtimes, &settings.local, Duration::from_secs(2));
         let observe = emit.clone();
         let protector = Protector::start(
             fan,
@@ -377,11 +491,19 @@ impl ContainerProtection {
             .context("starting the agent control socket")?;
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = protector.spawn_watcher(stop.clone())?;
+        let nri = match &settings.nri {
+            Some(config) => Some(
+                portcullis_containers::nri::spawn(config.clone(), protector.clone(), stop.clone())
+                    .context("starting the NRI plugin")?,
+            ),
+            None => None,
+        };
         Ok(Self {
             protector,
             control: Some(control),
             stop,
             watcher: Some(watcher),
+            nri,
         })
     }
 
@@ -393,8 +515,8 @@ impl ContainerProtection {
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.control.take();
-        if let Some(w) = self.watcher.take() {
-            let _ = w.join();
+        for t in [self.watcher.take(), self.nri.take()].into_iter().flatten() {
+            let _ = t.join();
         }
     }
 }
@@ -488,6 +610,22 @@ mod tests {
         assert_eq!(s.control_socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(s.hook.on_agent_unavailable, OnAgentUnavailable::Allow);
         assert_eq!(s.hook.timeout, Duration::from_secs(5));
+        let nri = s.nri.unwrap();
+        assert_eq!(nri.runtime, ContainerRuntime::Containerd);
+        assert_eq!(
+            (nri.name.as_str(), nri.index.as_str()),
+            ("portcullis", "10")
+        );
+        assert!(build("runtimes = [\"podman\"]\n").unwrap().nri.is_none());
+        assert!(build("[nri]\nenabled = false\n").unwrap().nri.is_none());
+        assert_eq!(
+            build("runtimes = [\"cri-o\"]\n")
+                .unwrap()
+                .nri
+                .unwrap()
+                .runtime,
+            ContainerRuntime::CriO
+        );
         let s =
             build("runtimes = [\"podman\", \"podman\"]\npodman_socket = \"/x.sock\"\n").unwrap();
         assert_eq!(
@@ -507,6 +645,15 @@ mod tests {
             ),
             ("recently_gone = 0\n", "containers.recently_gone"),
             ("[hook]\ntimeout = \"5m\"\n", "containers.hook.timeout"),
+            (
+                "[nri]\nplugin_index = \"1\"\n",
+                "containers.nri.plugin_index",
+            ),
+            (
+                "[nri]\nplugin_name = \"a b\"\n",
+                "containers.nri.plugin_name",
+            ),
+            ("[nri]\nsocket = \"nri.sock\"\n", "containers.nri.socket"),
             (
                 "[hook]\nspool_dir = \"spool\"\n",
                 "containers.hook.spool_dir",

@@ -75,6 +75,11 @@ pub struct AccessRequest {
     pub event_id: EventId,
     pub kind: AccessKind,
     pub file: FileInfo,
+    /// The filesystem the file really lives on, when it is on a container
+    /// overlay whose layers share one (the overlay then reports the real
+    /// inode numbers): verdicts are keyed by it, so a layer file scanned in
+    /// one container is not scanned again in the next of the same image.
+    pub layer_device: Option<u64>,
     pub process: ProcessInfo,
     pub container: Option<ContainerRef>,
     /// The container's labels (for policies scoped by pod labels), shared.

@@ -42,6 +42,13 @@ use crate::policy::{Policies, Scope, Subject};
 use crate::scanner::{ScanContent, ScanFile, ScanOutcome};
 
 /// Identity of a file version: a verdict is reused while all of it holds.
+///
+/// `device` is the filesystem the inode number belongs to: the file's own,
+/// or for a file on a container overlay whose layers share one filesystem,
+/// that filesystem ([`AccessRequest::layer_device`]). Such an overlay
+/// reports each file's real inode number, also after a copy up (where the
+/// size and times then tell the versions apart), so the same layer file
+/// has one key in every container of its image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FileKey {
     device: u64,
@@ -52,9 +59,9 @@ struct FileKey {
 }
 
 impl FileKey {
-    fn of(f: &FileInfo) -> Self {
+    fn of(f: &FileInfo, layer_device: Option<u64>) -> Self {
         Self {
-            device: f.device,
+            device: layer_device.unwrap_or(f.device),
             inode: f.inode,
             size: f.size,
             mtime_ns: f.mtime_ns,
@@ -258,6 +265,7 @@ impl Enforcer {
             event_id: access,
             kind,
             file,
+            layer_device,
             process,
             container,
             labels,
@@ -275,7 +283,7 @@ impl Enforcer {
             labels: labels.as_deref(),
         });
         let blocking = responder.is_blocking();
-        let key = FileKey::of(&file);
+        let key = FileKey::of(&file, layer_device);
         let path = file.path.clone();
         let pid = process.pid;
         let policy = match &scope {
@@ -622,7 +630,10 @@ impl Enforcer {
             return;
         }
         match portcullis_interceptor::procfs::file_identity(fd.as_fd()) {
-            Ok(now) if FileKey::of(&now) == key => self.counters.kernel_cache_marks += 1,
+            // The same open file: only its version can have changed.
+            Ok(now) if FileKey::of(&now, Some(key.device)) == key => {
+                self.counters.kernel_cache_marks += 1
+            }
             _ => {
                 if let Err(e) = fan.remove_ignore(fd.as_fd()) {
                     tracing::warn!(error = %e, "could not take back an ignore mark on a changed file");

@@ -184,6 +184,7 @@ fn request(
         event_id: EventId::new(),
         kind: AccessKind::Open,
         file,
+        layer_device: None,
         process: ProcessInfo {
             pid: 4242,
             ppid: 1,
@@ -378,6 +379,45 @@ async fn unchanged_files_reuse_their_verdict_and_changed_ones_are_rescanned() {
         assert_eq!(h.journal.decisions().last().unwrap().reason, reason);
     }
     assert_eq!(*h.scans.lock().unwrap(), 2);
+}
+
+#[actix_rt::test]
+async fn a_layer_file_scanned_in_one_container_is_not_scanned_in_the_next() {
+    let h = start(EnforcerConfig::default(), &[], true);
+    // One layer file (inode 9 on the layers' filesystem 50) seen through
+    // the overlays of three containers (devices 41, 53, 60); the third's
+    // layers are on several filesystems (no layer device), so its overlay
+    // numbers cannot be trusted across containers.
+    let through = |overlay: u64| FileInfo {
+        device: overlay,
+        ..file("/bin/busybox", 9, 1)
+    };
+    for (f, layer, reason) in [
+        (through(41), Some(50), DecisionReason::Verdict),
+        (through(53), Some(50), DecisionReason::CacheHit),
+        (through(60), None, DecisionReason::Verdict),
+        // A copy up in the second container: same number, new version.
+        (
+            FileInfo {
+                mtime_ns: 5,
+                ..through(53)
+            },
+            Some(50),
+            DecisionReason::Verdict,
+        ),
+    ] {
+        let (mut req, rx) = request(f, "hello", true);
+        req.layer_device = layer;
+        h.enforcer.do_send(req);
+        assert_eq!(answer(&rx).await, Some(Decision::Allow));
+        quiesce(&h).await;
+        assert_eq!(h.journal.decisions().last().unwrap().reason, reason);
+    }
+    assert_eq!(*h.scans.lock().unwrap(), 3);
+    assert!(
+        h.journal.accesses().iter().all(|a| a.file.device != 50),
+        "the journal keeps each file's own device"
+    );
 }
 
 #[actix_rt::test]

@@ -6,9 +6,13 @@
 //!
 //! - [`engine::EngineApi`]: the Docker Engine API, which Docker serves and
 //!   Podman serves too (its compatible API, `podman system service`).
-//! - The OCI bundle's annotations ([`crate::ContainerMeta::from_annotations`])
-//!   name the pod and image for CRI-O and containerd's CRI plugin.
+//! - [`bundles::Bundles`]: the OCI bundles containerd and CRI-O keep while a
+//!   container runs; their CRI annotations
+//!   ([`crate::ContainerMeta::from_annotations`]) name the container, pod
+//!   and image. NRI ([`crate::nri`]) and the OCI hook hand the same
+//!   annotations over as a container starts.
 
+pub mod bundles;
 pub mod engine;
 pub mod http;
 pub mod storage;
@@ -36,6 +40,17 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Where the runtimes keep what the agent reads locally.
+#[derive(Clone, Debug)]
+pub struct LocalRoots {
+    /// Podman's storage root (its container list).
+    pub podman_storage: PathBuf,
+    /// containerd's state directory (its running containers' bundles).
+    pub containerd_state: PathBuf,
+    /// CRI-O's storage run root (its running containers' bundles).
+    pub crio_run_root: PathBuf,
+}
+
 /// The sockets looked for when `runtimes = ["auto"]`.
 pub fn default_sockets(kind: ContainerRuntime) -> &'static [&'static str] {
     match kind {
@@ -49,18 +64,28 @@ pub fn default_sockets(kind: ContainerRuntime) -> &'static [&'static str] {
 /// The runtime clients for the given kinds, each on its configured socket
 /// or, without one, the first default socket that exists. A runtime whose
 /// socket is absent is left out (logged): its containers are still
-/// protected, with the metadata their annotations carry. Podman's storage
-/// list (under `podman_storage`) is always read when Podman is asked for.
+/// protected, with the metadata their annotations carry. The local
+/// sources (Podman's storage list, containerd's and CRI-O's bundles under
+/// `local`) are always read for the runtimes asked for.
 pub fn connect(
     kinds: &[(ContainerRuntime, Option<PathBuf>)],
-    podman_storage: &std::path::Path,
+    local: &LocalRoots,
     timeout: Duration,
 ) -> Vec<Box<dyn Runtime>> {
     let mut out: Vec<Box<dyn Runtime>> = Vec::new();
-    if kinds.iter().any(|(k, _)| *k == ContainerRuntime::Podman) {
+    let asked = |kind| kinds.iter().any(|(k, _)| *k == kind);
+    if asked(ContainerRuntime::Podman) {
         out.push(Box::new(storage::PodmanStorage::new(
-            podman_storage.to_path_buf(),
+            local.podman_storage.clone(),
         )));
+    }
+    if asked(ContainerRuntime::Containerd) {
+        out.push(Box::new(bundles::Bundles::containerd(
+            &local.containerd_state,
+        )));
+    }
+    if asked(ContainerRuntime::CriO) {
+        out.push(Box::new(bundles::Bundles::crio(&local.crio_run_root)));
     }
     for (kind, socket) in kinds {
         let socket = socket.clone().or_else(|| {
@@ -75,7 +100,7 @@ pub fn connect(
                 out.push(Box::new(engine::EngineApi::new(*kind, socket, timeout)));
             }
             (ContainerRuntime::Containerd | ContainerRuntime::CriO, Some(socket)) => {
-                tracing::info!(runtime = kind.as_str(), socket = %socket.display(), "container metadata from the OCI annotations (CRI)");
+                tracing::info!(runtime = kind.as_str(), socket = %socket.display(), "container metadata from NRI and the bundles' CRI annotations");
             }
             (_, None) => {
                 tracing::info!(

@@ -551,6 +551,7 @@ fn inject(
                 mtime_ns: 1_700_000_000_000_000_000,
                 ctime_ns: 1_700_000_000_000_000_000,
             },
+            layer_device: None,
             process: ProcessInfo {
                 pid: 4242,
                 ..ProcessInfo::default()

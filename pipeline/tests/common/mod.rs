@@ -2,6 +2,8 @@
 //! `portcullis run` protecting a tmpfs in a private mount namespace.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod containers;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;

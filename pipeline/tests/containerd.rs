@@ -1,0 +1,582 @@
+//! Container protection against a real containerd 2.x with CRI and NRI
+//! (`scripts/containerd` builds it from the Go module proxy and runs it on
+//! its own root, state and sockets), with pods run through CRI (`crictl`)
+//! so that pod names, namespaces and labels are real. The images are made
+//! locally: the sandbox's pause and `localhost/portcullis-test`.
+//!
+//! The agent serves NRI on containerd's NRI socket: containerd calls it
+//! after `runc create` and before the entrypoint runs. Pods use the host
+//! network (no CNI) and a kubelet-style cgroup parent (`/kubepods/...`).
+//!
+//! Gated on root, fanotify permission events, and containerd with the
+//! images; `scripts/test` sets PORTCULLIS_REQUIRE_CONTAINERS=1, which turns
+//! a missing runtime into a failure instead of a loud SKIPPED line. The
+//! tests share the one containerd, so they run one at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::containers::*;
+use common::*;
+use serde_json::Value;
+
+const IMAGE: &str = "localhost/portcullis-test:latest";
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// How containerd was last started by this process (`None`: not yet).
+static STARTED: Mutex<Option<Option<String>>> = Mutex::new(None);
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/containerd")
+}
+
+/// `scripts/containerd ARGS` under a timeout.
+fn containerd_script(args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("300")
+        .arg("bash")
+        .arg(script())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The sockets of the running containerd.
+struct Containerd {
+    nri: PathBuf,
+    state: PathBuf,
+}
+
+/// Starts containerd (again, if it ran with other settings); with
+/// `require`, NRI's validator fails every container creation while that
+/// plugin is not registered. `Err` says why containerd cannot run here.
+fn containerd(require: Option<&str>) -> Result<Containerd, String> {
+    if let Some(why) = unavailable() {
+        return Err(why);
+    }
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    let want = require.map(str::to_string);
+    if started.as_ref() != Some(&want) {
+        let mut args = vec!["start"];
+        if let Some(r) = require {
+            args.extend(["--require-plugin", r]);
+        }
+        let o = containerd_script(&args);
+        if !o.status.success() {
+            return Err(format!("scripts/containerd start: {}", text(&o)));
+        }
+        *started = Some(want);
+    }
+    let out = containerd_script(&["status"]);
+    if !out.status.success() {
+        *started = None;
+        return Err("containerd does not answer".into());
+    }
+    Ok(Containerd {
+        nri: PathBuf::from("/run/portcullis-containerd/nri.sock"),
+        state: PathBuf::from("/run/portcullis-containerd"),
+    })
+}
+
+macro_rules! require_containerd {
+    ($name:expr, $require:expr) => {
+        match containerd($require) {
+            Ok(c) => c,
+            Err(why) => {
+                if std::env::var("PORTCULLIS_REQUIRE_CONTAINERS").as_deref() == Ok("1") {
+                    panic!(
+                        "`{}` needs containerd here (PORTCULLIS_REQUIRE_CONTAINERS=1): {why}",
+                        $name
+                    );
+                }
+                let line = format!(
+                    "\n!!!!!!!! SKIPPED containerd test `{}`: {why} !!!!!!!!\n",
+                    $name
+                );
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+                return;
+            }
+        }
+    };
+}
+
+/// `crictl ARGS` against the test containerd.
+fn crictl(args: &[&str]) -> Output {
+    let mut all = vec!["crictl"];
+    all.extend(args);
+    containerd_script(&all)
+}
+
+fn ok(o: Output, what: &str) -> String {
+    assert!(o.status.success(), "{what}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A test's world: the agent's config and journal in a temp dir, and the
+/// pods it made (removed at drop).
+struct World {
+    dir: tempfile::TempDir,
+    pods: Vec<String>,
+}
+
+impl World {
+    fn new(c: &Containerd, extra: &str) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("portcullis.toml"),
+            format!(
+                "[enforcer]\ndeadline = \"12s\"\n{extra}\n[containers]\nruntimes = [\"containerd\"]\ncontainerd_state = \"{}\"\ncontrol_socket = \"{}\"\nrescan_interval = \"500ms\"\n[containers.hook]\nspool_dir = \"{}\"\n[containers.nri]\nsocket = \"{}\"\n",
+                c.state.display(),
+                dir.path().join("agent.sock").display(),
+                dir.path().join("spool").display(),
+                c.nri.display(),
+            ),
+        )
+        .unwrap();
+        World {
+            dir,
+            pods: Vec::new(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn agent(&self) -> Agent {
+        let a = Agent::start(self.dir.path(), &self.path("portcullis.toml"));
+        wait_for(Duration::from_secs(20), "NRI registration", || {
+            a.log().contains("NRI synchronized")
+        });
+        a
+    }
+
+    /// A pod on the host network in namespace `ns`, labelled `app=<name>`.
+    fn pod(&mut self, name: &str, ns: &str) -> (String, PathBuf) {
+        let uid = format!("{name}-{}", std::process::id());
+        let config = serde_json::json!({
+            "metadata": {"name": name, "namespace": ns, "uid": uid, "attempt": 0},
+            "labels": {"app": name, "team": "payments"},
+            "log_directory": self.path("logs"),
+            "linux": {
+                "cgroup_parent": format!("/kubepods/besteffort/pod{uid}"),
+                "security_context": {"namespace_options": {"network": 2}}
+            }
+        });
+        let file = self.path(&format!("pod-{name}.json"));
+        std::fs::write(&file, config.to_string()).unwrap();
+        let id = ok(crictl(&["runp", file.to_str().unwrap()]), "crictl runp");
+        self.pods.push(id.clone());
+        (id, file)
+    }
+
+    /// Creates (and starts, unless `start` is false) container `name`
+    /// running `cmd` in pod `pod`. Returns the container id, or the
+    /// failing output.
+    fn container(
+        &self,
+        pod: &(String, PathBuf),
+        name: &str,
+        cmd: &[&str],
+        start: bool,
+    ) -> Result<String, Output> {
+        let config = serde_json::json!({
+            "metadata": {"name": name},
+            "image": {"image": IMAGE},
+            "command": cmd,
+            "labels": {"tier": "front"},
+            "log_path": format!("{name}.log"),
+            "linux": {}
+        });
+        let file = self.path(&format!("ctr-{name}.json"));
+        std::fs::write(&file, config.to_string()).unwrap();
+        let o = crictl(&[
+            "create",
+            &pod.0,
+            file.to_str().unwrap(),
+            pod.1.to_str().unwrap(),
+        ]);
+        if !o.status.success() {
+            return Err(o);
+        }
+        let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if start {
+            let o = crictl(&["start", &id]);
+            if !o.status.success() {
+                return Err(o);
+            }
+        }
+        Ok(id)
+    }
+
+    fn sleeper(&self, pod: &(String, PathBuf), name: &str) -> String {
+        self.container(pod, name, &["/bin/sleep", "600"], true)
+            .unwrap_or_else(|o| panic!("{name}: {}", text(&o)))
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for p in &self.pods {
+            let _ = crictl(&["stopp", p]);
+            let _ = crictl(&["rmp", "-f", p]);
+        }
+    }
+}
+
+fn exec(id: &str, script: &str) -> Output {
+    crictl(&["exec", id, "sh", "-c", script])
+}
+
+/// The container's exit code and log, once it exited.
+fn exited(id: &str) -> (i64, String) {
+    let mut status = Value::Null;
+    wait_for(Duration::from_secs(30), "the container to exit", || {
+        let o = crictl(&["inspect", id]);
+        status = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        status["status"]["state"] == "CONTAINER_EXITED"
+    });
+    let log = crictl(&["logs", id]);
+    (
+        status["status"]["exitCode"].as_i64().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&log.stdout),
+            String::from_utf8_lossy(&log.stderr)
+        ),
+    )
+}
+
+fn find<'a>(listed: &'a Value, id: &str) -> Option<&'a Value> {
+    listed["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["container"]["id"] == id)
+}
+
+#[test]
+fn a_pods_first_open_is_decided_before_its_entrypoint_runs_and_carries_the_pod() {
+    let name = "a_pods_first_open_is_decided_before_its_entrypoint_runs_and_carries_the_pod";
+    require_privileges!(name);
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = require_containerd!(name, None);
+    let mut w = World::new(&c, "");
+    let host = w.path("host-eicar.com");
+    std::fs::write(&host, EICAR).unwrap();
+    let agent = w.agent();
+
+    let pod = w.pod("web-0", "shop");
+    // The entrypoint's very first open is of the infected file.
+    let bad = w
+        .container(&pod, "first-open", &["/bin/cat", "/data/eicar.com"], true)
+        .unwrap_or_else(|o| panic!("{}", text(&o)));
+    let (code, log) = exited(&bad);
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("Operation not permitted"), "{log}");
+
+    // Clean files and execs pass; an infected exec is denied.
+    let app = w.sleeper(&pod, "app");
+    let clean = exec(&app, "cat /data/clean.txt");
+    assert!(clean.status.success(), "{}", text(&clean));
+    let infected = exec(&app, "cat /data/eicar.com");
+    assert!(!infected.status.success(), "{}", text(&infected));
+    let infected_exec = exec(
+        &app,
+        &format!("printf '%s' '{EICAR}' > /tmp/e && chmod +x /tmp/e && /tmp/e"),
+    );
+    assert!(!infected_exec.status.success(), "{}", text(&infected_exec));
+    let clean_exec = exec(&app, "/bin/busybox true");
+    assert!(clean_exec.status.success(), "{}", text(&clean_exec));
+    let on_host = Command::new("cat").arg(&host).output().unwrap();
+    assert!(
+        on_host.status.success(),
+        "host files are untouched: {}",
+        text(&on_host)
+    );
+
+    let listed = agent.containers();
+    let mine = find(&listed, &app).unwrap_or_else(|| panic!("{app} not listed: {listed:#}"));
+    assert_eq!(mine["via"], "hook", "{mine:#}");
+    assert_eq!(mine["container"]["runtime"], "containerd");
+    assert_eq!(mine["meta"]["name"], "app");
+    assert_eq!(mine["meta"]["image"], IMAGE);
+    assert_eq!(mine["meta"]["pod"]["name"], "web-0");
+    assert_eq!(mine["meta"]["pod"]["namespace"], "shop");
+    assert_eq!(
+        mine["meta"]["labels"]["app"], "web-0",
+        "pod labels: {mine:#}"
+    );
+    let (events, log) = agent.stop();
+
+    let protected = observed(&events, &bad, "container-protected");
+    assert_eq!(protected.len(), 1, "{log}");
+    assert_eq!(protected[0]["portcullis"]["container"]["via"], "hook");
+    let e = accesses(&events, &bad, "/data/eicar.com");
+    assert!(!e.is_empty(), "no access from {bad}:\n{log}");
+    // The entrypoint's first open already names the container and pod.
+    assert_eq!(e[0]["container"]["name"], "first-open", "{:#}", e[0]);
+    assert_eq!(e[0]["container"]["image"]["name"], IMAGE);
+    assert_eq!(e[0]["container"]["runtime"], "containerd");
+    assert_eq!(e[0]["orchestrator"]["namespace"], "shop", "{:#}", e[0]);
+    assert_eq!(e[0]["orchestrator"]["resource"]["name"], "web-0");
+    assert_eq!(e[0]["orchestrator"]["resource"]["type"], "pod");
+    let deny = events
+        .iter()
+        .find(|d| {
+            d["portcullis"]["kind"] == "decision_made"
+                && d["portcullis"]["access_id"] == e[0]["event"]["id"]
+        })
+        .unwrap();
+    assert_eq!(deny["portcullis"]["decision"], "deny");
+    assert!(
+        accesses(&events, &app, "/tmp/e")
+            .iter()
+            .any(|a| a["event"]["action"] == "exec"),
+        "the infected exec was intercepted as an exec"
+    );
+    assert!(
+        !events.iter().any(|e| e["file"]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("host-eicar.com"))),
+        "the host file was never intercepted"
+    );
+
+    // CEF `cs6` and OCSF `container` carry the name, OCSF the pod.
+    let journal = w.path("journal");
+    let cef = replay(&journal, "cef");
+    let line = cef
+        .lines()
+        .find(|l| l.contains("|FM-001|") && l.contains(&bad) && l.contains("eicar.com"))
+        .unwrap_or_else(|| panic!("no CEF access line for {bad}:\n{cef}"));
+    assert!(
+        line.contains("cs6=first-open cs6Label=containerName"),
+        "{line}"
+    );
+    let ocsf = replay(&journal, "ocsf");
+    let o = ocsf
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|o| o["actor"]["process"]["container"]["uid"] == bad.as_str())
+        .unwrap_or_else(|| panic!("no OCSF event of {bad}:\n{ocsf}"));
+    assert_eq!(
+        o["actor"]["process"]["container"]["name"], "first-open",
+        "{o:#}"
+    );
+    assert_eq!(
+        o["actor"]["process"]["container"]["pod_uuid"],
+        format!("web-0-{}", std::process::id()).as_str(),
+        "{o:#}"
+    );
+    // replay selects by pod and namespace.
+    for args in [["--namespace", "shop"], ["--pod", "web-0"]] {
+        let o = Command::new(bin())
+            .args([
+                "replay",
+                "--format",
+                "ecs",
+                "--kind",
+                "file_accessed",
+                "--journal",
+            ])
+            .arg(&journal)
+            .args(args)
+            .output()
+            .unwrap();
+        let lines: Vec<Value> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(!lines.is_empty(), "{args:?}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["orchestrator"]["namespace"] == "shop"),
+            "{args:?}"
+        );
+    }
+    let o = Command::new(bin())
+        .args(["replay", "--format", "ecs", "--journal"])
+        .arg(&journal)
+        .args(["--namespace", "prod"])
+        .output()
+        .unwrap();
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
+}
+
+#[test]
+fn pods_running_before_the_agent_are_protected_named_and_protected_again_after_a_restart() {
+    let name =
+        "pods_running_before_the_agent_are_protected_named_and_protected_again_after_a_restart";
+    require_privileges!(name);
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = require_containerd!(name, None);
+    let mut w = World::new(&c, "");
+    let pod = w.pod("db-0", "shop");
+    let id = w.sleeper(&pod, "db");
+    // Unprotected before the agent: the infected file opens.
+    let before = exec(&id, "cat /data/eicar.com");
+    assert!(before.status.success(), "{}", text(&before));
+
+    for round in 0..2 {
+        let agent = w.agent();
+        let listed = agent.containers();
+        let mine = find(&listed, &id)
+            .unwrap_or_else(|| panic!("round {round}: {id} not listed: {listed:#}"));
+        assert_eq!(mine["via"], "scan", "{mine:#}");
+        assert_eq!(mine["meta"]["name"], "db", "named at once: {mine:#}");
+        assert_eq!(mine["meta"]["pod"]["name"], "db-0");
+        assert_eq!(mine["meta"]["labels"]["team"], "payments", "{mine:#}");
+        let denied = exec(&id, "cat /data/eicar.com");
+        assert!(!denied.status.success(), "round {round}: {}", text(&denied));
+        let clean = exec(&id, "cat /data/clean.txt");
+        assert!(clean.status.success(), "round {round}: {}", text(&clean));
+        let (events, log) = agent.stop();
+        let e = accesses(&events, &id, "/data/eicar.com");
+        assert!(!e.is_empty(), "round {round}:\n{log}");
+        assert_eq!(e[0]["container"]["name"], "db");
+        assert_eq!(e[0]["orchestrator"]["resource"]["name"], "db-0");
+        // The agent stopped: its marks went with its group.
+        let after = exec(&id, "cat /data/eicar.com");
+        assert!(after.status.success(), "round {round}: {}", text(&after));
+        std::fs::remove_dir_all(w.path("journal")).unwrap();
+    }
+}
+
+#[test]
+fn policies_scoped_by_namespace_apply_and_policies_scoped_elsewhere_do_not() {
+    let name = "policies_scoped_by_namespace_apply_and_policies_scoped_elsewhere_do_not";
+    require_privileges!(name);
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = require_containerd!(name, None);
+    let policies = r#"
+[[policy]]
+name = "prod"
+namespaces = ["prod"]
+
+[[policy]]
+name = "shop-data"
+namespaces = ["shop"]
+pod_labels = { team = "payments" }
+paths = ["/data/**"]
+"#;
+    let mut w = World::new(&c, policies);
+    let agent = w.agent();
+    let pod = w.pod("api-0", "shop");
+    let id = w.sleeper(&pod, "api");
+    let covered = exec(&id, "cat /data/eicar.com");
+    assert!(
+        !covered.status.success(),
+        "in the namespace policy's paths: {}",
+        text(&covered)
+    );
+    let outside = exec(
+        &id,
+        &format!("printf '%s' '{EICAR}' > /tmp/e && cat /tmp/e"),
+    );
+    assert!(
+        outside.status.success(),
+        "outside every policy that selects this pod: {}",
+        text(&outside)
+    );
+    let (events, log) = agent.stop();
+    let data = accesses(&events, &id, "/data/eicar.com");
+    assert!(!data.is_empty(), "{log}");
+    assert_eq!(data[0]["portcullis"]["policy"]["name"], "shop-data");
+    let tmp = accesses(&events, &id, "/tmp/e");
+    assert!(!tmp.is_empty(), "{log}");
+    assert!(
+        tmp.iter().all(|a| a["portcullis"].get("policy").is_none()),
+        "{tmp:#?}"
+    );
+}
+
+#[test]
+fn without_the_agent_containerd_follows_its_nri_validator() {
+    let name = "without_the_agent_containerd_follows_its_nri_validator";
+    require_privileges!(name);
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Fail closed: the validator requires the plugin.
+    let c = require_containerd!(name, Some("portcullis"));
+    let mut w = World::new(&c, "");
+    let pod = w.pod("strict-0", "shop");
+    let refused = w
+        .container(&pod, "refused", &["/bin/true"], false)
+        .expect_err("created without the required plugin");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("portcullis"),
+        "the refusal names the plugin: {}",
+        text(&refused)
+    );
+    let agent = w.agent();
+    let id = w.sleeper(&pod, "admitted");
+    let denied = exec(&id, "cat /data/eicar.com");
+    assert!(!denied.status.success(), "{}", text(&denied));
+    let (events, _) = agent.stop();
+    assert_eq!(observed(&events, &id, "container-protected").len(), 1);
+    drop(w);
+    // Back to the default (fail open) for the other tests.
+    require_containerd!(name, None);
+}
+
+#[test]
+fn pod_start_stop_cycles_leave_no_marks_or_bookkeeping_behind() {
+    let name = "pod_start_stop_cycles_leave_no_marks_or_bookkeeping_behind";
+    require_privileges!(name);
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let c = require_containerd!(name, None);
+    let cycles: usize = std::env::var("PORTCULLIS_CONTAINER_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut w = World::new(&c, "");
+    // The pod's sandbox first: the agent protects it too, and it stays.
+    let pod = w.pod("cycle-0", "shop");
+    let agent = w.agent();
+    let before = agent.containers();
+    for i in 0..cycles {
+        let id = w
+            .container(
+                &pod,
+                &format!("cycle{i}"),
+                &["/bin/cat", "/data/clean.txt"],
+                true,
+            )
+            .unwrap_or_else(|o| panic!("cycle {i}: {}", text(&o)));
+        let (code, log) = exited(&id);
+        assert_eq!(code, 0, "cycle {i}: {log}");
+        ok(crictl(&["rm", &id]), "crictl rm");
+    }
+    wait_for(
+        Duration::from_secs(10),
+        "the registry to retire every cycle",
+        || {
+            agent.containers()["containers"].as_array().unwrap().len()
+                == before["containers"].as_array().unwrap().len()
+        },
+    );
+    let after = agent.containers();
+    assert_eq!(
+        after["marks"]["filesystems"], before["marks"]["filesystems"],
+        "{before:#}\n{after:#}"
+    );
+    assert_eq!(after["marks"]["mounts"], before["marks"]["mounts"]);
+    assert!(after["recently_gone"].as_u64().unwrap() <= 1024);
+    let (events, log) = agent.stop();
+    let hooked = events
+        .iter()
+        .filter(|e| e["event"]["action"] == "container-protected")
+        .filter(|e| e["portcullis"]["container"]["via"] == "hook")
+        .count();
+    assert!(
+        hooked >= cycles,
+        "every cycle went through NRI ({hooked} of {cycles}):\n{log}"
+    );
+}
