@@ -345,16 +345,25 @@ impl Protector {
         // scan again shortly after.
         let mut followups: Vec<Instant> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
+            // Wake for the next follow-up scan, or at the latest after 250 ms
+            // (the stop flag).
+            let wait = followups
+                .iter()
+                .min()
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(250))
+                .min(Duration::from_millis(250));
+            let wait_ms = i32::try_from(wait.as_millis()).unwrap_or(250);
             let changed = match &mountinfo {
-                Ok(f) => poll_pri(f, 250),
+                Ok(f) => poll_pri(f, wait_ms),
                 Err(_) => {
-                    std::thread::sleep(Duration::from_millis(250));
+                    std::thread::sleep(wait);
                     false
                 }
             };
             let now = Instant::now();
             if changed {
-                for ms in [5, 25, 100, 500] {
+                for ms in FOLLOWUPS_MS {
                     followups.push(now + Duration::from_millis(ms));
                 }
             }
@@ -370,6 +379,14 @@ impl Protector {
         }
     }
 }
+
+/// Scans after a mount change of the host, in ms: a runtime mounts a
+/// container's root before it creates the container's process, and the
+/// scan can only find the container once that process is in its cgroup.
+/// Dense at first (a container without a hook runs unprotected until one
+/// of these finds it: `scripts/bench-watch-window`), each a walk of
+/// `/proc/*/cgroup`.
+const FOLLOWUPS_MS: [u64; 11] = [5, 15, 30, 50, 75, 100, 150, 200, 300, 500, 1000];
 
 /// Waits up to `timeout_ms` for `POLLPRI` (a mount table change); rearms
 /// by reading the file again.
