@@ -15,9 +15,10 @@ use portcullis_actors::journal::export;
 use portcullis_actors::journal::{JournalConfig, JournalStore, Record};
 use portcullis_pipeline::forensics::investigate::Investigation;
 use portcullis_schemas::{
-    codec, AccessKind, ContainerRef, ContainerRuntime, Decision, DecisionMade, DecisionReason,
-    EventBody, EventId, FileAccessed, FileInfo, FilePath, Mode, NodeId, ProcessInfo, RuleMatch,
-    RulesetVersion, Timestamp, TraceContext, Verdict, VerdictIssued,
+    codec, AccessKind, ContainerChange, ContainerObserved, ContainerRef, ContainerRuntime,
+    Decision, DecisionMade, DecisionReason, EventBody, EventId, FileAccessed, FileInfo, FilePath,
+    Mode, NodeId, ProcessInfo, RuleMatch, RulesetVersion, Timestamp, TraceContext, Verdict,
+    VerdictIssued,
 };
 use predicates::prelude::PredicateBooleanExt as _;
 use serde_json::Value;
@@ -268,6 +269,57 @@ fn replay_filters_and_formats_a_journal_at_rest() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("--path: `[`"));
+}
+
+#[test]
+fn replay_names_accesses_journaled_before_their_container_was_described() {
+    let dir = tempfile::tempdir().unwrap();
+    // The access comes first, with the bare id (the runtime answered late).
+    write_journal(
+        dir.path(),
+        "node-a",
+        &[(Some("late1"), 10, "/data/x", true)],
+    );
+    let mut described = ContainerRef::new(ContainerRuntime::Docker, "late1");
+    described.name = Some("billing".into());
+    described.image = Some("registry.example/billing:2".into());
+    let mut store =
+        JournalStore::open(&JournalConfig::new(dir.path(), NodeId("node-a".into()))).unwrap();
+    store
+        .append_batch(vec![Record::new(EventBody::ContainerObserved(
+            ContainerObserved {
+                container: described,
+                change: ContainerChange::Described,
+                labels: vec![],
+            },
+        ))])
+        .unwrap();
+    drop(store);
+
+    for args in [
+        &["--container-name", "billing", "--kind", "file_accessed"][..],
+        &["--image", "registry.example/*", "--kind", "file_accessed"][..],
+    ] {
+        let out = replay_journal(dir.path(), args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = lines(&out.stdout);
+        assert_eq!(got.len(), 1, "{args:?}: the earlier access is selected");
+        assert_eq!(got[0]["container"]["id"], "late1");
+        assert_eq!(
+            got[0]["container"]["name"], "billing",
+            "and shown with the name"
+        );
+        assert_eq!(
+            got[0]["container"]["image"]["name"],
+            "registry.example/billing:2"
+        );
+    }
+    let out = replay_journal(dir.path(), &["--container-name", "other"]);
+    assert!(out.status.success() && out.stdout.is_empty());
 }
 
 #[test]

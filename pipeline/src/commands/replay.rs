@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use portcullis_schemas::{codec, EventKind, VerdictClass};
+use portcullis_schemas::{codec, Envelope, EventBody, EventKind, VerdictClass};
 
 use crate::cli::{ReplayArgs, SourceArgs};
 use crate::config::{ConfigFile, Overrides};
@@ -81,6 +81,49 @@ pub fn filter_of(args: &ReplayArgs) -> anyhow::Result<Filter> {
     })
 }
 
+/// A first pass over the whole source: every container's metadata as its
+/// `ContainerObserved` events tell it (a container described after its
+/// first accesses is known for those too).
+fn preload_containers(spec: &SourceSpec, correlator: &mut Correlator) -> anyhow::Result<()> {
+    let handle = source::open(
+        spec,
+        ReadOptions {
+            from: None,
+            to: None,
+            follow: false,
+        },
+    )?;
+    for msg in handle.rx.iter() {
+        let SourceMsg::Records(batch) = msg else {
+            continue;
+        };
+        for raw in &batch {
+            if let Ok(env) = codec::decode(&raw.bytes) {
+                if let EventBody::ContainerObserved(o) = &env.body {
+                    correlator.preload(&o.container);
+                }
+            }
+        }
+        handle.recycle(batch);
+    }
+    handle.finish()?;
+    Ok(())
+}
+
+/// Fills an access's container with what is known of it (name, image,
+/// pod) when the access itself was journaled before that was known.
+fn enrich(env: &mut Envelope, correlator: &Correlator) {
+    let id = env.event_id;
+    if let EventBody::FileAccessed(a) = &mut env.body {
+        if let (Some(c), Some(known)) = (
+            a.container.as_mut(),
+            correlator.get(&id).and_then(|f| f.container_ref.as_ref()),
+        ) {
+            c.fill_from(known);
+        }
+    }
+}
+
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let filter = filter_of(&args)?;
     let spec = args.source.spec()?;
@@ -118,6 +161,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     );
     let mut correlator = Correlator::default();
     let correlate = filter.needs_facts();
+    if filter.selects_container_metadata() && !args.follow {
+        preload_containers(&spec, &mut correlator)
+            .with_context(|| format!("reading {} for its containers", spec.describe()))?;
+    }
     let mut verifier = args.verify.then(Verifier::default);
     let (mut read, mut written, mut bad) = (0u64, 0u64, 0u64);
 
@@ -133,7 +180,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             pb.inc(batch.len() as u64);
             for raw in &batch {
                 read += 1;
-                let env = match codec::decode(&raw.bytes) {
+                let mut env = match codec::decode(&raw.bytes) {
                     Ok(env) => env,
                     Err(e) => {
                         bad += 1;
@@ -156,6 +203,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 };
                 if !keep {
                     continue;
+                }
+                if correlate && args.format != Format::Export {
+                    enrich(&mut env, &correlator);
                 }
                 match &mut verifier {
                     Some(v) => {

@@ -81,6 +81,14 @@ impl Correlator {
         merged
     }
 
+    /// Learns what a `ContainerObserved` event says of its container ahead
+    /// of the events before it: replay's first pass, so that an access
+    /// journaled before its container was described is still selected by
+    /// (and shown with) the container's name.
+    pub fn preload(&mut self, c: &ContainerRef) {
+        self.learn(c);
+    }
+
     /// The best-known container of `env`: its access's, or the one a
     /// `ContainerObserved` names.
     pub fn container_of<'a>(
@@ -188,7 +196,8 @@ impl Filter {
             || self.rules.is_some()
     }
 
-    fn selects_container_metadata(&self) -> bool {
+    /// Whether a container's name, image, namespace or pod is asked for.
+    pub fn selects_container_metadata(&self) -> bool {
         self.container_names.is_some()
             || self.images.is_some()
             || self.namespaces.is_some()
