@@ -297,6 +297,28 @@ impl Policies {
         Ok(Self { policies: out })
     }
 
+    /// The enabled policies whose place (host, container selectors)
+    /// selects `container` (`None`: the host), in order: for each of its
+    /// files the first of them whose paths cover it applies.
+    pub fn selecting(
+        &self,
+        container: Option<&ContainerRef>,
+        labels: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Vec<&str> {
+        let root = FilePath::from_bytes(b"/".to_vec());
+        let s = Subject {
+            path: &root,
+            executable: None,
+            container,
+            labels,
+        };
+        self.policies
+            .iter()
+            .filter(|c| c.place.matches(&s))
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
     /// The scope of an access: the first enabled policy whose place
     /// (host, container selectors) and paths match.
     pub fn scope(&self, s: &Subject<'_>) -> Scope {
@@ -349,6 +371,22 @@ mod tests {
 
     fn fp(s: &str) -> FilePath {
         FilePath::from_bytes(s.as_bytes())
+    }
+
+    #[test]
+    fn selecting_lists_the_policies_whose_place_matches_a_container() {
+        let mut web = PolicySpec::named("web");
+        web.containers = vec!["web-*".into()];
+        let mut host = PolicySpec::named("host");
+        host.host = true;
+        let all = PolicySpec::named("all");
+        let p = Policies::build(&[web, host, all]).unwrap();
+        let mut c = ContainerRef::new(portcullis_schemas::ContainerRuntime::Podman, "x");
+        c.name = Some("web-1".into());
+        assert_eq!(p.selecting(Some(&c), None), vec!["web", "all"]);
+        c.name = Some("db".into());
+        assert_eq!(p.selecting(Some(&c), None), vec!["all"]);
+        assert_eq!(p.selecting(None, None), vec!["host", "all"]);
     }
 
     #[test]

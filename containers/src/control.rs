@@ -116,6 +116,12 @@ pub fn request(
     })
 }
 
+/// The names of the agent's policies that select a container (its
+/// reference and labels), for `portcullis containers`.
+pub type PolicyNames = Arc<
+    dyn Fn(&ContainerRef, &std::collections::BTreeMap<String, String>) -> Vec<String> + Send + Sync,
+>;
+
 /// The running server; dropping it stops accepting and removes the socket.
 #[derive(Debug)]
 pub struct ControlServer {
@@ -127,7 +133,11 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds `path` (its directory is created 0700; a stale socket nobody
     /// answers on is replaced) and serves on a thread of its own.
-    pub fn start(path: &Path, protector: Arc<Protector>) -> Result<Self, ContainersError> {
+    pub fn start(
+        path: &Path,
+        protector: Arc<Protector>,
+        policies: Option<PolicyNames>,
+    ) -> Result<Self, ContainersError> {
         let io = |what: String| move |source| ContainersError::Io { what, source };
         if let Some(dir) = path.parent() {
             std::fs::DirBuilder::new()
@@ -157,7 +167,7 @@ impl ControlServer {
         let s = stop.clone();
         let thread = std::thread::Builder::new()
             .name("pc-control".into())
-            .spawn(move || accept_loop(listener, protector, &s))
+            .spawn(move || accept_loop(listener, protector, policies, &s))
             .map_err(io("starting the control socket thread".into()))?;
         tracing::info!(socket = %path.display(), "agent control socket ready");
         Ok(Self {
@@ -178,7 +188,12 @@ impl Drop for ControlServer {
     }
 }
 
-fn accept_loop(listener: UnixListener, protector: Arc<Protector>, stop: &AtomicBool) {
+fn accept_loop(
+    listener: UnixListener,
+    protector: Arc<Protector>,
+    policies: Option<PolicyNames>,
+    stop: &AtomicBool,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
@@ -189,11 +204,12 @@ fn accept_loop(listener: UnixListener, protector: Arc<Protector>, stop: &AtomicB
                 }
                 active.fetch_add(1, Ordering::Relaxed);
                 let p = protector.clone();
+                let names = policies.clone();
                 let a = active.clone();
                 let spawned = std::thread::Builder::new()
                     .name("pc-control-conn".into())
                     .spawn(move || {
-                        if let Err(e) = serve(conn, &p) {
+                        if let Err(e) = serve(conn, &p, names.as_ref()) {
                             tracing::warn!(error = %e, "control socket request failed");
                         }
                         a.fetch_sub(1, Ordering::Relaxed);
@@ -244,7 +260,11 @@ fn peer_uid(conn: &UnixStream) -> std::io::Result<u32> {
     Ok(cred.uid)
 }
 
-fn serve(conn: UnixStream, protector: &Protector) -> std::io::Result<()> {
+fn serve(
+    conn: UnixStream,
+    protector: &Protector,
+    policies: Option<&PolicyNames>,
+) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(READ_TIMEOUT))?;
     conn.set_write_timeout(Some(READ_TIMEOUT))?;
@@ -259,7 +279,7 @@ fn serve(conn: UnixStream, protector: &Protector) -> std::io::Result<()> {
         let mut line = String::new();
         BufReader::new((&conn).take(MAX_REQUEST)).read_line(&mut line)?;
         match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handle(req, protector),
+            Ok(req) => handle(req, protector, policies),
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
             },
@@ -270,13 +290,19 @@ fn serve(conn: UnixStream, protector: &Protector) -> std::io::Result<()> {
     (&conn).write_all(&out)
 }
 
-fn handle(req: Request, protector: &Protector) -> Response {
+fn handle(req: Request, protector: &Protector, policies: Option<&PolicyNames>) -> Response {
     match req {
         Request::List => {
             let marks = protector.fanotify().mark_counts().unwrap_or_default();
             let registry = protector.registry();
+            let mut containers = registry.running();
+            if let Some(names) = policies {
+                for c in &mut containers {
+                    c.policies = names(&c.reference(), &c.meta.labels);
+                }
+            }
             Response::Containers {
-                containers: registry.running(),
+                containers,
                 recently_gone: registry.sizes().1,
                 marks: Marks {
                     filesystems: marks.filesystems,
@@ -286,6 +312,7 @@ fn handle(req: Request, protector: &Protector) -> Response {
             }
         }
         Request::Protect { state, runtime } => {
+            tracing::info!(container = %state.id, pid = ?state.pid, "protect request from an OCI hook");
             let Some(pid) = state.pid.filter(|p| *p > 0) else {
                 return Response::Error {
                     message: format!("container {}: the OCI state has no pid (is the hook in the createRuntime stage?)", state.id),

@@ -65,6 +65,10 @@ pub struct ProtectorConfig {
     pub metadata_timeout: Duration,
     /// How often the watcher rescans `/proc` without a mount change.
     pub rescan: Duration,
+    /// Scan after every mount change of the host (the asynchronous
+    /// fallback for runtimes without a synchronous hook). Off, only the
+    /// `rescan` interval runs.
+    pub watch_mounts: bool,
     /// How many gone containers keep their metadata.
     pub gone_capacity: usize,
 }
@@ -230,6 +234,7 @@ impl Protector {
             via,
             protected_at_ms: now_ms(),
             gone_at_ms: None,
+            policies: Vec::new(),
         };
         self.registry.insert(c.clone());
         tracing::info!(
@@ -336,9 +341,17 @@ impl Protector {
     }
 
     fn watch_loop(&self, stop: &AtomicBool) {
-        let mountinfo = File::open("/proc/self/mountinfo");
-        if let Err(e) = &mountinfo {
-            tracing::warn!(error = %e, "cannot watch /proc/self/mountinfo; rescanning on the interval only");
+        let mountinfo = if self.config.watch_mounts {
+            File::open("/proc/self/mountinfo")
+        } else {
+            Err(std::io::Error::other("containers.watch_mounts = false"))
+        };
+        match &mountinfo {
+            Err(e) if self.config.watch_mounts => {
+                tracing::warn!(error = %e, "cannot watch /proc/self/mountinfo; rescanning on the interval only")
+            }
+            Err(_) => tracing::info!("mount watcher off; rescanning on the interval only"),
+            Ok(_) => {}
         }
         let mut last_scan = Instant::now();
         // After a mount change the container's process may not exist yet:

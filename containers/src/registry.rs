@@ -38,6 +38,10 @@ pub struct Container {
     pub protected_at_ms: u64,
     /// Set once the container is gone.
     pub gone_at_ms: Option<u64>,
+    /// The agent's policies that select it, in order (filled when the
+    /// agent lists its containers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
 }
 
 /// Milliseconds since the epoch, now.
@@ -238,6 +242,7 @@ mod tests {
             via: Discovery::Scan,
             protected_at_ms: 0,
             gone_at_ms: None,
+            policies: Vec::new(),
         }
     }
 

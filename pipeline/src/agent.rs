@@ -187,6 +187,16 @@ impl Agent {
                     containers::devices_of(&settings.protect),
                     registry,
                     Arc::new(move |body| journal.do_send(Append(Record::new(body)))),
+                    Some({
+                        let policies = settings.policies.clone();
+                        Arc::new(move |c, labels| {
+                            policies
+                                .selecting(Some(c), Some(labels))
+                                .into_iter()
+                                .map(str::to_string)
+                                .collect()
+                        })
+                    }),
                 )?)
             }
             None => None,

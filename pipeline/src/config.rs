@@ -510,6 +510,7 @@ mod tests {
         assert_eq!(c.control_socket, dc.control_socket);
         assert_eq!(c.metadata_timeout, dc.metadata_timeout);
         assert_eq!(c.rescan_interval, dc.rescan_interval);
+        assert_eq!(c.watch_mounts, dc.watch_mounts);
         assert_eq!(c.recently_gone, dc.recently_gone);
         assert_eq!(c.hook.timeout, dc.hook.timeout);
         assert_eq!(c.hook.on_agent_unavailable, dc.hook.on_agent_unavailable);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use portcullis_containers::control::{ControlServer, DEFAULT_SOCKET};
+use portcullis_containers::control::{ControlServer, PolicyNames, DEFAULT_SOCKET};
 use portcullis_containers::nri::NriConfig;
 use portcullis_containers::spool::{self, HookDecision};
 use portcullis_containers::{runtime, ContainerEvent, Protector, ProtectorConfig, Registry};
@@ -151,6 +151,12 @@ pub struct ContainersSection {
     /// How often `/proc` is rescanned without a mount change.
     #[serde(default = "d_rescan")]
     pub rescan_interval: String,
+    /// Scan `/proc` after every mount change of the host: the fallback
+    /// for runtimes without a synchronous hook (Docker; containerd or CRI-O
+    /// without NRI). Where every runtime has its hook or NRI, `false` saves
+    /// those scans.
+    #[serde(default = "d_true")]
+    pub watch_mounts: bool,
     /// Gone containers whose metadata is kept for late events.
     #[serde(default = "d_gone")]
     pub recently_gone: usize,
@@ -176,6 +182,7 @@ impl Default for ContainersSection {
             control_socket: d_socket(),
             metadata_timeout: d_metadata_timeout(),
             rescan_interval: d_rescan(),
+            watch_mounts: true,
             recently_gone: d_gone(),
             hook: HookSection::default(),
             nri: NriSection::default(),
@@ -236,6 +243,7 @@ pub struct ContainersSettings {
     pub control_socket: PathBuf,
     pub metadata_timeout: Duration,
     pub rescan_interval: Duration,
+    pub watch_mounts: bool,
     pub recently_gone: usize,
     pub hook: HookSettings,
     /// The NRI plugin, when containerd or CRI-O is protected and
@@ -419,6 +427,7 @@ impl ContainersSection {
             control_socket: self.control_socket,
             metadata_timeout: duration("containers.metadata_timeout", &self.metadata_timeout)?,
             rescan_interval: duration("containers.rescan_interval", &self.rescan_interval)?,
+            watch_mounts: self.watch_mounts,
             recently_gone: self.recently_gone,
             hook: self.hook.build()?,
         })
@@ -450,6 +459,7 @@ impl ContainerProtection {
         refused: Vec<u64>,
         registry: Arc<Registry>,
         emit: Emit,
+        policies: Option<PolicyNames>,
     ) -> anyhow::Result<Self> {
         for r in spool::drain(&settings.hook.spool_dir) {
             match r {
@@ -478,6 +488,7 @@ impl ContainerProtection {
                 refused_devices: refused,
                 metadata_timeout: settings.metadata_timeout,
                 rescan: settings.rescan_interval,
+                watch_mounts: settings.watch_mounts,
                 gone_capacity: settings.recently_gone,
             },
             registry,
@@ -487,7 +498,7 @@ impl ContainerProtection {
         .context("starting container protection")?;
         let n = protector.scan();
         tracing::info!(containers = n, "running containers protected");
-        let control = ControlServer::start(&settings.control_socket, protector.clone())
+        let control = ControlServer::start(&settings.control_socket, protector.clone(), policies)
             .context("starting the agent control socket")?;
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = protector.spawn_watcher(stop.clone())?;

@@ -363,6 +363,7 @@ impl<'a> Session<'a> {
             tracing::warn!(container = %c.id, "NRI StartContainer without the init's pid; left to the /proc scan");
             return;
         }
+        tracing::info!(container = %c.id, pid = c.pid, "NRI StartContainer");
         let meta = meta_of(pod, c);
         // The refusal, if any, is journaled by the protector; the runtime
         // starts the container either way (as with the OCI hook).

@@ -163,6 +163,7 @@ fn registers_configures_synchronizes_and_answers_a_start() {
             refused_devices: Vec::new(),
             metadata_timeout: Duration::from_secs(1),
             rescan: Duration::from_secs(60),
+            watch_mounts: false,
             gone_capacity: 8,
         },
         Arc::new(Registry::new(8)),

@@ -41,7 +41,7 @@ pub fn run(args: ContainersArgs) -> anyhow::Result<ExitCode> {
         }
         ContainersFormat::Table => {
             println!(
-                "{:<13} {:<10} {:<20} {:<34} {:<24} {:>7} {:>7}",
+                "{:<13} {:<10} {:<20} {:<34} {:<24} {:>7} {:>7}  POLICY",
                 "CONTAINER", "RUNTIME", "NAME", "IMAGE", "POD", "PID", "VOLUMES"
             );
             for c in &containers {
@@ -51,8 +51,13 @@ pub fn run(args: ContainersArgs) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .map(|p| format!("{}/{}", p.namespace, p.name))
                     .unwrap_or_else(|| "-".into());
+                let policy = if c.policies.is_empty() {
+                    "- (none: not scanned)".to_string()
+                } else {
+                    c.policies.join(",")
+                };
                 println!(
-                    "{:<13} {:<10} {:<20} {:<34} {:<24} {:>7} {:>7}",
+                    "{:<13} {:<10} {:<20} {:<34} {:<24} {:>7} {:>7}  {policy}",
                     c.container.id.get(..12).unwrap_or(&c.container.id),
                     c.container.runtime.as_str(),
                     c.meta.name.as_deref().unwrap_or("-"),

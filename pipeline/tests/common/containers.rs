@@ -39,6 +39,17 @@ impl Agent {
             .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid))
     }
 
+    /// The agent's resident memory (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().map(|c| c.0.id()).unwrap();
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -170,4 +181,19 @@ impl Agent {
         assert!(!agent.exited(), "the agent exited:\n{}", agent.log());
         agent
     }
+}
+
+/// The most an agent's resident memory may grow over start/stop cycles:
+/// the bounded memory of gone containers, the journal's caches and the
+/// allocator's slack, not a per-container leak (200 cycles leaking a page
+/// each stay under it; a leak of a marked container's state does not).
+pub const CYCLE_RSS_SLACK_KIB: u64 = 16 * 1024;
+
+/// Container `id` in the answer of `portcullis containers --format json`.
+pub fn find<'a>(listed: &'a Value, id: &str) -> Option<&'a Value> {
+    listed["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["container"]["id"] == id)
 }
