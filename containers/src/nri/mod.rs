@@ -104,30 +104,49 @@ pub fn spawn(
         })
 }
 
+/// The longest wait between dials after sessions that failed in a row.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
 fn dial_loop(config: &NriConfig, protector: &Arc<Protector>, stop: &AtomicBool) {
     let mut waiting_logged = false;
+    let mut retry = config.retry;
     while !stop.load(Ordering::Relaxed) {
         match UnixStream::connect(&config.socket) {
             Ok(stream) => {
                 waiting_logged = false;
                 let mut session = Session::new(config, protector);
-                match session.serve(stream, stop) {
+                let result = session.serve(stream, stop);
+                // A session that got registered was healthy: dial again
+                // soon. One refused or broken before that (the runtime
+                // refusing the name, say) backs off, up to MAX_RETRY.
+                retry = next_retry(session.registered, retry, config.retry);
+                match result {
                     Ok(()) => {
                         tracing::info!(socket = %config.socket.display(), "NRI plugin stopped")
                     }
                     Err(e) => {
-                        tracing::warn!(socket = %config.socket.display(), error = %e, "NRI connection ended; dialing again")
+                        tracing::warn!(socket = %config.socket.display(), error = %e, next_dial = ?retry, "NRI connection ended; dialing again")
                     }
                 }
             }
             Err(e) => {
+                retry = config.retry;
                 if !waiting_logged {
                     tracing::info!(socket = %config.socket.display(), error = %e, "waiting for the runtime's NRI socket");
                     waiting_logged = true;
                 }
             }
         }
-        sleep_unless(stop, config.retry);
+        sleep_unless(stop, retry);
+    }
+}
+
+/// The wait before the next dial after a session ended.
+fn next_retry(registered: bool, last: Duration, base: Duration) -> Duration {
+    if registered {
+        base
+    } else {
+        (last * 2).min(MAX_RETRY).max(base)
     }
 }
 
@@ -282,6 +301,8 @@ impl<'a> Session<'a> {
         let (payload, after) = match method {
             "Configure" => {
                 let c = api::ConfigureRequest::decode(body).map_err(decode_err(method))?;
+                // Configured: the runtime took the registration.
+                self.registered = true;
                 tracing::info!(runtime = %c.runtime_name, version = %c.runtime_version, nri = %c.nri_version, request_timeout_ms = c.request_timeout, "NRI runtime configured the plugin");
                 (
                     api::ConfigureResponse {

@@ -54,6 +54,37 @@ impl FakeRuntime {
     }
 }
 
+type Events = Arc<parking_lot::Mutex<Vec<ContainerEvent>>>;
+
+/// A protector on a notification group (no container is ever marked by
+/// these tests: this process is not one), recording its events.
+fn protector() -> (Arc<Protector>, Events) {
+    let fan = Fanotify::init(GroupClass::Notification).unwrap();
+    let events: Events = Arc::default();
+    let seen = events.clone();
+    let protector = Protector::start(
+        fan,
+        ProtectorConfig {
+            watch: Watch {
+                open: true,
+                exec: true,
+                close_write: false,
+            },
+            volumes: false,
+            refused_devices: Vec::new(),
+            metadata_timeout: Duration::from_secs(1),
+            rescan: Duration::from_secs(60),
+            watch_mounts: false,
+            gone_capacity: 8,
+        },
+        Arc::new(Registry::new(8)),
+        Vec::new(),
+        Arc::new(move |e| seen.lock().push(e)),
+    )
+    .unwrap();
+    (protector, events)
+}
+
 fn pod() -> api::PodSandbox {
     api::PodSandbox {
         id: "p1".into(),
@@ -124,6 +155,19 @@ fn subscription_mask_is_one_bit_per_event() {
 }
 
 #[test]
+fn refused_sessions_back_off_and_a_registered_one_resets() {
+    let base = Duration::from_secs(1);
+    let mut d = base;
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        d = next_retry(false, d, base);
+        seen.push(d.as_secs());
+    }
+    assert_eq!(seen, vec![2, 4, 8, 16, 30, 30, 30]);
+    assert_eq!(next_retry(true, d, base), base);
+}
+
+#[test]
 fn config_index_must_be_two_digits() {
     let mut c = NriConfig {
         socket: DEFAULT_SOCKET.into(),
@@ -148,29 +192,7 @@ fn registers_configures_synchronizes_and_answers_a_start() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("nri.sock");
     let listener = UnixListener::bind(&socket).unwrap();
-    let fan = Fanotify::init(GroupClass::Notification).unwrap();
-    let events: Arc<parking_lot::Mutex<Vec<ContainerEvent>>> = Arc::default();
-    let seen = events.clone();
-    let protector = Protector::start(
-        fan,
-        ProtectorConfig {
-            watch: Watch {
-                open: true,
-                exec: true,
-                close_write: false,
-            },
-            volumes: false,
-            refused_devices: Vec::new(),
-            metadata_timeout: Duration::from_secs(1),
-            rescan: Duration::from_secs(60),
-            watch_mounts: false,
-            gone_capacity: 8,
-        },
-        Arc::new(Registry::new(8)),
-        Vec::new(),
-        Arc::new(move |e| seen.lock().push(e)),
-    )
-    .unwrap();
+    let (protector, events) = protector();
     let stop = Arc::new(AtomicBool::new(false));
     let config = NriConfig {
         socket: socket.clone(),
@@ -306,6 +328,77 @@ fn registers_configures_synchronizes_and_answers_a_start() {
     drop(rt);
     let (again, _) = listener.accept().unwrap();
     drop(again);
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_refused_registration_ends_the_session_and_the_plugin_dials_again() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: nri::tests::a_refused_registration_ends_the_session_and_the_plugin_dials_again needs root (a fanotify group)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nri.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let (protector, _) = protector();
+    let stop = Arc::new(AtomicBool::new(false));
+    let config = NriConfig {
+        socket,
+        name: "portcullis".into(),
+        index: "10".into(),
+        runtime: ContainerRuntime::Containerd,
+        retry: Duration::from_millis(20),
+    };
+    let thread = spawn(config, protector, stop.clone()).unwrap();
+    for attempt in 0..2 {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut rt = FakeRuntime {
+            stream,
+            demux: Demux::default(),
+            next_stream: 1,
+        };
+        let m = rt.recv();
+        assert_eq!(
+            (m.conn, m.kind),
+            (RUNTIME_CONN, TYPE_REQUEST),
+            "attempt {attempt}"
+        );
+        let refused = api::Response {
+            status: Some(api::Status {
+                code: 6,
+                message: "plugin \"10-portcullis\" already registered".into(),
+            }),
+            payload: Vec::new(),
+        };
+        wire::send(
+            &mut rt.stream,
+            &Message {
+                conn: RUNTIME_CONN,
+                stream: m.stream,
+                kind: TYPE_RESPONSE,
+                flags: 0,
+                payload: refused.encode_to_vec(),
+            },
+        )
+        .unwrap();
+        // The plugin hangs up: the next read sees the end of the stream.
+        let mut demux = Demux::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match demux.fill(&mut rt.stream) {
+                Err(WireError::Closed) => break,
+                Ok(_) => assert!(
+                    Instant::now() < deadline,
+                    "the plugin kept the refused session"
+                ),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
 }
