@@ -343,46 +343,45 @@ impl Protector {
     fn watch_loop(&self, stop: &AtomicBool) {
         let mountinfo = if self.config.watch_mounts {
             File::open("/proc/self/mountinfo")
+                .map_err(|e| tracing::warn!(error = %e, "cannot watch /proc/self/mountinfo; rescanning on the interval only"))
+                .ok()
         } else {
-            Err(std::io::Error::other("containers.watch_mounts = false"))
+            tracing::info!("mount watcher off; rescanning on the interval only");
+            None
         };
-        match &mountinfo {
-            Err(e) if self.config.watch_mounts => {
-                tracing::warn!(error = %e, "cannot watch /proc/self/mountinfo; rescanning on the interval only")
-            }
-            Err(_) => tracing::info!("mount watcher off; rescanning on the interval only"),
-            Ok(_) => {}
-        }
         let mut last_scan = Instant::now();
         // After a mount change the container's process may not exist yet:
-        // scan again shortly after.
-        let mut followups: Vec<Instant> = Vec::new();
+        // scan again at each of FOLLOWUPS_MS after the latest change.
+        let mut changed_at: Option<Instant> = None;
+        let mut next_followup = 0;
         while !stop.load(Ordering::Relaxed) {
+            let due = changed_at.and_then(|at| {
+                FOLLOWUPS_MS
+                    .get(next_followup)
+                    .map(|ms| at + Duration::from_millis(*ms))
+            });
             // Wake for the next follow-up scan, or at the latest after 250 ms
             // (the stop flag).
-            let wait = followups
-                .iter()
-                .min()
+            let wait = due
                 .map(|t| t.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_millis(250))
                 .min(Duration::from_millis(250));
-            let wait_ms = i32::try_from(wait.as_millis()).unwrap_or(250);
             let changed = match &mountinfo {
-                Ok(f) => poll_pri(f, wait_ms),
-                Err(_) => {
+                Some(f) => poll_pri(f, i32::try_from(wait.as_millis()).unwrap_or(250)),
+                None => {
                     std::thread::sleep(wait);
                     false
                 }
             };
             let now = Instant::now();
+            let followup = due.is_some_and(|t| t <= now);
             if changed {
-                for ms in FOLLOWUPS_MS {
-                    followups.push(now + Duration::from_millis(ms));
-                }
+                changed_at = Some(now);
+                next_followup = 0;
+            } else if followup {
+                next_followup += 1;
             }
-            let due = followups.iter().any(|t| *t <= now);
-            followups.retain(|t| *t > now);
-            if changed || due || now.duration_since(last_scan) >= self.config.rescan {
+            if changed || followup || now.duration_since(last_scan) >= self.config.rescan {
                 let n = self.scan();
                 if n > 0 {
                     tracing::debug!(added = n, changed, "watcher protected new containers");

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use portcullis_schemas::{ContainerDiscovery as Discovery, ContainerRef};
 use serde::{Deserialize, Serialize};
 
@@ -58,8 +58,6 @@ struct Inner {
     /// The labels of each running container, shared with every access.
     labels: HashMap<String, Labels>,
     gone: VecDeque<Container>,
-    /// Root overlay device -> its layers' one device.
-    layers: HashMap<u64, u64>,
 }
 
 /// A container's labels, shared (one allocation per container, not per
@@ -71,6 +69,10 @@ pub type Labels = Arc<BTreeMap<String, String>>;
 #[derive(Debug)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    /// Root overlay device -> its layers' one device: read for every
+    /// access, so under a lock of its own (`retire` holds `inner` while it
+    /// reads `/proc`).
+    layers: RwLock<HashMap<u64, u64>>,
     gone_capacity: usize,
 }
 
@@ -111,6 +113,7 @@ impl Registry {
     pub fn new(gone_capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
+            layers: RwLock::new(HashMap::new()),
             gone_capacity: gone_capacity.max(1),
         }
     }
@@ -127,18 +130,19 @@ impl Registry {
         inner
             .labels
             .insert(c.container.id.clone(), Arc::new(c.meta.labels.clone()));
+        let mut layers = self.layers.write();
         match c.layer_device {
-            Some(d) => inner.layers.insert(c.root_device, d),
-            None => inner.layers.remove(&c.root_device),
+            Some(d) => layers.insert(c.root_device, d),
+            None => layers.remove(&c.root_device),
         };
         inner.running.insert(c.container.id.clone(), c);
     }
 
     /// The layers' device of the container overlay `device` (`st_dev` of
     /// a file), if `device` is the root of a protected container whose
-    /// layers share one filesystem. One hash probe under a short lock.
+    /// layers share one filesystem. One hash probe under a read lock.
     pub fn layer_device(&self, device: u64) -> Option<u64> {
-        self.inner.lock().layers.get(&device).copied()
+        self.layers.read().get(&device).copied()
     }
 
     /// The container `id`, running or recently gone.
@@ -161,7 +165,6 @@ impl Registry {
             running,
             labels,
             gone,
-            ..
         } = &mut *inner;
         let c = match running.get_mut(id) {
             Some(c) => {
@@ -211,7 +214,7 @@ impl Registry {
                     .values()
                     .any(|o| o.root_device == c.root_device);
                 if !shared {
-                    inner.layers.remove(&c.root_device);
+                    self.layers.write().remove(&c.root_device);
                 }
                 c.gone_at_ms = Some(now);
                 inner.gone.push_back(c.clone());

@@ -374,21 +374,14 @@ impl ContainersSection {
                 format!("{} is not in 1..=1000000", self.recently_gone),
             ));
         }
-        let nri_runtime = runtimes
-            .iter()
-            .map(|(k, _)| *k)
-            .find(|k| matches!(k, ContainerRuntime::Containerd | ContainerRuntime::CriO));
+        // Both serve NRI on the same default path; the one named is the
+        // runtime NRI's containers belong to (containerd when both are asked
+        // for, as with `auto`: the common one).
+        let nri_runtime = [ContainerRuntime::Containerd, ContainerRuntime::CriO]
+            .into_iter()
+            .find(|k| runtimes.iter().any(|(r, _)| r == k));
         let nri = match nri_runtime.filter(|_| self.nri.enabled) {
             Some(runtime) => {
-                // Both listen on one socket path; which one answers there is
-                // the one NRI names (`auto` picks containerd, the common one).
-                let runtime = if self.runtimes.contains(&RuntimeSetting::CriO)
-                    && !self.runtimes.contains(&RuntimeSetting::Containerd)
-                {
-                    ContainerRuntime::CriO
-                } else {
-                    runtime
-                };
                 if !self.nri.socket.is_absolute() {
                     return Err((
                         "containers.nri.socket".into(),
@@ -402,13 +395,8 @@ impl ContainersSection {
                     runtime,
                     retry: Duration::from_secs(1),
                 };
-                if let Err(message) = config.validate() {
-                    let field = if message.contains("two digits") {
-                        "containers.nri.plugin_index"
-                    } else {
-                        "containers.nri.plugin_name"
-                    };
-                    return Err((field.into(), message));
+                if let Err((field, message)) = config.validate() {
+                    return Err((format!("containers.nri.{field}"), message));
                 }
                 Some(config)
             }

@@ -61,16 +61,20 @@ pub struct NriConfig {
 }
 
 impl NriConfig {
-    /// Checks the index (two digits, as NRI requires) and the name.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the index (two digits, as NRI requires) and the name; an
+    /// error names the setting (`plugin_index`, `plugin_name`).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.index.len() != 2 || !self.index.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "`{}` is not two digits (\"00\"..\"99\")",
-                self.index
+            return Err((
+                "plugin_index",
+                format!("`{}` is not two digits (\"00\"..\"99\")", self.index),
             ));
         }
         if self.name.is_empty() || self.name.contains(|c: char| c.is_whitespace() || c == '/') {
-            return Err(format!("`{}` is not a plugin name", self.name));
+            return Err((
+                "plugin_name",
+                format!("`{}` is not a plugin name", self.name),
+            ));
         }
         Ok(())
     }

@@ -27,6 +27,25 @@ impl FakeRuntime {
         }
     }
 
+    /// Answers the plugin's registration (request `stream`) with `status`.
+    fn answer_registration(&mut self, stream: u32, status: api::Status) {
+        let answer = api::Response {
+            status: Some(status),
+            payload: Vec::new(),
+        };
+        wire::send(
+            &mut self.stream,
+            &Message {
+                conn: RUNTIME_CONN,
+                stream,
+                kind: TYPE_RESPONSE,
+                flags: 0,
+                payload: answer.encode_to_vec(),
+            },
+        )
+        .unwrap();
+    }
+
     /// Calls the plugin's `method` and returns its answer.
     fn call(&mut self, method: &str, payload: Vec<u8>) -> api::Response {
         let id = self.next_stream;
@@ -83,6 +102,63 @@ fn protector() -> (Arc<Protector>, Events) {
     )
     .unwrap();
     (protector, events)
+}
+
+/// The plugin's thread dialing a socket the test listens on.
+struct Plugin {
+    _dir: tempfile::TempDir,
+    listener: UnixListener,
+    events: Events,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Plugin {
+    /// `None` (after a loud line) when not root: a fanotify group needs it.
+    fn start(test: &str, index: &str, retry: Duration) -> Option<Plugin> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: nri::tests::{test} needs root (a fanotify group)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("nri.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let (protector, events) = protector();
+        let stop = Arc::new(AtomicBool::new(false));
+        let config = NriConfig {
+            socket,
+            name: "portcullis".into(),
+            index: index.into(),
+            runtime: ContainerRuntime::Containerd,
+            retry,
+        };
+        let thread = spawn(config, protector, stop.clone()).unwrap();
+        Some(Plugin {
+            _dir: dir,
+            listener,
+            events,
+            stop,
+            thread,
+        })
+    }
+
+    /// The plugin's next connection, as the runtime sees it.
+    fn accept(&self) -> FakeRuntime {
+        let (stream, _) = self.listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        FakeRuntime {
+            stream,
+            demux: Demux::default(),
+            next_stream: 1,
+        }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
 }
 
 fn pod() -> api::PodSandbox {
@@ -179,39 +255,22 @@ fn config_index_must_be_two_digits() {
     assert!(c.validate().is_ok());
     for bad in ["1", "100", "a1", ""] {
         c.index = bad.into();
-        assert!(c.validate().unwrap_err().contains(bad), "{bad}");
+        let (field, message) = c.validate().unwrap_err();
+        assert_eq!(field, "plugin_index");
+        assert!(message.contains(bad), "{bad}");
     }
 }
 
 #[test]
 fn registers_configures_synchronizes_and_answers_a_start() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: nri::tests::registers_configures_synchronizes_and_answers_a_start needs root (a fanotify group)");
+    let Some(plugin) = Plugin::start(
+        "registers_configures_synchronizes_and_answers_a_start",
+        "42",
+        Duration::from_millis(50),
+    ) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("nri.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
-    let (protector, events) = protector();
-    let stop = Arc::new(AtomicBool::new(false));
-    let config = NriConfig {
-        socket: socket.clone(),
-        name: "portcullis".into(),
-        index: "42".into(),
-        runtime: ContainerRuntime::Containerd,
-        retry: Duration::from_millis(50),
     };
-    let thread = spawn(config, protector, stop.clone()).unwrap();
-
-    let (stream, _) = listener.accept().unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut rt = FakeRuntime {
-        stream,
-        demux: Demux::default(),
-        next_stream: 1,
-    };
+    let mut rt = plugin.accept();
     // Registration, on the runtime's service.
     let m = rt.recv();
     assert_eq!((m.conn, m.stream, m.kind), (RUNTIME_CONN, 1, TYPE_REQUEST));
@@ -225,21 +284,7 @@ fn registers_configures_synchronizes_and_answers_a_start() {
         (reg.plugin_name.as_str(), reg.plugin_idx.as_str()),
         ("portcullis", "42")
     );
-    let ok = api::Response {
-        status: Some(api::Status::default()),
-        payload: Vec::new(),
-    };
-    wire::send(
-        &mut rt.stream,
-        &Message {
-            conn: RUNTIME_CONN,
-            stream: 1,
-            kind: TYPE_RESPONSE,
-            flags: 0,
-            payload: ok.encode_to_vec(),
-        },
-    )
-    .unwrap();
+    rt.answer_registration(1, api::Status::default());
 
     let r = rt.call(
         "Configure",
@@ -310,7 +355,8 @@ fn registers_configures_synchronizes_and_answers_a_start() {
     let r = api::Response::decode(m.payload.as_slice()).unwrap();
     assert_eq!(r.status.map(|s| s.code), Some(api::CODE_UNIMPLEMENTED));
 
-    let refused: Vec<(String, u32)> = events
+    let refused: Vec<(String, u32)> = plugin
+        .events
         .lock()
         .iter()
         .filter_map(|e| match e {
@@ -326,65 +372,34 @@ fn registers_configures_synchronizes_and_answers_a_start() {
     // The runtime goes away: the plugin dials again.
     rt.stream.flush().unwrap();
     drop(rt);
-    let (again, _) = listener.accept().unwrap();
-    drop(again);
-    stop.store(true, Ordering::Relaxed);
-    thread.join().unwrap();
+    drop(plugin.accept());
+    plugin.stop();
 }
 
 #[test]
 fn a_refused_registration_ends_the_session_and_the_plugin_dials_again() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: nri::tests::a_refused_registration_ends_the_session_and_the_plugin_dials_again needs root (a fanotify group)");
+    let Some(plugin) = Plugin::start(
+        "a_refused_registration_ends_the_session_and_the_plugin_dials_again",
+        "10",
+        Duration::from_millis(20),
+    ) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("nri.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
-    let (protector, _) = protector();
-    let stop = Arc::new(AtomicBool::new(false));
-    let config = NriConfig {
-        socket,
-        name: "portcullis".into(),
-        index: "10".into(),
-        runtime: ContainerRuntime::Containerd,
-        retry: Duration::from_millis(20),
     };
-    let thread = spawn(config, protector, stop.clone()).unwrap();
     for attempt in 0..2 {
-        let (stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let mut rt = FakeRuntime {
-            stream,
-            demux: Demux::default(),
-            next_stream: 1,
-        };
+        let mut rt = plugin.accept();
         let m = rt.recv();
         assert_eq!(
             (m.conn, m.kind),
             (RUNTIME_CONN, TYPE_REQUEST),
             "attempt {attempt}"
         );
-        let refused = api::Response {
-            status: Some(api::Status {
+        rt.answer_registration(
+            m.stream,
+            api::Status {
                 code: 6,
                 message: "plugin \"10-portcullis\" already registered".into(),
-            }),
-            payload: Vec::new(),
-        };
-        wire::send(
-            &mut rt.stream,
-            &Message {
-                conn: RUNTIME_CONN,
-                stream: m.stream,
-                kind: TYPE_RESPONSE,
-                flags: 0,
-                payload: refused.encode_to_vec(),
             },
-        )
-        .unwrap();
+        );
         // The plugin hangs up: the next read sees the end of the stream.
         let mut demux = Demux::default();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -399,6 +414,5 @@ fn a_refused_registration_ends_the_session_and_the_plugin_dials_again() {
             }
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    thread.join().unwrap();
+    plugin.stop();
 }
