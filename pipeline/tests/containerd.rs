@@ -89,17 +89,7 @@ macro_rules! require_containerd {
         match containerd($require) {
             Ok(c) => c,
             Err(why) => {
-                if std::env::var("PORTCULLIS_REQUIRE_CONTAINERS").as_deref() == Ok("1") {
-                    panic!(
-                        "`{}` needs containerd here (PORTCULLIS_REQUIRE_CONTAINERS=1): {why}",
-                        $name
-                    );
-                }
-                let line = format!(
-                    "\n!!!!!!!! SKIPPED containerd test `{}`: {why} !!!!!!!!\n",
-                    $name
-                );
-                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+                runtime_missing($name, "containerd", &why);
                 return;
             }
         }
@@ -286,23 +276,7 @@ fn a_pods_first_open_is_decided_before_its_entrypoint_runs_and_carries_the_pod()
 
     // Clean files and execs pass; an infected exec is denied.
     let app = w.sleeper(&pod, "app");
-    let clean = exec(&app, "cat /data/clean.txt");
-    assert!(clean.status.success(), "{}", text(&clean));
-    let infected = exec(&app, "cat /data/eicar.com");
-    assert!(!infected.status.success(), "{}", text(&infected));
-    let infected_exec = exec(
-        &app,
-        &format!("printf '%s' '{EICAR}' > /tmp/e && chmod +x /tmp/e && /tmp/e"),
-    );
-    assert!(!infected_exec.status.success(), "{}", text(&infected_exec));
-    let clean_exec = exec(&app, "/bin/busybox true");
-    assert!(clean_exec.status.success(), "{}", text(&clean_exec));
-    let on_host = Command::new("cat").arg(&host).output().unwrap();
-    assert!(
-        on_host.status.success(),
-        "host files are untouched: {}",
-        text(&on_host)
-    );
+    assert_protected_inside(&|script| exec(&app, script), &host);
 
     let listed = agent.containers();
     let mine = find(&listed, &app).unwrap_or_else(|| panic!("{app} not listed: {listed:#}"));
@@ -330,48 +304,13 @@ fn a_pods_first_open_is_decided_before_its_entrypoint_runs_and_carries_the_pod()
     assert_eq!(e[0]["orchestrator"]["namespace"], "shop", "{:#}", e[0]);
     assert_eq!(e[0]["orchestrator"]["resource"]["name"], "web-0");
     assert_eq!(e[0]["orchestrator"]["resource"]["type"], "pod");
-    let deny = events
-        .iter()
-        .find(|d| {
-            d["portcullis"]["kind"] == "decision_made"
-                && d["portcullis"]["access_id"] == e[0]["event"]["id"]
-        })
-        .unwrap();
+    let deny = decision_of(&events, e[0]);
     assert_eq!(deny["portcullis"]["decision"], "deny");
-    assert!(
-        accesses(&events, &app, "/tmp/e")
-            .iter()
-            .any(|a| a["event"]["action"] == "exec"),
-        "the infected exec was intercepted as an exec"
-    );
-    assert!(
-        !events.iter().any(|e| e["file"]["path"]
-            .as_str()
-            .is_some_and(|p| p.ends_with("host-eicar.com"))),
-        "the host file was never intercepted"
-    );
+    assert_exec_seen_and_host_untouched(&events, &app);
 
     // CEF `cs6` and OCSF `container` carry the name, OCSF the pod.
     let journal = w.path("journal");
-    let cef = replay(&journal, "cef");
-    let line = cef
-        .lines()
-        .find(|l| l.contains("|FM-001|") && l.contains(&bad) && l.contains("eicar.com"))
-        .unwrap_or_else(|| panic!("no CEF access line for {bad}:\n{cef}"));
-    assert!(
-        line.contains("cs6=first-open cs6Label=containerName"),
-        "{line}"
-    );
-    let ocsf = replay(&journal, "ocsf");
-    let o = ocsf
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|o| o["actor"]["process"]["container"]["uid"] == bad.as_str())
-        .unwrap_or_else(|| panic!("no OCSF event of {bad}:\n{ocsf}"));
-    assert_eq!(
-        o["actor"]["process"]["container"]["name"], "first-open",
-        "{o:#}"
-    );
+    let o = assert_siem_names(&journal, &bad, "first-open");
     assert_eq!(
         o["actor"]["process"]["container"]["pod_uuid"],
         format!("web-0-{}", std::process::id()).as_str(),
@@ -379,24 +318,10 @@ fn a_pods_first_open_is_decided_before_its_entrypoint_runs_and_carries_the_pod()
     );
     // replay selects by pod and namespace.
     for args in [["--namespace", "shop"], ["--pod", "web-0"]] {
-        let o = Command::new(bin())
-            .args([
-                "replay",
-                "--format",
-                "ecs",
-                "--kind",
-                "file_accessed",
-                "--journal",
-            ])
-            .arg(&journal)
-            .args(args)
-            .output()
-            .unwrap();
-        let lines: Vec<Value> = String::from_utf8(o.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = replay_ecs(
+            &journal,
+            &[&["--kind", "file_accessed"][..], &args].concat(),
+        );
         assert!(!lines.is_empty(), "{args:?}");
         assert!(
             lines
@@ -405,13 +330,7 @@ fn a_pods_first_open_is_decided_before_its_entrypoint_runs_and_carries_the_pod()
             "{args:?}"
         );
     }
-    let o = Command::new(bin())
-        .args(["replay", "--format", "ecs", "--journal"])
-        .arg(&journal)
-        .args(["--namespace", "prod"])
-        .output()
-        .unwrap();
-    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
+    assert!(replay_ecs(&journal, &["--namespace", "prod"]).is_empty());
 }
 
 #[test]
@@ -474,38 +393,7 @@ paths = ["/data/**"]
     let agent = w.agent();
     let pod = w.pod("api-0", "shop");
     let id = w.sleeper(&pod, "api");
-    let listed = agent.containers();
-    let mine = find(&listed, &id).unwrap_or_else(|| panic!("{listed:#}"));
-    assert_eq!(
-        mine["policies"],
-        serde_json::json!(["shop-data"]),
-        "portcullis containers names the policy that selects the pod: {mine:#}"
-    );
-    let covered = exec(&id, "cat /data/eicar.com");
-    assert!(
-        !covered.status.success(),
-        "in the namespace policy's paths: {}",
-        text(&covered)
-    );
-    let outside = exec(
-        &id,
-        &format!("printf '%s' '{EICAR}' > /tmp/e && cat /tmp/e"),
-    );
-    assert!(
-        outside.status.success(),
-        "outside every policy that selects this pod: {}",
-        text(&outside)
-    );
-    let (events, log) = agent.stop();
-    let data = accesses(&events, &id, "/data/eicar.com");
-    assert!(!data.is_empty(), "{log}");
-    assert_eq!(data[0]["portcullis"]["policy"]["name"], "shop-data");
-    let tmp = accesses(&events, &id, "/tmp/e");
-    assert!(!tmp.is_empty(), "{log}");
-    assert!(
-        tmp.iter().all(|a| a["portcullis"].get("policy").is_none()),
-        "{tmp:#?}"
-    );
+    assert_policy_scope(agent, &|script| exec(&id, script), &id, "shop-data");
 }
 
 #[test]
@@ -565,26 +453,7 @@ fn pod_start_stop_cycles_leave_no_marks_or_bookkeeping_behind() {
         assert_eq!(code, 0, "cycle {i}: {log}");
         ok(crictl(&["rm", &id]), "crictl rm");
     }
-    wait_for(
-        Duration::from_secs(10),
-        "the registry to retire every cycle",
-        || {
-            agent.containers()["containers"].as_array().unwrap().len()
-                == before["containers"].as_array().unwrap().len()
-        },
-    );
-    let after = agent.containers();
-    assert_eq!(
-        after["marks"]["filesystems"], before["marks"]["filesystems"],
-        "{before:#}\n{after:#}"
-    );
-    assert_eq!(after["marks"]["mounts"], before["marks"]["mounts"]);
-    assert!(after["recently_gone"].as_u64().unwrap() <= 1024);
-    let rss_after = agent.rss_kib();
-    assert!(
-        rss_after <= rss_before + CYCLE_RSS_SLACK_KIB,
-        "agent memory grew from {rss_before} to {rss_after} KiB over {cycles} cycles"
-    );
+    assert_cycles_left_nothing(&agent, &before, rss_before, cycles);
     let (events, log) = agent.stop();
     // With the fallback on, its scans may find a container between
     // `runc create` and NRI's call: either marks it; NRI is asked each time.

@@ -48,17 +48,7 @@ fn containers_unavailable() -> Option<String> {
 macro_rules! require_containers {
     ($name:expr) => {
         if let Some(why) = containers_unavailable() {
-            if std::env::var("PORTCULLIS_REQUIRE_CONTAINERS").as_deref() == Ok("1") {
-                panic!(
-                    "`{}` needs Podman here (PORTCULLIS_REQUIRE_CONTAINERS=1): {why}",
-                    $name
-                );
-            }
-            let line = format!(
-                "\n!!!!!!!! SKIPPED container test `{}`: {why} !!!!!!!!\n",
-                $name
-            );
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            runtime_missing($name, "Podman", &why);
             return;
         }
     };
@@ -239,23 +229,7 @@ fn a_container_running_before_the_agent_is_protected_at_its_start() {
         "{listed:#}"
     );
 
-    let eicar = exec(&name, "cat /data/eicar.com");
-    assert!(denied(&eicar), "{}", text(&eicar));
-    let clean = exec(&name, "cat /data/clean.txt");
-    assert!(clean.status.success(), "{}", text(&clean));
-    let infected_exec = exec(
-        &name,
-        &format!("printf '%s' '{EICAR}' > /tmp/e && chmod +x /tmp/e && /tmp/e"),
-    );
-    assert!(!infected_exec.status.success(), "{}", text(&infected_exec));
-    let clean_exec = exec(&name, "/bin/busybox true");
-    assert!(clean_exec.status.success(), "{}", text(&clean_exec));
-    let on_host = Command::new("cat").arg(&host).output().unwrap();
-    assert!(
-        on_host.status.success(),
-        "host files are untouched: {}",
-        text(&on_host)
-    );
+    assert_protected_inside(&|script| exec(&name, script), &host);
 
     // Metadata from the runtime, within its bound.
     wait_for(Duration::from_secs(10), "the container's name", || {
@@ -287,66 +261,22 @@ fn a_container_running_before_the_agent_is_protected_at_its_start() {
     // replay selects by name and image.
     let journal = w.path("journal");
     for args in [
-        vec!["--container-name", name.as_str()],
-        vec!["--image", "localhost/portcullis-*"],
+        ["--container-name", name.as_str()],
+        ["--image", "localhost/portcullis-*"],
     ] {
-        let o = Command::new(bin())
-            .args([
-                "replay",
-                "--format",
-                "ecs",
-                "--kind",
-                "file_accessed",
-                "--journal",
-            ])
-            .arg(&journal)
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-        let lines: Vec<Value> = String::from_utf8(o.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = replay_ecs(
+            &journal,
+            &[&["--kind", "file_accessed"][..], &args].concat(),
+        );
         assert!(!lines.is_empty(), "{args:?}");
         assert!(
             lines.iter().all(|l| l["container"]["id"] == id.as_str()),
             "{args:?}: only this container's accesses"
         );
     }
-    let o = Command::new(bin())
-        .args(["replay", "--format", "ecs", "--journal"])
-        .arg(&journal)
-        .args(["--container-name", "no-such-container"])
-        .output()
-        .unwrap();
-    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
-    let decisions: Vec<&Value> = events
-        .iter()
-        .filter(|d| d["portcullis"]["kind"] == "decision_made")
-        .filter(|d| d["portcullis"]["access_id"] == e[0]["event"]["id"])
-        .collect();
-    assert_eq!(
-        decisions[0]["portcullis"]["decision"], "deny",
-        "{decisions:?}"
-    );
-    let exec_access: Vec<&Value> = accesses(&events, &id, "/tmp/e")
-        .into_iter()
-        .filter(|a| a["event"]["action"] == "exec" || a["portcullis"]["access"] == "exec")
-        .collect();
-    assert!(
-        !exec_access.is_empty(),
-        "the infected exec was intercepted as an exec: {:#?}",
-        accesses(&events, &id, "/tmp/e")
-    );
-    assert!(
-        accesses(&events, &id, "host-eicar.com").is_empty()
-            && !events.iter().any(|e| e["file"]["path"]
-                .as_str()
-                .is_some_and(|p| p.ends_with("host-eicar.com"))),
-        "the host file was never intercepted"
-    );
+    assert!(replay_ecs(&journal, &["--container-name", "no-such-container"]).is_empty());
+    assert_eq!(decision_of(&events, e[0])["portcullis"]["decision"], "deny");
+    assert_exec_seen_and_host_untouched(&events, &id);
 }
 
 #[test]
@@ -386,13 +316,7 @@ fn a_new_containers_first_open_is_decided_before_its_entrypoint_runs() {
         "the entrypoint's first open already carries the name: {:#}",
         e[0]
     );
-    let deny = events
-        .iter()
-        .find(|d| {
-            d["portcullis"]["kind"] == "decision_made"
-                && d["portcullis"]["access_id"] == e[0]["event"]["id"]
-        })
-        .unwrap();
+    let deny = decision_of(&events, e[0]);
     assert_eq!(deny["portcullis"]["decision"], "deny");
     assert!(
         observed(&events, &bad_id, "container-gone").len() <= 1,
@@ -400,23 +324,7 @@ fn a_new_containers_first_open_is_decided_before_its_entrypoint_runs() {
     );
 
     // The SIEM shapes carry the name: CEF `cs6`, OCSF `container.name`.
-    let journal = w.path("journal");
-    let cef = replay(&journal, "cef");
-    let line = cef
-        .lines()
-        .find(|l| l.contains("|FM-001|") && l.contains(&bad_id) && l.contains("eicar.com"))
-        .unwrap_or_else(|| panic!("no CEF access line for {bad_id}:\n{cef}"));
-    assert!(
-        line.contains(&format!("cs6={bad} cs6Label=containerName")),
-        "{line}"
-    );
-    let ocsf = replay(&journal, "ocsf");
-    assert!(
-        ocsf.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .any(|o| o["actor"]["process"]["container"]["name"] == bad.as_str()),
-        "no OCSF event names {bad}"
-    );
+    assert_siem_names(&w.path("journal"), &bad_id, &bad);
 }
 
 #[test]
@@ -481,30 +389,14 @@ fn start_stop_cycles_leave_no_marks_or_bookkeeping_behind() {
         assert!(o.status.success(), "cycle {i}: {}", text(&o));
     }
     // The marks went with the unmounts; the registry follows at its next scan.
-    wait_for(
-        Duration::from_secs(10),
-        "the registry to retire every cycle",
-        || {
-            agent.containers()["containers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|c| !c["meta"]["name"].as_str().unwrap_or("").contains("cycle"))
-                && agent.containers()["containers"].as_array().unwrap().len()
-                    == before["containers"].as_array().unwrap().len()
-        },
-    );
-    let after = agent.containers();
-    assert_eq!(
-        after["marks"]["filesystems"], before["marks"]["filesystems"],
-        "{before:#}\n{after:#}"
-    );
-    assert_eq!(after["marks"]["mounts"], before["marks"]["mounts"]);
-    assert!(after["recently_gone"].as_u64().unwrap() <= 1024);
-    let rss_after = agent.rss_kib();
+    assert_cycles_left_nothing(&agent, &before, rss_before, cycles);
     assert!(
-        rss_after <= rss_before + CYCLE_RSS_SLACK_KIB,
-        "agent memory grew from {rss_before} to {rss_after} KiB over {cycles} cycles"
+        agent.containers()["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| !c["meta"]["name"].as_str().unwrap_or("").contains("cycle")),
+        "no cycle container is left in the registry"
     );
     let (_, log) = agent.stop();
     // With the fallback on, its scans may find a container before the
@@ -542,44 +434,8 @@ host = true
     let agent = w.agent();
     let name = w.start_sleeper("policy");
     let id = id_of(&name);
-    let listed = agent.containers();
-    let mine = find(&listed, &id).unwrap_or_else(|| panic!("{listed:#}"));
-    assert_eq!(
-        mine["policies"],
-        serde_json::json!(["test-image"]),
-        "portcullis containers names the policy that selects it: {mine:#}"
-    );
-    let covered = exec(&name, "cat /data/eicar.com");
-    assert!(
-        denied(&covered),
-        "in the image policy's paths: {}",
-        text(&covered)
-    );
-    let outside = exec(
-        &name,
-        &format!("printf '%s' '{EICAR}' > /tmp/e && cat /tmp/e"),
-    );
-    assert!(
-        outside.status.success(),
-        "outside every policy that selects this container: {}",
-        text(&outside)
-    );
-    let (events, log) = agent.stop();
-    let data = accesses(&events, &id, "/data/eicar.com");
-    assert!(!data.is_empty(), "{log}");
-    assert_eq!(data[0]["portcullis"]["policy"]["name"], "test-image");
+    let (events, _) = assert_policy_scope(agent, &|script| exec(&name, script), &id, "test-image");
     let tmp = accesses(&events, &id, "/tmp/e");
-    assert!(!tmp.is_empty(), "{log}");
-    assert!(
-        tmp.iter().all(|a| a["portcullis"].get("policy").is_none()),
-        "no policy covers /tmp/e of this container (the host policy is for the host only): {tmp:#?}"
-    );
-    let reason = events
-        .iter()
-        .find(|d| {
-            d["portcullis"]["kind"] == "decision_made"
-                && d["portcullis"]["access_id"] == tmp[0]["event"]["id"]
-        })
-        .unwrap();
+    let reason = decision_of(&events, tmp[0]);
     assert_eq!(reason["event"]["reason"], "not_in_scope");
 }

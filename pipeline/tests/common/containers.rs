@@ -197,3 +197,177 @@ pub fn find<'a>(listed: &'a Value, id: &str) -> Option<&'a Value> {
         .iter()
         .find(|c| c["container"]["id"] == id)
 }
+
+/// Inside a protected container (`exec` runs a shell script there): the
+/// infected file's open and an infected exec are denied, a clean open and
+/// exec pass; the infected `host` file, outside every container, opens.
+pub fn assert_protected_inside(exec: &dyn Fn(&str) -> Output, host: &Path) {
+    let infected = exec("cat /data/eicar.com");
+    assert!(denied(&infected), "{}", text(&infected));
+    let clean = exec("cat /data/clean.txt");
+    assert!(clean.status.success(), "{}", text(&clean));
+    let infected_exec = exec(&format!(
+        "printf '%s' '{}' > /tmp/e && chmod +x /tmp/e && /tmp/e",
+        super::EICAR
+    ));
+    assert!(!infected_exec.status.success(), "{}", text(&infected_exec));
+    let clean_exec = exec("/bin/busybox true");
+    assert!(clean_exec.status.success(), "{}", text(&clean_exec));
+    let on_host = Command::new("cat").arg(host).output().unwrap();
+    assert!(
+        on_host.status.success(),
+        "host files are untouched: {}",
+        text(&on_host)
+    );
+}
+
+/// The journal side of [`assert_protected_inside`]: container `id`'s
+/// infected exec was intercepted as an exec, and no event names the host
+/// file.
+pub fn assert_exec_seen_and_host_untouched(events: &[Value], id: &str) {
+    assert!(
+        accesses(events, id, "/tmp/e")
+            .iter()
+            .any(|a| a["event"]["action"] == "exec"),
+        "the infected exec was intercepted as an exec: {:#?}",
+        accesses(events, id, "/tmp/e")
+    );
+    assert!(
+        !events.iter().any(|e| e["file"]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("host-eicar.com"))),
+        "the host file was never intercepted"
+    );
+}
+
+/// A container that only policy `policy` selects, with paths `/data/**`:
+/// its `/data/eicar.com` is denied under that policy, a copy in `/tmp` (no
+/// policy covers it) opens. Stops the agent; returns its events and log.
+pub fn assert_policy_scope(
+    agent: Agent,
+    exec: &dyn Fn(&str) -> Output,
+    id: &str,
+    policy: &str,
+) -> (Vec<Value>, String) {
+    let listed = agent.containers();
+    let mine = find(&listed, id).unwrap_or_else(|| panic!("{id} not listed: {listed:#}"));
+    assert_eq!(
+        mine["policies"],
+        serde_json::json!([policy]),
+        "portcullis containers names the policy that selects it: {mine:#}"
+    );
+    let covered = exec("cat /data/eicar.com");
+    assert!(
+        denied(&covered),
+        "in the policy's paths: {}",
+        text(&covered)
+    );
+    let outside = exec(&format!(
+        "printf '%s' '{}' > /tmp/e && cat /tmp/e",
+        super::EICAR
+    ));
+    assert!(
+        outside.status.success(),
+        "outside every policy that selects this container: {}",
+        text(&outside)
+    );
+    let (events, log) = agent.stop();
+    let data = accesses(&events, id, "/data/eicar.com");
+    assert!(!data.is_empty(), "{log}");
+    assert_eq!(data[0]["portcullis"]["policy"]["name"], policy);
+    let tmp = accesses(&events, id, "/tmp/e");
+    assert!(!tmp.is_empty(), "{log}");
+    assert!(
+        tmp.iter().all(|a| a["portcullis"].get("policy").is_none()),
+        "no policy covers /tmp/e of this container: {tmp:#?}"
+    );
+    (events, log)
+}
+
+/// CEF `cs6` and OCSF `container.name` carry the name of container `id`
+/// on its access to the EICAR file; returns that OCSF event.
+pub fn assert_siem_names(journal: &Path, id: &str, name: &str) -> Value {
+    let cef = replay(journal, "cef");
+    let line = cef
+        .lines()
+        .find(|l| l.contains("|FM-001|") && l.contains(id) && l.contains("eicar.com"))
+        .unwrap_or_else(|| panic!("no CEF access line for {id}:\n{cef}"));
+    assert!(
+        line.contains(&format!("cs6={name} cs6Label=containerName")),
+        "{line}"
+    );
+    let ocsf = replay(journal, "ocsf");
+    let o = ocsf
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|o| o["actor"]["process"]["container"]["uid"] == id)
+        .unwrap_or_else(|| panic!("no OCSF event of {id}:\n{ocsf}"));
+    assert_eq!(o["actor"]["process"]["container"]["name"], name, "{o:#}");
+    o
+}
+
+/// After start/stop cycles: once the registry is back to `before`'s
+/// containers, the agent holds as many filesystem and mount marks, keeps
+/// a bounded list of gone containers, and its memory grew at most
+/// [`CYCLE_RSS_SLACK_KIB`] from `rss_before`.
+pub fn assert_cycles_left_nothing(agent: &Agent, before: &Value, rss_before: u64, cycles: usize) {
+    wait_for(
+        Duration::from_secs(10),
+        "the registry to retire every cycle",
+        || {
+            agent.containers()["containers"].as_array().unwrap().len()
+                == before["containers"].as_array().unwrap().len()
+        },
+    );
+    let after = agent.containers();
+    assert_eq!(
+        after["marks"]["filesystems"], before["marks"]["filesystems"],
+        "{before:#}\n{after:#}"
+    );
+    assert_eq!(after["marks"]["mounts"], before["marks"]["mounts"]);
+    assert!(after["recently_gone"].as_u64().unwrap() <= 1024);
+    let rss_after = agent.rss_kib();
+    assert!(
+        rss_after <= rss_before + CYCLE_RSS_SLACK_KIB,
+        "agent memory grew from {rss_before} to {rss_after} KiB over {cycles} cycles"
+    );
+}
+
+/// A container runtime test cannot run here (`why`): with
+/// PORTCULLIS_REQUIRE_CONTAINERS=1 (scripts/test) that fails it; otherwise
+/// it is skipped with a loud line on stderr.
+pub fn runtime_missing(test: &str, runtime: &str, why: &str) {
+    if std::env::var("PORTCULLIS_REQUIRE_CONTAINERS").as_deref() == Ok("1") {
+        panic!("`{test}` needs {runtime} here (PORTCULLIS_REQUIRE_CONTAINERS=1): {why}");
+    }
+    let line = format!("\n!!!!!!!! SKIPPED {runtime} test `{test}`: {why} !!!!!!!!\n");
+    // Straight to the process's stderr: the harness captures eprintln!.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+}
+
+/// `portcullis replay --format ecs --journal JOURNAL ARGS`: its lines.
+pub fn replay_ecs(journal: &Path, args: &[&str]) -> Vec<Value> {
+    let o = Command::new(bin())
+        .args(["replay", "--format", "ecs", "--journal"])
+        .arg(journal)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "replay {args:?}: {}", text(&o));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The `decision_made` event of the ECS access event `access`.
+pub fn decision_of<'a>(events: &'a [Value], access: &Value) -> &'a Value {
+    events
+        .iter()
+        .find(|d| {
+            d["portcullis"]["kind"] == "decision_made"
+                && d["portcullis"]["access_id"] == access["event"]["id"]
+        })
+        .unwrap_or_else(|| panic!("no decision for {access:#}"))
+}
