@@ -108,7 +108,8 @@ impl Agent {
                     ruleset.version().clone(),
                     local.recipient(),
                     reply_timeout,
-                )?;
+                )
+                .await?;
                 // Load what the cluster already scanned before protecting:
                 // a file scanned on another node is then answered from the
                 // shared verdicts from the first open here.

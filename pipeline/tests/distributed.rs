@@ -127,6 +127,49 @@ fn node_and_two_scanners_allow_clean_deny_eicar_and_record_audit() {
     );
 }
 
+#[test]
+fn two_deployments_on_one_broker_do_not_disturb_each_other() {
+    require_privileges!("two_deployments_on_one_broker_do_not_disturb_each_other");
+    let Some(b) = bootstrap("two_deployments_on_one_broker_do_not_disturb_each_other") else {
+        return;
+    };
+    let (east, east_prefix) = kafka_config_with_prefix(&b, "");
+    let (west, west_prefix) = kafka_config_with_prefix(&b, "");
+    let east = format!("{PATIENT}{east}");
+    let west = format!("{PATIENT}{west}");
+    // The same instance name in both: nothing global ties them together.
+    let _w = scanner(&west, "s1");
+    let _e = scanner(&east, "s1");
+    let o = scenario(
+        &east,
+        "",
+        r#"printf '%s' "$EICAR" > eicar.com; echo fine > ok.txt"#,
+        "try eicar cat eicar.com; try ok cat ok.txt",
+    );
+    assert_eq!(o.status("eicar"), 1, "{}", o.agent_log);
+    assert_eq!(o.status("ok"), 0);
+    let bad = o.access_id("eicar.com");
+    assert_eq!(o.decision(&bad)["event"]["reason"], "verdict");
+    for prefix in [&east_prefix, &west_prefix] {
+        let group = scanner_group(&b, &format!("{prefix}.scanners"));
+        assert_eq!(group.0, "Stable", "{prefix}: {group:?}");
+        assert_eq!(group.1.len(), 1, "{prefix}: its own member only: {group:?}");
+    }
+    // West's scanner saw none of east's requests.
+    use rdkafka::Message;
+    let west_replies = consume_all(&b, &format!("{west_prefix}.verdicts.v1"));
+    assert!(
+        west_replies.is_empty(),
+        "{} replies in west",
+        west_replies.len()
+    );
+    let east_replies = consume_all(&b, &format!("{east_prefix}.verdicts.v1"));
+    assert!(
+        east_replies.iter().any(|m| m.key().is_some()),
+        "east's replies are on east's topic"
+    );
+}
+
 /// The state and member client ids of a consumer group.
 fn scanner_group(bootstrap: &str, group: &str) -> (String, Vec<String>) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -400,6 +443,144 @@ fn killing_a_scanner_mid_stream_loses_no_verdict_and_hangs_no_open() {
             .verdict(access)
             .unwrap_or_else(|| panic!("no verdict for {access}:\n{}", o.agent_log));
         assert_eq!(v["portcullis"]["verdict"], "clean", "{access}: {v}");
+    }
+    // Requests the killed scanner had read but not answered are scanned
+    // again by the survivor (at least once); whatever it sent twice is
+    // journaled once.
+    let mut verdicts = std::collections::HashMap::new();
+    for v in o.of_kind("verdict_issued") {
+        *verdicts
+            .entry(v["portcullis"]["access_id"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert!(
+        verdicts.values().all(|&n| n == 1),
+        "one verdict per access: {verdicts:?}"
+    );
+}
+
+/// A stand-in scanner service that answers every scan request twice, the
+/// first time `Clean` and the second `Infected` (as a scanner that scanned
+/// a request again after a crash could, with another ruleset), until
+/// `stop` is set. Returns the number of requests answered.
+fn double_replier(
+    bootstrap: String,
+    prefix: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    use portcullis_schemas::wire::{self, ScanReplied, ScanRequest};
+    use portcullis_schemas::Verdict;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("{prefix}.double"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[&format!("{prefix}.scan-requests.v1")])
+        .unwrap();
+    std::thread::spawn(move || {
+        let p = producer(&bootstrap);
+        let mut answered = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let req: ScanRequest = wire::decode(m.payload().unwrap()).unwrap();
+            for verdict in [
+                Verdict::Clean,
+                Verdict::Infected {
+                    matches: Vec::new(),
+                },
+            ] {
+                let reply = ScanReplied {
+                    request: req.request,
+                    node_id: req.node_id.clone(),
+                    sha256: req.sha256,
+                    size: req.size,
+                    verdict,
+                    ruleset: portcullis_schemas::RulesetVersion("double".into()),
+                    scanner: "double".into(),
+                    scan_duration_us: 1,
+                };
+                let payload = wire::encode(&reply).unwrap();
+                let r = rdkafka::producer::FutureRecord::to(&req.reply_topic)
+                    .partition(req.reply_partition)
+                    .key(req.request.as_bytes().as_slice())
+                    .payload(&payload);
+                futures::executor::block_on(p.send(r, Duration::from_secs(10)))
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+            }
+            answered += 1;
+        }
+        answered
+    })
+}
+
+#[test]
+fn a_reply_delivered_twice_is_decided_once_and_journaled_once() {
+    require_privileges!("a_reply_delivered_twice_is_decided_once_and_journaled_once");
+    let Some(b) = bootstrap("a_reply_delivered_twice_is_decided_once_and_journaled_once") else {
+        return;
+    };
+    let (kafka, prefix) = kafka_config_with_prefix(&b, "");
+    let config = format!("{PATIENT}{kafka}");
+    // The stand-in must be in its group before the first request.
+    let section: toml::Value = toml::from_str(&kafka).unwrap();
+    let settings = section["kafka"]
+        .clone()
+        .try_into::<portcullis_pipeline::kafka::KafkaSection>()
+        .unwrap()
+        .build()
+        .unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(portcullis_pipeline::kafka::ensure_topics(&settings))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let replier = double_replier(b.clone(), prefix.clone(), stop.clone());
+    let o = scenario(
+        &config,
+        "",
+        "for i in 1 2 3 4 5; do echo \"twice $i\" > t$i.txt; done",
+        "for i in 1 2 3 4 5; do try open$i cat t$i.txt; done; sleep 2",
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = replier.join().unwrap();
+    assert!(answered >= 5, "the stand-in answered {answered} requests");
+    for i in 1..=5 {
+        let name = format!("t{i}.txt");
+        assert_eq!(
+            o.status(&format!("open{i}")),
+            0,
+            "{name} allowed: {}",
+            o.agent_log
+        );
+        let access = o.access_id(&name);
+        assert_eq!(o.decision(&access)["event"]["reason"], "verdict", "{name}");
+        let verdicts: Vec<_> = o
+            .of_kind("verdict_issued")
+            .into_iter()
+            .filter(|v| v["portcullis"]["access_id"] == access.as_str())
+            .collect();
+        assert_eq!(
+            verdicts.len(),
+            1,
+            "{name}: one verdict journaled: {verdicts:?}"
+        );
+        assert_eq!(
+            verdicts[0]["portcullis"]["verdict"], "clean",
+            "the first reply won"
+        );
+        let decisions = o
+            .of_kind("decision_made")
+            .into_iter()
+            .filter(|d| d["portcullis"]["access_id"] == access.as_str())
+            .count();
+        assert_eq!(decisions, 1, "{name}: decided once");
     }
 }
 

@@ -313,6 +313,7 @@ async fn run_target(
                         local.recipient(),
                         c.deadline,
                     )
+                    .await
                     .map_err(|e| Error::pipeline("starting the remote scanner", e))?;
                     let addr = h.addr.clone().recipient();
                     remote_handles = Some(h);

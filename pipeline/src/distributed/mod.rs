@@ -10,9 +10,9 @@
 //!   `ScanReplied` on this node's own reply partition. The Enforcer's
 //!   deadline still answers the opener when Kafka or the scanners are slow
 //!   or gone.
-//! - [`service`] is `portcullis scanner`: one consumer group, scans on a
-//!   `SyncArbiter`, replies and shared verdicts produced in one transaction
-//!   with the consumed offsets.
+//! - [`service`] is `portcullis scanner`: one consumer group, a poll
+//!   thread, scan threads that reply and share as soon as each scan ends,
+//!   offsets committed once the replies are acknowledged (at least once).
 //! - [`outbox::Outbox`] publishes every durable journal event to the events
 //!   topic and stores its cursor only after delivery.
 //!

@@ -1,6 +1,7 @@
 //! The node side of distributed scanning.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use portcullis_schemas::wire::{self, ScanReplied, ScanRequest, VerdictShared};
 use portcullis_schemas::{
     EventId, NodeId, RulesetVersion, SkipReason, Timestamp, TraceContext, Verdict,
 };
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -18,11 +20,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::kafka::{
-    assigned_consumer, assigned_consumer_reporting, idempotent_producer, DeadLetters, DlqStage,
-    KafkaSettings, LargeFiles, Topic,
+    reply_consumer, request_producer, DeadLetter, DeadLetters, DlqStage, KafkaSettings, LargeFiles,
+    Topic,
 };
-
-type Pending = Arc<Mutex<HashMap<EventId, oneshot::Sender<ScanReplied>>>>;
 
 /// Shared verdicts known to this node, by `wire::shared_verdict_key`.
 /// Bounded: when full it starts over (the compacted topic still has them).
@@ -63,6 +63,10 @@ pub struct RemoteStats {
     pub local: u64,
     pub skipped_large: u64,
     pub failed: u64,
+    /// Replies nothing waited for: a second reply to a request (scanned
+    /// again after a scanner crash or rebalance), or one after the request
+    /// gave up. Dropped.
+    pub unclaimed_replies: u64,
 }
 
 /// Answers `ScanFile` through Kafka. Runs on its own Arbiter thread, so
@@ -76,7 +80,7 @@ pub struct RemoteScanner {
     ruleset: RulesetVersion,
     producer: FutureProducer,
     local: Recipient<ScanFile>,
-    pending: Pending,
+    waiting: Waiting,
     shared: SharedVerdicts,
     stats: Arc<Mutex<RemoteStats>>,
     reply_timeout: Duration,
@@ -101,6 +105,8 @@ pub struct RemoteHandles {
     pub stats: Arc<Mutex<RemoteStats>>,
     pub shared: SharedVerdicts,
     arbiter: Arbiter,
+    /// Tells the reader threads to stop.
+    stopping: Arc<AtomicBool>,
     /// Resolves (with the number of shared verdicts known) once the node
     /// read the shared-verdict topic to its end; dropped unresolved when
     /// it cannot be read. See [`RemoteHandles::wait_for_shared`].
@@ -127,16 +133,22 @@ impl RemoteHandles {
         }
     }
 
-    /// Stops the remote scanner and its listeners.
+    /// Stops the remote scanner and its readers (they leave within one
+    /// poll, 100 ms).
     pub fn stop(self) {
+        self.stopping.store(true, Ordering::Relaxed);
         self.arbiter.stop();
     }
 }
 
-/// Starts the remote scanner and its two listeners (this node's reply
-/// partition from its end; the shared verdicts from the beginning) on one
-/// new Arbiter thread. Must run inside an actix System.
-pub fn start(
+/// Starts the remote scanner on a new Arbiter thread, and its two readers
+/// on threads of their own: this node's reply partition (from its end, as
+/// the broker reports it now, so that no reply to a request of this run is
+/// skipped) and the shared verdicts (from the beginning). Both read
+/// `read_uncommitted` with a polled `BaseConsumer`
+/// ([`reply_consumer`]): a reply is handed to its waiting request as soon
+/// as the broker has it. Must run inside an actix System.
+pub async fn start(
     settings: Arc<KafkaSettings>,
     node_id: NodeId,
     ruleset: RulesetVersion,
@@ -144,126 +156,218 @@ pub fn start(
     reply_timeout: Duration,
 ) -> anyhow::Result<RemoteHandles> {
     let client = format!("portcullis-node-{}", node_id.0);
-    let producer = idempotent_producer(&settings, &client)?;
+    let producer = request_producer(&settings, &client)?;
     let dlq = Arc::new(DeadLetters::new(
         producer.clone(),
         settings.topics.clone(),
         &client,
     ));
-    let pending: Pending = Arc::default();
+    let waiting = Waiting::default();
     let shared = SharedVerdicts::default();
     let stats = Arc::new(Mutex::new(RemoteStats::default()));
     let partition = settings.reply_partition_for(&node_id.0);
     let reply_topic = settings.topics.name(Topic::Verdicts);
     let shared_topic = settings.topics.name(Topic::VerdictCache);
     let arbiter = Arbiter::new();
+    let stopping = Arc::new(AtomicBool::new(false));
+
+    // "The end" is resolved before the first request can be sent.
+    let start_at = match high_watermark(&settings, &client, &reply_topic, partition).await {
+        Ok(h) => Offset::Offset(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the reply partition's end; reading it from the beginning");
+            Offset::Beginning
+        }
+    };
+    let replies = reply_consumer(
+        &settings,
+        &format!("{client}-replies"),
+        &reply_topic,
+        &[partition],
+        start_at,
+        false,
+    )?;
+    let parts: Vec<i32> = (0..settings.partitions.verdict_cache).collect();
+    let verdicts = reply_consumer(
+        &settings,
+        &format!("{client}-shared"),
+        &shared_topic,
+        &parts,
+        Offset::Beginning,
+        true,
+    )?;
+
+    let reader = ReplyReader {
+        node: node_id.clone(),
+        waiting: waiting.clone(),
+        stats: stats.clone(),
+        dlq: dlq.clone(),
+        arbiter: arbiter.handle(),
+        stopping: stopping.clone(),
+    };
+    std::thread::Builder::new()
+        .name("portcullis-replies".into())
+        .spawn(move || reader.run(&replies))?;
     let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
+    let loader = SharedReader {
+        shared: shared.clone(),
+        dlq,
+        arbiter: arbiter.handle(),
+        stopping: stopping.clone(),
+    };
+    std::thread::Builder::new()
+        .name("portcullis-shared-verdicts".into())
+        .spawn(move || loader.run(&verdicts, parts, loaded_tx))?;
 
     let actor = RemoteScanner {
         settings: settings.clone(),
-        node_id: node_id.clone(),
-        reply_topic: reply_topic.clone(),
+        node_id,
+        reply_topic,
         reply_partition: partition,
         ruleset,
         producer,
         local,
-        pending: pending.clone(),
+        waiting,
         shared: shared.clone(),
         stats: stats.clone(),
         reply_timeout,
     };
     let addr = RemoteScanner::start_in_arbiter(&arbiter.handle(), move |_| actor);
-
-    // Consumers are created inside the arbiter's runtime.
-    let (s2, c2, st2, d2, sh2) = (
-        settings.clone(),
-        client.clone(),
-        stats.clone(),
-        dlq.clone(),
-        shared.clone(),
-    );
-    let ok = arbiter.spawn(async move {
-        // Only replies to this run's requests matter. "The end" is resolved
-        // now, not whenever the consumer gets to it: a reply produced in
-        // between would be skipped.
-        let start_at = match high_watermark(&s2, &c2, &reply_topic, partition).await {
-            Ok(h) => Offset::Offset(h),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the reply partition's end; reading it from the beginning");
-                Offset::Beginning
-            }
-        };
-        let replies = match assigned_consumer(&s2, &format!("{c2}-replies"), &reply_topic, &[partition], start_at) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the reply partition; remote scans will time out");
-                return;
-            }
-        };
-        let parts: Vec<i32> = (0..s2.partitions.verdict_cache).collect();
-        let verdicts = match assigned_consumer_reporting(&s2, &format!("{c2}-shared"), &shared_topic, &parts, Offset::Beginning, true) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the shared verdicts; every file is scanned");
-                return;
-            }
-        };
-        let node = node_id.clone();
-        let dlq_r = d2.clone();
-        actix_rt::spawn(async move {
-            loop {
-                match replies.recv().await {
-                    Ok(m) => match wire::decode::<ScanReplied>(m.payload().unwrap_or_default()) {
-                        Ok(reply) if reply.node_id == node => {
-                            let tx = pending.lock().ok().and_then(|mut p| p.remove(&reply.request));
-                            if let Some(tx) = tx {
-                                if let Ok(mut s) = st2.lock() {
-                                    s.replies += 1;
-                                }
-                                let _ = tx.send(reply);
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => dead_letter(&dlq_r, Topic::Verdicts, &m, &e.to_string()).await,
-                    },
-                    Err(e) => tracing::debug!(error = %e, "reply consumer"),
-                }
-            }
-        });
-        actix_rt::spawn(async move {
-            // Until every partition reached its end once, the node is
-            // still loading what the cluster already knows.
-            let mut loading: std::collections::HashSet<i32> = parts.iter().copied().collect();
-            let mut loaded = Some(loaded_tx);
-            loop {
-                match verdicts.recv().await {
-                    Ok(m) => match wire::decode::<VerdictShared>(m.payload().unwrap_or_default()) {
-                        Ok(v) => sh2.put(wire::shared_verdict_key(&v.sha256, &v.ruleset), v.verdict),
-                        Err(e) => dead_letter(&d2, Topic::VerdictCache, &m, &e.to_string()).await,
-                    },
-                    Err(KafkaError::PartitionEOF(p)) => {
-                        loading.remove(&p);
-                        if loading.is_empty() {
-                            if let Some(tx) = loaded.take() {
-                                let _ = tx.send(sh2.len());
-                            }
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "shared verdict consumer"),
-                }
-            }
-        });
-    });
-    if !ok {
-        anyhow::bail!("the remote scanner's arbiter stopped before it started");
-    }
     Ok(RemoteHandles {
         addr,
         stats,
         shared,
         arbiter,
+        stopping,
         shared_loaded: Some(loaded_rx),
     })
+}
+
+/// Bound of one poll of a reader thread (the stop flag is looked at
+/// between polls).
+const READER_POLL: Duration = Duration::from_millis(100);
+
+/// The requests waiting for their reply, by access id. The first reply to
+/// a request is handed over; any later one (a scanner that scanned the
+/// request again after a crash or a rebalance, or a reply after the
+/// request gave up) finds nothing waiting and is dropped.
+#[derive(Clone, Default, Debug)]
+struct Waiting(Arc<Mutex<HashMap<EventId, oneshot::Sender<ScanReplied>>>>);
+
+impl Waiting {
+    fn wait(&self, request: EventId) -> oneshot::Receiver<ScanReplied> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.0.lock() {
+            p.insert(request, tx);
+        }
+        rx
+    }
+
+    fn forget(&self, request: &EventId) {
+        if let Ok(mut p) = self.0.lock() {
+            p.remove(request);
+        }
+    }
+
+    /// Hands `reply` to its request; `false` if none waits for it.
+    fn deliver(&self, reply: ScanReplied) -> bool {
+        let tx = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&reply.request));
+        tx.is_some_and(|tx| tx.send(reply).is_ok())
+    }
+}
+
+/// The thread reading this node's reply partition.
+struct ReplyReader {
+    node: NodeId,
+    waiting: Waiting,
+    stats: Arc<Mutex<RemoteStats>>,
+    dlq: Arc<DeadLetters>,
+    arbiter: ArbiterHandle,
+    stopping: Arc<AtomicBool>,
+}
+
+impl ReplyReader {
+    fn run(self, consumer: &BaseConsumer) {
+        while !self.stopping.load(Ordering::Relaxed) {
+            match consumer.poll(READER_POLL) {
+                Some(Ok(m)) => match wire::decode::<ScanReplied>(m.payload().unwrap_or_default()) {
+                    // Another node's reply on a shared partition.
+                    Ok(reply) if reply.node_id != self.node => {}
+                    Ok(reply) => {
+                        let request = reply.request;
+                        let handed = self.waiting.deliver(reply);
+                        if let Ok(mut s) = self.stats.lock() {
+                            if handed {
+                                s.replies += 1;
+                            } else {
+                                s.unclaimed_replies += 1;
+                            }
+                        }
+                        if !handed {
+                            tracing::debug!(event_id = %request, "a reply nothing waits for (already answered, or given up): dropped");
+                        }
+                    }
+                    Err(e) => dead_letter(
+                        &self.dlq,
+                        &self.arbiter,
+                        Topic::Verdicts,
+                        &m,
+                        &e.to_string(),
+                    ),
+                },
+                Some(Err(e)) => tracing::debug!(error = %e, "reply consumer"),
+                None => {}
+            }
+        }
+    }
+}
+
+/// The thread reading the shared verdicts.
+struct SharedReader {
+    shared: SharedVerdicts,
+    dlq: Arc<DeadLetters>,
+    arbiter: ArbiterHandle,
+    stopping: Arc<AtomicBool>,
+}
+
+impl SharedReader {
+    fn run(self, consumer: &BaseConsumer, parts: Vec<i32>, loaded: oneshot::Sender<usize>) {
+        // Until every partition reached its end once, the node is still
+        // loading what the cluster already knows.
+        let mut loading: std::collections::HashSet<i32> = parts.into_iter().collect();
+        let mut loaded = Some(loaded);
+        while !self.stopping.load(Ordering::Relaxed) {
+            match consumer.poll(READER_POLL) {
+                Some(Ok(m)) => match wire::decode::<VerdictShared>(m.payload().unwrap_or_default())
+                {
+                    Ok(v) => self
+                        .shared
+                        .put(wire::shared_verdict_key(&v.sha256, &v.ruleset), v.verdict),
+                    Err(e) => dead_letter(
+                        &self.dlq,
+                        &self.arbiter,
+                        Topic::VerdictCache,
+                        &m,
+                        &e.to_string(),
+                    ),
+                },
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    loading.remove(&p);
+                    if loading.is_empty() {
+                        if let Some(tx) = loaded.take() {
+                            let _ = tx.send(self.shared.len());
+                        }
+                    }
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "shared verdict consumer"),
+                None => {}
+            }
+        }
+    }
 }
 
 /// The next offset of a partition, asked of the broker.
@@ -273,7 +377,7 @@ async fn high_watermark(
     topic: &str,
     partition: i32,
 ) -> anyhow::Result<i64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::consumer::Consumer;
     let consumer: BaseConsumer =
         crate::kafka::base_config(settings, &format!("{client}-watermarks")).create()?;
     let topic = topic.to_owned();
@@ -284,8 +388,11 @@ async fn high_watermark(
     Ok(high)
 }
 
-async fn dead_letter(
-    dlq: &DeadLetters,
+/// Sends an undecodable message to its DLQ from the arbiter (the reader
+/// thread goes on at once).
+fn dead_letter(
+    dlq: &Arc<DeadLetters>,
+    arbiter: &ArbiterHandle,
     origin: Topic,
     m: &rdkafka::message::BorrowedMessage<'_>,
     error: &str,
@@ -297,9 +404,13 @@ async fn dead_letter(
         error,
         "undecodable message: dead-lettered"
     );
-    if let Err(e) = dlq.send(origin, m, DlqStage::Decode, error).await {
-        tracing::error!(error = %e, "dead-lettering failed");
-    }
+    let letter = DeadLetter::of(origin, m, DlqStage::Decode, error);
+    let dlq = dlq.clone();
+    arbiter.spawn(async move {
+        if let Err(e) = dlq.send_letter(letter).await {
+            tracing::error!(error = %e, "dead-lettering failed");
+        }
+    });
 }
 
 fn outcome(
@@ -416,14 +527,11 @@ impl Handler<ScanFile> for RemoteScanner {
                 return Box::pin(async move { o });
             }
         };
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut p) = self.pending.lock() {
-            p.insert(msg.access, tx);
-        }
+        let rx = self.waiting.wait(msg.access);
         bump(|s| s.requested += 1);
         let topic = self.settings.topics.name(Topic::ScanRequests);
         let producer = self.producer.clone();
-        let pending = self.pending.clone();
+        let waiting = self.waiting.clone();
         let stats = self.stats.clone();
         let timeout = self.reply_timeout;
         let access = msg.access;
@@ -431,9 +539,7 @@ impl Handler<ScanFile> for RemoteScanner {
             let record = FutureRecord::to(&topic).key(&sha256[..]).payload(&payload);
             let delivery = producer.send(record, Duration::from_secs(0));
             let failed = |message: String| {
-                if let Ok(mut p) = pending.lock() {
-                    p.remove(&access);
-                }
+                waiting.forget(&access);
                 if let Ok(mut s) = stats.lock() {
                     s.failed += 1;
                 }
@@ -470,5 +576,43 @@ impl Handler<ScanFile> for RemoteScanner {
                 ),
             }
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn reply(request: EventId, scanner: &str) -> ScanReplied {
+        ScanReplied {
+            request,
+            node_id: NodeId("n1".into()),
+            sha256: [7; 32],
+            size: 4,
+            verdict: Verdict::Clean,
+            ruleset: RulesetVersion("r1".into()),
+            scanner: scanner.into(),
+            scan_duration_us: 3,
+        }
+    }
+
+    #[test]
+    fn the_first_reply_to_a_request_wins_and_a_second_is_dropped() {
+        let waiting = Waiting::default();
+        let (a, b) = (EventId::new(), EventId::new());
+        let mut rx_a = waiting.wait(a);
+        let mut rx_b = waiting.wait(b);
+        // The same request answered twice (scanned again after a scanner
+        // crash): handed over once.
+        assert!(waiting.deliver(reply(a, "s1")));
+        assert!(!waiting.deliver(reply(a, "s2")));
+        assert_eq!(rx_a.try_recv().unwrap().scanner, "s1");
+        // A request that gave up: its late reply is dropped.
+        waiting.forget(&b);
+        assert!(!waiting.deliver(reply(b, "s1")));
+        assert!(rx_b.try_recv().is_err());
+        // A reply to a request never sent from here.
+        assert!(!waiting.deliver(reply(EventId::new(), "s1")));
     }
 }

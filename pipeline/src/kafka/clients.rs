@@ -7,9 +7,28 @@
 //! |---|---|---|
 //! | [`idempotent_producer`] | `FutureProducer` | `enable.idempotence=true`, `acks=all` |
 //! | [`transactional_producer`] | `FutureProducer` | the same, `transactional.id` |
+//! | [`request_producer`] | `FutureProducer` | idempotent, and the [request/reply defaults](REQUEST_REPLY_PRODUCER) |
+//! | [`reply_producer`] | `ThreadedProducer<C>` | the same, with a delivery context |
 //! | [`group_consumer`] | `StreamConsumer<GroupContext>` | `group.id`, `enable.auto.commit=false`, `enable.auto.offset.store=false`, `isolation.level=read_committed`, `auto.offset.reset=earliest` |
+//! | [`request_consumer`] | `BaseConsumer<GroupContext>` | the same, but `read_uncommitted` and the [request/reply defaults](REQUEST_REPLY_CONSUMER) |
 //! | [`assigned_consumer`] | `StreamConsumer` | `assign()` only; `read_committed`, no commits |
+//! | [`reply_consumer`] | `BaseConsumer` | `assign()` only; `read_uncommitted`, the request/reply defaults, no commits |
 //! | [`admin_client`] | `AdminClient` | — |
+//!
+//! **Two paths, two guarantees.** The events topic (the outbox) and
+//! `siem-export` are exactly-once: idempotent or transactional producers,
+//! `read_committed` readers. The scan request/reply path (scan requests,
+//! replies, shared verdicts) is at-least-once and built for latency: no
+//! transactions, `read_uncommitted` readers on their own threads
+//! (`BaseConsumer`, polled; not `StreamConsumer`, whose lost wake-ups can
+//! stall a stream, rust-rdkafka #665), a short `linger.ms`. A verdict is
+//! idempotent (same content and ruleset, same verdict) and the node keeps
+//! only the first reply to a request, so a reply sent twice is harmless.
+//!
+//! The bundled librdkafka is 2.12.1 (rdkafka-sys 4.10.0). Its defaults that
+//! the request/reply path changes are in [`REQUEST_REPLY_PRODUCER`] and
+//! [`REQUEST_REPLY_CONSUMER`]; a key set in `kafka.librdkafka` overrides
+//! them (they are defaults, not [owned keys](super::config::OWNED_KEYS)).
 //!
 //! Producers also get `message.max.bytes` large enough for a scan request
 //! with [`inline_limit`](KafkaSettings::inline_limit) bytes of content
@@ -41,7 +60,9 @@ use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, DeliveryResult, FutureProducer, ProducerContext};
+use rdkafka::producer::{
+    BaseProducer, DeliveryResult, FutureProducer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::config::KafkaSettings;
@@ -66,6 +87,85 @@ fn producer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
     if let Some(n) = settings.producer_message_max_bytes() {
         c.set("message.max.bytes", n.to_string());
     }
+    c
+}
+
+/// The request/reply path's producer settings, as `(key, value, librdkafka
+/// 2.12.1's default, why)`.
+pub const REQUEST_REPLY_PRODUCER: &[(&str, &str, &str, &str)] = &[
+    (
+        "linger.ms",
+        "1",
+        "5",
+        "a request or reply waits at most 1 ms for others to share its batch",
+    ),
+    (
+        "retry.backoff.ms",
+        "10",
+        "100",
+        "a retried produce (leader change, timeout) is sent again after 10 ms",
+    ),
+    (
+        "retry.backoff.max.ms",
+        "100",
+        "1000",
+        "and never waits more than 100 ms between retries",
+    ),
+    (
+        "socket.nagle.disable",
+        "true",
+        "true",
+        "small messages leave at once (TCP_NODELAY); set explicitly",
+    ),
+];
+
+/// The request/reply path's consumer settings, as `(key, value, librdkafka
+/// 2.12.1's default, why)`.
+pub const REQUEST_REPLY_CONSUMER: &[(&str, &str, &str, &str)] = &[
+    ("fetch.wait.max.ms", "10", "500", "how long the broker holds an empty fetch; it answers at once when a message arrives, so this bounds the idle polling, not the latency"),
+    ("fetch.error.backoff.ms", "10", "500", "a failed fetch (leader change) is retried after 10 ms"),
+    ("socket.nagle.disable", "true", "true", "set explicitly"),
+];
+
+/// librdkafka's other names for the keys of the request/reply defaults.
+const ALIASES: &[(&str, &str)] = &[("linger.ms", "queue.buffering.max.ms")];
+
+/// Sets each default of `defaults` that the passthrough does not set
+/// (under its name or an alias).
+fn with_defaults(
+    mut c: ClientConfig,
+    settings: &KafkaSettings,
+    defaults: &[(&str, &str, &str, &str)],
+) -> ClientConfig {
+    for (key, value, _, _) in defaults {
+        let mut names = std::iter::once(*key).chain(
+            ALIASES
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, alias)| *alias),
+        );
+        if !names.any(|n| settings.librdkafka.contains_key(n)) {
+            c.set(*key, *value);
+        }
+    }
+    c
+}
+
+fn request_producer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
+    with_defaults(
+        producer_config(settings, client_id),
+        settings,
+        REQUEST_REPLY_PRODUCER,
+    )
+}
+
+fn request_consumer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
+    let mut c = with_defaults(
+        consumer_config(settings, client_id),
+        settings,
+        REQUEST_REPLY_CONSUMER,
+    );
+    c.set("isolation.level", "read_uncommitted");
     c
 }
 
@@ -104,8 +204,34 @@ pub fn idempotent_producer(
         .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
 }
 
-/// A transactional producer for consume-transform-produce (the scanner
-/// service): idempotent, with `transactional.id` set.
+/// The node's producer of scan requests: idempotent, no transaction, the
+/// request/reply defaults (`linger.ms` 1).
+pub fn request_producer(
+    settings: &KafkaSettings,
+    client_id: &str,
+) -> Result<FutureProducer, KafkaSetupError> {
+    request_producer_config(settings, client_id)
+        .create()
+        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+}
+
+/// The scanner service's producer of replies and shared verdicts:
+/// idempotent, no transaction, the request/reply defaults. A
+/// `ThreadedProducer` polls on its own thread and hands every delivery
+/// report to `context` (with the message's opaque), so the service knows
+/// when a reply is acknowledged before it commits the request's offset.
+pub fn reply_producer<C: ProducerContext + 'static>(
+    settings: &KafkaSettings,
+    client_id: &str,
+    context: C,
+) -> Result<ThreadedProducer<C>, KafkaSetupError> {
+    request_producer_config(settings, client_id)
+        .create_with_context(context)
+        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+}
+
+/// A transactional producer for consume-transform-produce (`siem-export`):
+/// idempotent, with `transactional.id` set.
 ///
 /// Not initialised: call [`txn::init_transactions`](super::txn::init_transactions)
 /// once before the first transaction (it fences older producers with the
@@ -150,26 +276,117 @@ pub fn group_consumer(
     stream_consumer(&c, client_id, GroupContext::new(client_id, group))
 }
 
-/// The context of a [`group_consumer`]: logs each rebalance with the
-/// partitions it moved, and counts the assignments received.
+/// The scanner service's consumer of scan requests: a member of `group`
+/// (call `subscribe`), polled on a thread of its own; `read_uncommitted`
+/// (requests are never written in transactions, and the reader does not
+/// wait for markers); the request/reply defaults; offsets committed by
+/// hand once the replies are delivered. `context` may watch revocations
+/// ([`GroupContext::on_revoke`]).
+pub fn request_consumer(
+    settings: &KafkaSettings,
+    client_id: &str,
+    group: &str,
+    context: GroupContext,
+) -> Result<BaseConsumer<GroupContext>, KafkaSetupError> {
+    if group.trim().is_empty() {
+        return Err(KafkaSetupError::Setting {
+            client: client_id.to_string(),
+            setting: "group.id".into(),
+            message: "must not be empty".into(),
+        });
+    }
+    let mut c = request_consumer_config(settings, client_id);
+    c.set("group.id", group);
+    c.create_with_context(context)
+        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+}
+
+/// A reader of the given partitions of `topic` from `from`, with
+/// `assign()`, for a thread of its own (the node's reply partition; the
+/// shared verdicts): `read_uncommitted`, the request/reply defaults, no
+/// commits, and with `eof` a `PartitionEOF` at each partition's end.
+/// Needs no tokio runtime.
+pub fn reply_consumer(
+    settings: &KafkaSettings,
+    client_id: &str,
+    topic: &str,
+    partitions: &[i32],
+    from: Offset,
+    eof: bool,
+) -> Result<BaseConsumer, KafkaSetupError> {
+    let mut c = request_consumer_config(settings, client_id);
+    c.set("group.id", format!("{client_id}.assigned"));
+    if eof {
+        c.set("enable.partition.eof", "true");
+    }
+    let consumer: BaseConsumer = c
+        .create()
+        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))?;
+    assign(&consumer, client_id, topic, partitions, from)?;
+    Ok(consumer)
+}
+
+fn assign<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    client_id: &str,
+    topic: &str,
+    partitions: &[i32],
+    from: Offset,
+) -> Result<(), KafkaSetupError> {
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    let assign_error = |source: KafkaError| KafkaSetupError::Assign {
+        client: client_id.to_string(),
+        topic: topic.to_string(),
+        source: Box::new(source),
+    };
+    for &p in partitions {
+        tpl.add_partition_offset(topic, p, from)
+            .map_err(assign_error)?;
+    }
+    consumer.assign(&tpl).map_err(assign_error)
+}
+
+/// Called with the partitions a group takes away, before they go.
+pub type RevokeHook = Box<dyn Fn(&BaseConsumer<GroupContext>, &TopicPartitionList) + Send + Sync>;
+
+/// The context of a [`group_consumer`] or [`request_consumer`]: logs each
+/// rebalance with the partitions it moved, counts the assignments
+/// received, and runs an optional hook before partitions are revoked.
 ///
 /// Rebalance callbacks run while the consumer is polled (`recv()`), so
 /// wait on [`assignments`](Self::assignments) *while* receiving, not
 /// before.
-#[derive(Debug)]
 pub struct GroupContext {
     client: String,
     group: String,
     assignments: tokio::sync::watch::Sender<u64>,
+    on_revoke: Option<RevokeHook>,
+}
+
+impl std::fmt::Debug for GroupContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupContext")
+            .field("client", &self.client)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GroupContext {
-    fn new(client: &str, group: &str) -> Self {
+    pub fn new(client: &str, group: &str) -> Self {
         Self {
             client: client.to_string(),
             group: group.to_string(),
             assignments: tokio::sync::watch::Sender::new(0),
+            on_revoke: None,
         }
+    }
+
+    /// Runs `hook` (in the polling thread) before partitions are revoked:
+    /// the last moment to commit what was done with them.
+    pub fn on_revoke(mut self, hook: RevokeHook) -> Self {
+        self.on_revoke = Some(hook);
+        self
     }
 
     /// The number of assignments received so far (an assignment may be
@@ -193,6 +410,12 @@ fn partitions(tpl: &TopicPartitionList) -> String {
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let (Rebalance::Revoke(tpl), Some(hook)) = (rebalance, &self.on_revoke) {
+            hook(consumer, tpl);
+        }
+    }
+
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let (client, group) = (self.client.as_str(), self.group.as_str());
         match rebalance {
@@ -245,17 +468,7 @@ pub fn assigned_consumer_reporting(
         c.set("enable.partition.eof", "true");
     }
     let consumer = stream_consumer(&c, client_id, DefaultConsumerContext)?;
-    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
-    let assign_error = |source: KafkaError| KafkaSetupError::Assign {
-        client: client_id.to_string(),
-        topic: topic.to_string(),
-        source: Box::new(source),
-    };
-    for &p in partitions {
-        tpl.add_partition_offset(topic, p, from)
-            .map_err(assign_error)?;
-    }
-    consumer.assign(&tpl).map_err(assign_error)?;
+    assign(&consumer, client_id, topic, partitions, from)?;
     Ok(consumer)
 }
 
@@ -312,7 +525,8 @@ pub(crate) fn check_setting(key: &str, value: &str) -> Result<(), String> {
 }
 
 /// Lets librdkafka check the settings as a whole: creates (and drops) the
-/// idempotent producer, the transactional producer and a consumer with
+/// idempotent producer, the transactional producer, a consumer and the
+/// request/reply producer and consumer with
 /// these settings but no bootstrap list, so no connection is attempted.
 /// This catches conflicts (`retries = 0` with idempotence,
 /// `fetch.max.bytes` below `message.max.bytes`, TLS files that do not
@@ -332,6 +546,12 @@ pub(crate) fn validate(settings: &KafkaSettings) -> Result<(), KafkaSetupError> 
         .create_with_context::<_, BaseProducer<Quiet>>(Quiet)
         .map_err(err)?;
     offline(consumer_config(settings, CLIENT))
+        .create_with_context::<_, BaseConsumer<Quiet>>(Quiet)
+        .map_err(err)?;
+    offline(request_producer_config(settings, CLIENT))
+        .create_with_context::<_, BaseProducer<Quiet>>(Quiet)
+        .map_err(err)?;
+    offline(request_consumer_config(settings, CLIENT))
         .create_with_context::<_, BaseConsumer<Quiet>>(Quiet)
         .map_err(err)?;
     Ok(())
@@ -389,6 +609,41 @@ mod tests {
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+
+        // The request/reply path: no transactions, uncommitted reads, and
+        // latency defaults the passthrough may override.
+        let s = settings("[librdkafka]\n\"linger.ms\" = \"0\"");
+        let r = request_producer_config(&s, "c1");
+        assert_eq!(r.get("enable.idempotence"), Some("true"));
+        assert_eq!(r.get("transactional.id"), None);
+        assert_eq!(r.get("linger.ms"), Some("0"), "the operator's value wins");
+        let aliased = settings("[librdkafka]\n\"queue.buffering.max.ms\" = \"3\"");
+        let a = request_producer_config(&aliased, "c1");
+        assert_eq!(a.get("linger.ms"), None, "nor under its alias");
+        assert_eq!(a.get("queue.buffering.max.ms"), Some("3"));
+        assert_eq!(r.get("retry.backoff.ms"), Some("10"));
+        assert_eq!(r.get("socket.nagle.disable"), Some("true"));
+        let rc = request_consumer_config(&s, "c1");
+        assert_eq!(rc.get("isolation.level"), Some("read_uncommitted"));
+        assert_eq!(rc.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(rc.get("fetch.error.backoff.ms"), Some("10"));
+        assert_eq!(rc.get("enable.auto.commit"), Some("false"));
+        // The exactly-once paths keep librdkafka's defaults.
+        assert_eq!(producer_config(&s, "c1").get("retry.backoff.ms"), None);
+        assert_eq!(consumer_config(&s, "c1").get("fetch.wait.max.ms"), None);
+    }
+
+    #[test]
+    fn the_documented_defaults_are_librdkafkas() {
+        // Each table row names librdkafka's own default: check it against
+        // the bundled library, so an upgrade that changes one is noticed.
+        let c = ClientConfig::new();
+        let native = c.create_native_config().unwrap();
+        for (key, _, default, _) in REQUEST_REPLY_PRODUCER.iter().chain(REQUEST_REPLY_CONSUMER) {
+            let got = native.get(key).unwrap();
+            assert_eq!(&got, default, "librdkafka's default of {key}");
+        }
+        assert_eq!(rdkafka::util::get_rdkafka_version().1, "2.12.1");
     }
 
     #[test]
@@ -415,5 +670,17 @@ mod tests {
             Err(KafkaSetupError::Setting { .. })
         ));
         assert!(assigned_consumer(&s, "c2", "t", &[0, 3], Offset::End).is_ok());
+    }
+
+    #[test]
+    fn request_reply_readers_need_no_runtime() {
+        let s = settings("bootstrap = \"127.0.0.1:1\"");
+        assert!(reply_consumer(&s, "c3", "t", &[1], Offset::End, false).is_ok());
+        assert!(request_consumer(&s, "c4", "g", GroupContext::new("c4", "g")).is_ok());
+        assert!(matches!(
+            request_consumer(&s, "c4", " ", GroupContext::new("c4", " ")),
+            Err(KafkaSetupError::Setting { .. })
+        ));
+        assert!(request_producer(&s, "c5").is_ok());
     }
 }

@@ -1,10 +1,11 @@
 //! The consume-transform-produce driver: exactly once per committed input.
 //!
-//! One loop serves every service that reads a topic in a consumer group and
-//! produces what it makes of each batch: the scanner service
-//! ([`distributed::service`](crate::distributed::service)) and
-//! `portcullis siem-export` ([`siem`](crate::siem)). What differs is a
-//! [`Transform`]; the loop is here:
+//! The loop of a service that reads a topic in a consumer group and
+//! produces what it makes of each batch exactly once: `portcullis
+//! siem-export` ([`siem`](crate::siem)). What differs between such
+//! services is a [`Transform`]; the loop is here. (The scanner service
+//! does not use it: its replies are at-least-once, without transactions,
+//! for latency; see [`distributed::service`](crate::distributed::service).)
 //!
 //! ```text
 //! session: transactional producer (init_transactions fences older ones),
@@ -493,17 +494,14 @@ mod tests {
     #[test]
     fn transactional_ids_are_scoped_by_group() {
         // The same instance name in two deployments: no fencing.
-        let east = opts("east.scanners", "portcullis-scanner-s1");
-        let west = opts("west.scanners", "portcullis-scanner-s1");
+        let east = opts("east.siem", "portcullis-siem-s1");
+        let west = opts("west.siem", "portcullis-siem-s1");
         assert_ne!(east.transactional_id(), west.transactional_id());
         // A restart of one instance: the same id, so it fences its zombie.
         assert_eq!(
             east.transactional_id(),
-            opts("east.scanners", "portcullis-scanner-s1").transactional_id()
+            opts("east.siem", "portcullis-siem-s1").transactional_id()
         );
-        assert_eq!(
-            east.transactional_id(),
-            "east.scanners.portcullis-scanner-s1"
-        );
+        assert_eq!(east.transactional_id(), "east.siem.portcullis-siem-s1");
     }
 }

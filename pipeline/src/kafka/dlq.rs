@@ -205,6 +205,17 @@ impl DeadLetters {
     }
 
     fn headers(&self, letter: &DeadLetter) -> OwnedHeaders {
+        letter.headers_from(&self.service)
+    }
+}
+
+impl DeadLetter {
+    /// Its headers as a DLQ message carries them: the origin (with
+    /// `service` as the sender), then the original headers. For a sender
+    /// with its own producer (the scanner service's, with delivery
+    /// reports); [`DeadLetters`] uses the same.
+    pub fn headers_from(&self, service: &str) -> OwnedHeaders {
+        let letter = self;
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
@@ -218,7 +229,7 @@ impl DeadLetters {
             (header::OFFSET, offset.as_str()),
             (header::ERROR, error),
             (header::STAGE, letter.stage.as_str()),
-            (header::SERVICE, self.service.as_str()),
+            (header::SERVICE, service),
             (header::TIMESTAMP, now.as_str()),
         ] {
             h = h.insert(Header {

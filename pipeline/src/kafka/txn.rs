@@ -1,4 +1,4 @@
-//! Consume-transform-produce transactions (the scanner service).
+//! Consume-transform-produce transactions (`siem-export`).
 //!
 //! ```text
 //! init_transactions (once)
