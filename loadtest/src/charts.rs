@@ -42,6 +42,8 @@ fn colour(target: TargetName, phase: Phase) -> RGBColor {
         (TargetName::Baseline, Phase::Warm) => RGBColor(165, 165, 165),
         (TargetName::Floor, Phase::Cold | Phase::Warmup) => RGBColor(31, 119, 180),
         (TargetName::Floor, Phase::Warm) => RGBColor(130, 185, 230),
+        (TargetName::KafkaFloor, Phase::Cold | Phase::Warmup) => RGBColor(44, 160, 44),
+        (TargetName::KafkaFloor, Phase::Warm) => RGBColor(150, 215, 140),
         (TargetName::Portcullis, Phase::Cold | Phase::Warmup) => RGBColor(214, 39, 40),
         (TargetName::Portcullis, Phase::Warm) => RGBColor(250, 140, 60),
     }

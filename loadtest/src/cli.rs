@@ -148,6 +148,11 @@ pub struct KafkaArgs {
     /// Keep the run's topics (default: deleted at the end).
     #[arg(long)]
     pub keep_topics: bool,
+    /// A librdkafka setting for every client of the run (the agent, the
+    /// scanner services and the kafka floor), as in `[kafka.librdkafka]`
+    /// (e.g. `linger.ms=0`). Repeatable.
+    #[arg(long = "librdkafka", value_name = "KEY=VALUE")]
+    pub librdkafka: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -268,7 +273,22 @@ impl KafkaArgs {
         if !(1..=64).contains(&self.partitions) {
             return Err(Error::flag("partitions", "must be within 1..=64"));
         }
+        let mut librdkafka = Vec::with_capacity(self.librdkafka.len());
+        for kv in &self.librdkafka {
+            match kv.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() && !k.contains('"') && !v.contains('"') => {
+                    librdkafka.push((k.trim().to_string(), v.trim().to_string()));
+                }
+                _ => {
+                    return Err(Error::flag(
+                        "librdkafka",
+                        format!("`{kv}`: expected KEY=VALUE (no quotes)"),
+                    ))
+                }
+            }
+        }
         Ok(KafkaSpec {
+            librdkafka,
             bootstrap,
             scanners: self.scanners,
             scanners_at: self.scanners_at.clone(),

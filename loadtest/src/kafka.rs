@@ -40,6 +40,8 @@ pub struct KafkaSpec {
     /// Scanner threads per service (0 = one per core).
     pub scanner_threads: usize,
     pub keep_topics: bool,
+    /// `[kafka.librdkafka]` settings for every client of the run.
+    pub librdkafka: Vec<(String, String)>,
 }
 
 /// `true` if every host of a bootstrap list is a loopback address.
@@ -152,7 +154,17 @@ impl std::fmt::Debug for KafkaRig {
     }
 }
 
-fn section_text(bootstrap: &str, prefix: &str, group: &str, partitions: i32) -> String {
+fn section_text(
+    bootstrap: &str,
+    prefix: &str,
+    group: &str,
+    partitions: i32,
+    librdkafka: &[(String, String)],
+) -> String {
+    let mut extra = String::new();
+    for (k, v) in librdkafka {
+        extra.push_str(&format!("\"{k}\" = \"{v}\"\n"));
+    }
     format!(
         r#"[kafka]
 bootstrap = "{bootstrap}"
@@ -166,10 +178,9 @@ verdict_cache = {partitions}
 events = 1
 
 [kafka.librdkafka]
-"linger.ms" = "1"
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
-"#
+{extra}"#
     )
 }
 
@@ -197,7 +208,13 @@ impl KafkaRig {
             .scanner_group
             .clone()
             .unwrap_or_else(|| format!("{prefix}.scanners"));
-        let section = section_text(&spec.bootstrap, &prefix, &group, spec.partitions);
+        let section = section_text(
+            &spec.bootstrap,
+            &prefix,
+            &group,
+            spec.partitions,
+            &spec.librdkafka,
+        );
         let settings = ConfigFile::parse(&section)
             .map_err(|e| Error::kafka("the [kafka] section", e))?
             .build("loadtest [kafka]", Overrides::default())
@@ -538,7 +555,13 @@ mod tests {
 
     #[test]
     fn the_section_is_a_valid_kafka_config() {
-        let text = section_text("127.0.0.1:9092", "loadtest-x", "loadtest-x-scanners", 3);
+        let text = section_text(
+            "127.0.0.1:9092",
+            "loadtest-x",
+            "loadtest-x-scanners",
+            3,
+            &[("linger.ms".into(), "0".into())],
+        );
         let s = ConfigFile::parse(&text)
             .unwrap()
             .build("t", Overrides::default())
@@ -548,5 +571,6 @@ mod tests {
         assert_eq!(s.topics.prefix(), "loadtest-x");
         assert_eq!(s.scanner_group, "loadtest-x-scanners");
         assert_eq!(s.partitions.scan_requests, 3);
+        assert_eq!(s.librdkafka["linger.ms"], "0");
     }
 }

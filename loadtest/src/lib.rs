@@ -27,6 +27,7 @@ pub mod error;
 pub mod fileset;
 pub mod interrupt;
 pub mod kafka;
+pub mod kafka_floor;
 pub mod latency;
 pub mod markdown;
 pub mod opener;

@@ -128,13 +128,26 @@ named_enum! {
         Baseline = "baseline",
         /// A minimal responder that answers ALLOW at once.
         Floor = "floor",
+        /// Over Kafka: only the round trip (produce, consume, produce,
+        /// consume) with portcullis's clients and message sizes.
+        KafkaFloor = "kafka-floor",
         /// The real thing.
         Portcullis = "portcullis",
     }
 }
 
 impl TargetName {
+    /// The targets of every scenario ([`KafkaFloor`](Self::KafkaFloor) is
+    /// added over Kafka: [`Self::over_kafka`]).
     pub const ALL: [TargetName; 3] = [Self::Baseline, Self::Floor, Self::Portcullis];
+
+    /// The targets of a pipeline run over Kafka.
+    pub const OVER_KAFKA: [TargetName; 4] = [
+        Self::Baseline,
+        Self::Floor,
+        Self::KafkaFloor,
+        Self::Portcullis,
+    ];
 }
 
 named_enum! {
@@ -701,7 +714,11 @@ fn ratios(targets: &[TargetReport]) -> Vec<RatioReport> {
     };
     let mut out = vec![];
     for phase in &p.phases {
-        for versus in [TargetName::Baseline, TargetName::Floor] {
+        for versus in [
+            TargetName::Baseline,
+            TargetName::Floor,
+            TargetName::KafkaFloor,
+        ] {
             let Some(r) = targets
                 .iter()
                 .find(|t| t.name == versus)

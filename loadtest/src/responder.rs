@@ -150,6 +150,12 @@ pub fn start(
             .arg(&ready);
             (cmd, None)
         }
+        TargetName::KafkaFloor => {
+            return Err(Error::flag(
+                "scenario",
+                "the kafka floor is a target of the pipeline scenario only",
+            ))
+        }
         TargetName::Portcullis => {
             let config = work.join("agent.toml");
             let journal = work.join("journal");

@@ -65,6 +65,7 @@ impl NodeSpec {
                 "portcullis-floor --cache: answers ALLOW at once and places kernel ignore marks"
                     .into()
             }
+            TargetName::KafkaFloor => "the Kafka round trip alone (not run here)".into(),
             TargetName::Portcullis => {
                 let how = match rig {
                     Some(r) if r.params.scanners_started => format!(

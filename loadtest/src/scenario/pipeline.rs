@@ -41,6 +41,7 @@ use crate::content::SplitMix64;
 use crate::error::{Error, IoContext, Result};
 use crate::fileset::{FileEntry, FileSpec, Picker};
 use crate::kafka::{KafkaRig, KafkaSpec};
+use crate::kafka_floor::KafkaFloor;
 use crate::latency::{due, precise_timers, record, wait_until};
 use crate::opener::{cold_lists, split_max};
 use crate::process::own_usage;
@@ -204,7 +205,12 @@ pub fn run(spec: &PipelineSpec) -> Result<(Params, Vec<TargetRun>)> {
     let system = actix_rt::System::new();
     let targets = system.block_on(async {
         let mut targets = vec![];
-        for (n, name) in TargetName::ALL.into_iter().enumerate() {
+        let names: &[TargetName] = if rig.is_some() {
+            &TargetName::OVER_KAFKA
+        } else {
+            &TargetName::ALL
+        };
+        for (n, &name) in names.iter().enumerate() {
             let t = run_target(
                 spec,
                 name,
@@ -260,6 +266,7 @@ async fn run_target(
             "the injector answers each access itself (the harness alone)".to_string()
         }
         TargetName::Floor => "a minimal actor answers ALLOW at once (one mailbox hop)".to_string(),
+        TargetName::KafkaFloor => "the Kafka round trip alone: each access's content produced as a scan request, an echo thread in a consumer group answers with a reply of a scanner's size, read back on the reply partition (portcullis's clients and settings, same broker)".to_string(),
         TargetName::Portcullis => format!(
             "the Enforcer (Enforce, deadline {:.1} s), the journal (sled) and {}",
             c.deadline.as_secs_f64(),
@@ -280,6 +287,7 @@ async fn run_target(
     let mut enforcer = None;
     let mut remote_handles = None;
     let mut tally_addr = None;
+    let mut kafka_floor = None;
     let sink = match name {
         TargetName::Baseline => Sink::Direct,
         TargetName::Floor => Sink::Actor(
@@ -289,6 +297,15 @@ async fn run_target(
             .start()
             .recipient(),
         ),
+        TargetName::KafkaFloor => {
+            let Some(r) = rig else {
+                return Err(Error::pipeline("the kafka floor", "needs --kafka"));
+            };
+            let f = KafkaFloor::start(Arc::clone(&r.settings), cfg.mailbox).await?;
+            let sink = Sink::Actor(f.addr.clone());
+            kafka_floor = Some(f);
+            sink
+        }
         TargetName::Portcullis => {
             let node = NodeId("loadtest".into());
             let jcfg = JournalConfig::new(work.join("journal"), node.clone());
@@ -365,6 +382,9 @@ async fn run_target(
     let usage = own_usage().since(at_start);
     t.process = Some(ProcessReport::new(std::process::id(), usage));
 
+    if let Some(f) = kafka_floor {
+        f.stop().await;
+    }
     if let Some(e) = enforcer {
         let _ = e.send(Shutdown).await;
     }

@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::kafka::{
-    reply_consumer, request_producer, DeadLetter, DeadLetters, DlqStage, KafkaSettings, LargeFiles,
-    Topic,
+    reply_consumer, request_producer, shared_verdict_consumer, DeadLetter, DeadLetters, DlqStage,
+    KafkaSettings, LargeFiles, Topic,
 };
 
 /// Shared verdicts known to this node, by `wire::shared_verdict_key`.
@@ -188,13 +188,12 @@ pub async fn start(
         false,
     )?;
     let parts: Vec<i32> = (0..settings.partitions.verdict_cache).collect();
-    let verdicts = reply_consumer(
+    let verdicts = shared_verdict_consumer(
         &settings,
         &format!("{client}-shared"),
         &shared_topic,
         &parts,
         Offset::Beginning,
-        true,
     )?;
 
     let reader = ReplyReader {

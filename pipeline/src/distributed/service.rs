@@ -10,7 +10,8 @@
 //!   ▼
 //! scan threads (N, one ScanEngine each; a bounded queue in front)
 //!   │  scan, produce the reply (to the request's reply partition) and the
-//!   ▼  shared verdict, with an idempotent producer (linger.ms 1)
+//!   ▼  shared verdict, with idempotent producers (linger.ms 0; 20 for
+//!      the shared verdicts, which nothing waits for)
 //! producer thread ── delivery reports
 //!      reply acknowledged → the request is done
 //!      reply refused      → the request goes to <topic>.dlq (stage produce)
@@ -42,8 +43,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::{
-    reply_producer, request_consumer, DeadLetter, DlqStage, GroupContext, KafkaSettings, Topic,
-    Topics,
+    reply_producer, request_consumer, shared_verdict_producer, DeadLetter, DlqStage, GroupContext,
+    KafkaSettings, Topic, Topics,
 };
 
 /// How often the poll thread commits the offsets of the requests done.
@@ -145,14 +146,18 @@ pub async fn run(
         .subscribe(&[&topic])
         .with_context(|| format!("subscribing to {topic}"))?;
     let mut assigned = consumer.context().assignments();
-    let producer = Arc::new(reply_producer(
+    let deliveries = || Deliveries {
+        offsets: offsets.clone(),
+        failed: failed_tx.clone(),
+        counters: counters.clone(),
+    };
+    let producer = Arc::new(reply_producer(&kafka, &client, deliveries())?);
+    // Shared verdicts linger (nothing waits for them) on a producer of
+    // their own, so the replies never wait behind them.
+    let sharing = Arc::new(shared_verdict_producer(
         &kafka,
-        &client,
-        Deliveries {
-            offsets: offsets.clone(),
-            failed: failed_tx.clone(),
-            counters: counters.clone(),
-        },
+        &format!("{client}-shared"),
+        deliveries(),
     )?);
 
     let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(SCAN_QUEUE);
@@ -166,6 +171,7 @@ pub async fn run(
         let (ruleset, limits) = (opts.ruleset.clone(), opts.limits);
         let worker = ScanThread {
             producer: producer.clone(),
+            sharing: sharing.clone(),
             failed: failed_tx.clone(),
             counters: counters.clone(),
             shared_topic: kafka.topics.name(Topic::VerdictCache),
@@ -235,6 +241,7 @@ pub async fn run(
         for t in scan_threads {
             let _ = t.join();
         }
+        let _ = sharing.flush(Duration::from_secs(5));
         producer.flush(Duration::from_secs(5))
     })
     .await;
@@ -576,6 +583,7 @@ impl PollThread {
 /// One scan thread: its own engine; scans, replies and shares.
 struct ScanThread {
     producer: Arc<Replies>,
+    sharing: Arc<Replies>,
     failed: Sender<Failed>,
     counters: Arc<Counters>,
     shared_topic: String,
@@ -658,7 +666,7 @@ impl ScanThread {
         let record = BaseRecord::with_opaque_to(&self.shared_topic, Box::new(Token::Shared))
             .key(key.as_slice())
             .payload(payload.as_slice());
-        if let Err((e, _)) = produce(&self.producer, record) {
+        if let Err((e, _)) = produce(&self.sharing, record) {
             tracing::warn!(error = %e, "a shared verdict was not queued");
         }
     }

@@ -13,6 +13,8 @@
 //! | [`request_consumer`] | `BaseConsumer<GroupContext>` | the same, but `read_uncommitted` and the [request/reply defaults](REQUEST_REPLY_CONSUMER) |
 //! | [`assigned_consumer`] | `StreamConsumer` | `assign()` only; `read_committed`, no commits |
 //! | [`reply_consumer`] | `BaseConsumer` | `assign()` only; `read_uncommitted`, the request/reply defaults, no commits |
+//! | [`shared_verdict_producer`] | `ThreadedProducer<C>` | idempotent, [lingering](SHARED_VERDICT_PRODUCER) |
+//! | [`shared_verdict_consumer`] | `BaseConsumer` | as `reply_consumer`, with [its own defaults](SHARED_VERDICT_CONSUMER) |
 //! | [`admin_client`] | `AdminClient` | — |
 //!
 //! **Two paths, two guarantees.** The events topic (the outbox) and
@@ -26,8 +28,9 @@
 //! only the first reply to a request, so a reply sent twice is harmless.
 //!
 //! The bundled librdkafka is 2.12.1 (rdkafka-sys 4.10.0). Its defaults that
-//! the request/reply path changes are in [`REQUEST_REPLY_PRODUCER`] and
-//! [`REQUEST_REPLY_CONSUMER`]; a key set in `kafka.librdkafka` overrides
+//! the request/reply path changes are in [`REQUEST_REPLY_PRODUCER`],
+//! [`REQUEST_REPLY_CONSUMER`], [`SHARED_VERDICT_PRODUCER`] and
+//! [`SHARED_VERDICT_CONSUMER`]; a key set in `kafka.librdkafka` overrides
 //! them (they are defaults, not [owned keys](super::config::OWNED_KEYS)).
 //!
 //! Producers also get `message.max.bytes` large enough for a scan request
@@ -95,9 +98,9 @@ fn producer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
 pub const REQUEST_REPLY_PRODUCER: &[(&str, &str, &str, &str)] = &[
     (
         "linger.ms",
-        "1",
+        "0",
         "5",
-        "a request or reply waits at most 1 ms for others to share its batch",
+        "a request or reply leaves at once; under load, messages queued behind the requests in flight still share a batch",
     ),
     (
         "retry.backoff.ms",
@@ -130,6 +133,44 @@ pub const REQUEST_REPLY_CONSUMER: &[(&str, &str, &str, &str)] = &[
 /// librdkafka's other names for the keys of the request/reply defaults.
 const ALIASES: &[(&str, &str)] = &[("linger.ms", "queue.buffering.max.ms")];
 
+/// The shared-verdict producer's settings (nothing waits for a shared
+/// verdict: batching them saves the broker and every node a request per
+/// verdict), as `(key, value, librdkafka 2.12.1's default, why)`.
+pub const SHARED_VERDICT_PRODUCER: &[(&str, &str, &str, &str)] = &[
+    (
+        "linger.ms",
+        "20",
+        "5",
+        "shared verdicts of 20 ms go to the broker in one request",
+    ),
+    ("retry.backoff.ms", "10", "100", "as the request/reply path"),
+    (
+        "retry.backoff.max.ms",
+        "100",
+        "1000",
+        "as the request/reply path",
+    ),
+    ("socket.nagle.disable", "true", "true", "set explicitly"),
+];
+
+/// The node's shared-verdict reader's settings, as `(key, value,
+/// librdkafka 2.12.1's default, why)`.
+pub const SHARED_VERDICT_CONSUMER: &[(&str, &str, &str, &str)] = &[
+    (
+        "fetch.wait.max.ms",
+        "100",
+        "500",
+        "nothing waits for a shared verdict: fewer idle fetches",
+    ),
+    (
+        "fetch.error.backoff.ms",
+        "10",
+        "500",
+        "as the request/reply path",
+    ),
+    ("socket.nagle.disable", "true", "true", "set explicitly"),
+];
+
 /// Sets each default of `defaults` that the passthrough does not set
 /// (under its name or an alias).
 fn with_defaults(
@@ -160,11 +201,15 @@ fn request_producer_config(settings: &KafkaSettings, client_id: &str) -> ClientC
 }
 
 fn request_consumer_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
-    let mut c = with_defaults(
-        consumer_config(settings, client_id),
-        settings,
-        REQUEST_REPLY_CONSUMER,
-    );
+    uncommitted_consumer_config(settings, client_id, REQUEST_REPLY_CONSUMER)
+}
+
+fn uncommitted_consumer_config(
+    settings: &KafkaSettings,
+    client_id: &str,
+    defaults: &[(&str, &str, &str, &str)],
+) -> ClientConfig {
+    let mut c = with_defaults(consumer_config(settings, client_id), settings, defaults);
     c.set("isolation.level", "read_uncommitted");
     c
 }
@@ -228,6 +273,22 @@ pub fn reply_producer<C: ProducerContext + 'static>(
     request_producer_config(settings, client_id)
         .create_with_context(context)
         .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+}
+
+/// The scanner service's producer of shared verdicts: as
+/// [`reply_producer`], but lingering ([`SHARED_VERDICT_PRODUCER`]).
+pub fn shared_verdict_producer<C: ProducerContext + 'static>(
+    settings: &KafkaSettings,
+    client_id: &str,
+    context: C,
+) -> Result<ThreadedProducer<C>, KafkaSetupError> {
+    with_defaults(
+        producer_config(settings, client_id),
+        settings,
+        SHARED_VERDICT_PRODUCER,
+    )
+    .create_with_context(context)
+    .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
 }
 
 /// A transactional producer for consume-transform-produce (`siem-export`):
@@ -314,7 +375,44 @@ pub fn reply_consumer(
     from: Offset,
     eof: bool,
 ) -> Result<BaseConsumer, KafkaSetupError> {
-    let mut c = request_consumer_config(settings, client_id);
+    assigned_uncommitted(
+        request_consumer_config(settings, client_id),
+        client_id,
+        topic,
+        partitions,
+        from,
+        eof,
+    )
+}
+
+/// The node's reader of the shared verdicts (all partitions, from `from`,
+/// with a `PartitionEOF` at each end): as [`reply_consumer`], but with
+/// [`SHARED_VERDICT_CONSUMER`]'s settings.
+pub fn shared_verdict_consumer(
+    settings: &KafkaSettings,
+    client_id: &str,
+    topic: &str,
+    partitions: &[i32],
+    from: Offset,
+) -> Result<BaseConsumer, KafkaSetupError> {
+    assigned_uncommitted(
+        uncommitted_consumer_config(settings, client_id, SHARED_VERDICT_CONSUMER),
+        client_id,
+        topic,
+        partitions,
+        from,
+        true,
+    )
+}
+
+fn assigned_uncommitted(
+    mut c: ClientConfig,
+    client_id: &str,
+    topic: &str,
+    partitions: &[i32],
+    from: Offset,
+    eof: bool,
+) -> Result<BaseConsumer, KafkaSetupError> {
     c.set("group.id", format!("{client_id}.assigned"));
     if eof {
         c.set("enable.partition.eof", "true");
@@ -554,6 +652,13 @@ pub(crate) fn validate(settings: &KafkaSettings) -> Result<(), KafkaSetupError> 
     offline(request_consumer_config(settings, CLIENT))
         .create_with_context::<_, BaseConsumer<Quiet>>(Quiet)
         .map_err(err)?;
+    offline(with_defaults(
+        producer_config(settings, CLIENT),
+        settings,
+        SHARED_VERDICT_PRODUCER,
+    ))
+    .create_with_context::<_, BaseProducer<Quiet>>(Quiet)
+    .map_err(err)?;
     Ok(())
 }
 
@@ -612,11 +717,13 @@ mod tests {
 
         // The request/reply path: no transactions, uncommitted reads, and
         // latency defaults the passthrough may override.
-        let s = settings("[librdkafka]\n\"linger.ms\" = \"0\"");
+        let r = request_producer_config(&settings(""), "c1");
+        assert_eq!(r.get("linger.ms"), Some("0"));
+        let s = settings("[librdkafka]\n\"linger.ms\" = \"2\"");
         let r = request_producer_config(&s, "c1");
         assert_eq!(r.get("enable.idempotence"), Some("true"));
         assert_eq!(r.get("transactional.id"), None);
-        assert_eq!(r.get("linger.ms"), Some("0"), "the operator's value wins");
+        assert_eq!(r.get("linger.ms"), Some("2"), "the operator's value wins");
         let aliased = settings("[librdkafka]\n\"queue.buffering.max.ms\" = \"3\"");
         let a = request_producer_config(&aliased, "c1");
         assert_eq!(a.get("linger.ms"), None, "nor under its alias");
@@ -639,7 +746,12 @@ mod tests {
         // the bundled library, so an upgrade that changes one is noticed.
         let c = ClientConfig::new();
         let native = c.create_native_config().unwrap();
-        for (key, _, default, _) in REQUEST_REPLY_PRODUCER.iter().chain(REQUEST_REPLY_CONSUMER) {
+        for (key, _, default, _) in REQUEST_REPLY_PRODUCER
+            .iter()
+            .chain(REQUEST_REPLY_CONSUMER)
+            .chain(SHARED_VERDICT_PRODUCER)
+            .chain(SHARED_VERDICT_CONSUMER)
+        {
             let got = native.get(key).unwrap();
             assert_eq!(&got, default, "librdkafka's default of {key}");
         }
