@@ -108,7 +108,7 @@ pub fn last_field(log: &str, name: &str) -> Option<u64> {
 
 /// Runs a future to completion on a fresh runtime on its own thread (so
 /// it works from inside another runtime, e.g. actix's).
-fn block_on_thread<F, T>(f: F) -> Result<T>
+pub(crate) fn block_on_thread<F, T>(f: F) -> Result<T>
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use portcullis_actors::enforcer::{AccessRequest, Responder};
+use portcullis_actors::enforcer::AccessRequest;
 use portcullis_actors::scanner::Loaded;
 use portcullis_pipeline::kafka::{
     self, reply_consumer, reply_producer, request_consumer, request_producer, GroupContext,
@@ -45,27 +45,38 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, FutureProducer, Futu
 use rdkafka::Offset;
 
 use crate::error::{Error, Result};
+use crate::kafka::block_on_thread;
 
 /// The node id the floor's requests carry (sizes as portcullis's).
 const NODE: &str = "loadtest";
 /// Bound of every broker call while starting and stopping.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Waiting = Arc<Mutex<HashMap<[u8; 16], (EventId, Responder)>>>;
+/// What to do when a request's reply arrives (or its request failed).
+pub type OnReply = Box<dyn FnOnce() + Send>;
 
-/// A running Kafka floor.
-pub struct KafkaFloor {
-    pub addr: Recipient<AccessRequest>,
+type Waiting = Arc<Mutex<HashMap<[u8; 16], OnReply>>>;
+
+/// The round trip itself, without actors: the echo and reply threads,
+/// the node's request producer. Used by the pipeline's `kafka-floor`
+/// target (through [`KafkaFloor`]) and by `portcullis-floor --kafka`
+/// (the cluster scenario's).
+pub struct RoundTrip {
+    producer: FutureProducer,
+    request_topic: String,
+    reply_topic: String,
+    reply_partition: i32,
+    inline_limit: u64,
+    waiting: Waiting,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    arbiter: Arbiter,
     settings: Arc<KafkaSettings>,
     topics: [String; 2],
 }
 
-impl std::fmt::Debug for KafkaFloor {
+impl std::fmt::Debug for RoundTrip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaFloor")
+        f.debug_struct("RoundTrip")
             .field("topics", &self.topics)
             .finish_non_exhaustive()
     }
@@ -80,18 +91,23 @@ pub fn topics(settings: &KafkaSettings) -> [String; 2] {
     ]
 }
 
-impl KafkaFloor {
+fn err(what: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::kafka(format!("kafka floor: {what}"), e.to_string())
+}
+
+impl RoundTrip {
     /// Creates the topics, starts the echo and the reply reader, and
     /// returns once both are in place (the echo's group has assigned it
-    /// its partitions). Must run inside an actix System.
-    pub async fn start(settings: Arc<KafkaSettings>, mailbox: usize) -> Result<Self> {
+    /// its partitions). Blocks (at most about a minute); call it from a
+    /// thread that may block.
+    pub fn start(settings: Arc<KafkaSettings>) -> Result<Self> {
         let names = topics(&settings);
-        create_topics(&settings, &names).await?;
+        {
+            let (s, n) = (Arc::clone(&settings), names.clone());
+            block_on_thread(async move { create_topics(&s, &n).await })??;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let reply_partition = settings.reply_partition_for(NODE);
-        let err = |what: &str, e: &dyn std::fmt::Display| {
-            Error::kafka(format!("kafka floor: {what}"), e.to_string())
-        };
 
         // The echo: in a group, like a scanner service.
         let group = format!("{}.kafka-floor", settings.topics.prefix());
@@ -102,7 +118,7 @@ impl KafkaFloor {
         echo_in
             .subscribe(&[&names[0]])
             .map_err(|e| err("subscribing the echo", &e))?;
-        let mut assigned = echo_in.context().assignments();
+        let assigned = echo_in.context().assignments();
         let echo_out = reply_producer(&settings, client, DefaultProducerContext)
             .map_err(|e| err("the echo's producer", &e))?;
         let reply_bytes = wire::encode(&sample_reply()).map_err(|e| err("encoding a reply", &e))?;
@@ -126,32 +142,39 @@ impl KafkaFloor {
                 }
             })
             .map_err(|e| err("starting the echo", &e))?;
+        let mut threads = vec![echo];
+        let fail = |threads: Vec<JoinHandle<()>>, stop: &AtomicBool, e: Error| {
+            stop.store(true, Ordering::Relaxed);
+            for t in threads {
+                let _ = t.join();
+            }
+            e
+        };
 
         // The node's side: the reply reader from the partition's end.
-        let high = {
-            let s = Arc::clone(&settings);
-            let topic = names[1].clone();
-            actix_rt::task::spawn_blocking(move || {
-                let c: BaseConsumer = kafka::base_config(&s, "loadtest-kafka-floor-watermarks")
-                    .create()
-                    .map_err(|e| e.to_string())?;
-                c.fetch_watermarks(&topic, reply_partition, BROKER_TIMEOUT)
+        let high = kafka::base_config(&settings, "loadtest-kafka-floor-watermarks")
+            .create::<BaseConsumer>()
+            .map_err(|e| err("the watermark reader", &e))
+            .and_then(|c| {
+                c.fetch_watermarks(&names[1], reply_partition, BROKER_TIMEOUT)
                     .map(|(_, h)| h)
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|e| err("the watermark task", &e))?
-            .map_err(|e| err("reading the reply partition's end", &e))?
+                    .map_err(|e| err("reading the reply partition's end", &e))
+            });
+        let high = match high {
+            Ok(h) => h,
+            Err(e) => return Err(fail(threads, &stop, e)),
         };
-        let replies = reply_consumer(
+        let replies = match reply_consumer(
             &settings,
             "loadtest-kafka-floor-replies",
             &names[1],
             &[reply_partition],
             Offset::Offset(high),
             false,
-        )
-        .map_err(|e| err("the reply reader", &e))?;
+        ) {
+            Ok(r) => r,
+            Err(e) => return Err(fail(threads, &stop, err("the reply reader", &e))),
+        };
         let waiting: Waiting = Arc::default();
         let (w, s) = (Arc::clone(&waiting), stop.clone());
         let reader = std::thread::Builder::new()
@@ -165,69 +188,160 @@ impl KafkaFloor {
                         continue;
                     };
                     let found = w.lock().ok().and_then(|mut w| w.remove(&key));
-                    if let Some((id, responder)) = found {
-                        let _ = responder.answer(id, Decision::Allow);
+                    if let Some(done) = found {
+                        done();
                     }
                 }
-            })
-            .map_err(|e| err("starting the reply reader", &e))?;
+            });
+        match reader {
+            Ok(r) => threads.push(r),
+            Err(e) => return Err(fail(threads, &stop, err("starting the reply reader", &e))),
+        }
 
         // Ready once the echo's group formed.
         let t0 = Instant::now();
-        while *assigned.borrow_and_update() == 0 {
+        while *assigned.borrow() == 0 {
             if t0.elapsed() > BROKER_TIMEOUT {
-                stop.store(true, Ordering::Relaxed);
-                return Err(err("the echo's group", &"no assignment within 30 s"));
+                return Err(fail(
+                    threads,
+                    &stop,
+                    err("the echo's group", &"no assignment within 30 s"),
+                ));
             }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
+            std::thread::sleep(Duration::from_millis(20));
         }
-
-        let producer = request_producer(&settings, "loadtest-kafka-floor-node")
-            .map_err(|e| err("the request producer", &e))?;
-        let arbiter = Arbiter::new();
-        let actor = FloorKafka {
+        let producer = match request_producer(&settings, "loadtest-kafka-floor-node") {
+            Ok(p) => p,
+            Err(e) => return Err(fail(threads, &stop, err("the request producer", &e))),
+        };
+        Ok(Self {
             producer,
-            topic: names[0].clone(),
-            replies_topic: names[1].clone(),
+            request_topic: names[0].clone(),
+            reply_topic: names[1].clone(),
             reply_partition,
             inline_limit: settings.inline_limit,
             waiting,
-            mailbox,
-        };
-        let addr = FloorKafka::start_in_arbiter(&arbiter.handle(), move |_| actor).recipient();
-        Ok(Self {
-            addr,
             stop,
-            threads: vec![echo, reader],
-            arbiter,
+            threads,
             settings,
             topics: names,
         })
     }
 
-    /// Stops the threads and deletes the floor's topics.
-    pub async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.arbiter.stop();
-        let threads = self.threads;
-        let _ = actix_rt::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
+    /// The most content a request carries inline (as the node's).
+    pub fn inline_limit(&self) -> u64 {
+        self.inline_limit
+    }
+
+    /// Sends `content` as a scan request keyed `id`; `done` runs when its
+    /// reply arrives, or at once if the request cannot be queued.
+    pub fn send(&self, id: EventId, content: Vec<u8>, done: OnReply) {
+        let request = ScanRequest {
+            request: id,
+            node_id: NodeId(NODE.into()),
+            reply_topic: self.reply_topic.clone(),
+            reply_partition: self.reply_partition,
+            sha256: [0; 32],
+            size: content.len() as u64,
+            content,
+            trace: TraceContext::root_for(&id),
+            sent_at: Timestamp::now(),
+        };
+        let Ok(payload) = wire::encode(&request) else {
+            done();
+            return;
+        };
+        let key = *id.as_bytes();
+        if let Ok(mut w) = self.waiting.lock() {
+            w.insert(key, done);
+        }
+        // The delivery report is not waited for: the reply is what
+        // answers. A message that cannot be queued answers at once.
+        let queued = self.producer.send_result(
+            FutureRecord::to(&self.request_topic)
+                .key(key.as_slice())
+                .payload(payload.as_slice()),
+        );
+        if queued.is_err() {
+            if let Some(done) = self.waiting.lock().ok().and_then(|mut w| w.remove(&key)) {
+                done();
             }
+        }
+    }
+
+    /// Stops the threads, answers what still waits, and deletes the
+    /// floor's topics. Blocks (bounded).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        if let Ok(mut w) = self.waiting.lock() {
+            for (_, done) in w.drain() {
+                done();
+            }
+        }
+        let (settings, names) = (self.settings, self.topics);
+        let _ = block_on_thread(async move {
+            if let Ok(admin) = kafka::admin_client(&settings, "loadtest-kafka-floor-cleanup") {
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let opts = AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT));
+                let _ =
+                    tokio::time::timeout(BROKER_TIMEOUT, admin.delete_topics(&refs, &opts)).await;
+                let _ = tokio::task::spawn_blocking(move || drop(admin)).await;
+            }
+        });
+    }
+}
+
+/// The pipeline's `kafka-floor` target: an actor in front of a
+/// [`RoundTrip`], on an arbiter of its own (as the remote scanner).
+pub struct KafkaFloor {
+    pub addr: Recipient<AccessRequest>,
+    arbiter: Arbiter,
+    round: Arc<Mutex<Option<RoundTrip>>>,
+}
+
+impl std::fmt::Debug for KafkaFloor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaFloor").finish_non_exhaustive()
+    }
+}
+
+impl KafkaFloor {
+    /// Starts the round trip and the actor. Must run inside an actix
+    /// System.
+    pub async fn start(settings: Arc<KafkaSettings>, mailbox: usize) -> Result<Self> {
+        let round = actix_rt::task::spawn_blocking(move || RoundTrip::start(settings))
+            .await
+            .map_err(|e| err("the start task", &e))??;
+        let round = Arc::new(Mutex::new(Some(round)));
+        let arbiter = Arbiter::new();
+        let actor = FloorKafka {
+            round: Arc::clone(&round),
+            mailbox,
+        };
+        let addr = FloorKafka::start_in_arbiter(&arbiter.handle(), move |_| actor).recipient();
+        Ok(Self {
+            addr,
+            arbiter,
+            round,
         })
-        .await;
-        if let Ok(admin) = kafka::admin_client(&self.settings, "loadtest-kafka-floor-cleanup") {
-            let refs: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-            let opts = AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT));
-            let _ =
-                actix_rt::time::timeout(BROKER_TIMEOUT, admin.delete_topics(&refs, &opts)).await;
+    }
+
+    /// Stops the actor and the round trip; deletes the floor's topics.
+    pub async fn stop(self) {
+        self.arbiter.stop();
+        let round = self.round.lock().ok().and_then(|mut r| r.take());
+        if let Some(r) = round {
+            let _ = actix_rt::task::spawn_blocking(move || r.stop()).await;
         }
     }
 }
 
 async fn create_topics(settings: &KafkaSettings, names: &[String; 2]) -> Result<()> {
     let admin = kafka::admin_client(settings, "loadtest-kafka-floor-admin")
-        .map_err(|e| Error::kafka("kafka floor: admin client", e.to_string()))?;
+        .map_err(|e| err("admin client", &e))?;
     let max = settings.max_message_bytes().to_string();
     let new = [
         NewTopic::new(
@@ -243,17 +357,15 @@ async fn create_topics(settings: &KafkaSettings, names: &[String; 2]) -> Result<
         ),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT));
-    let results = actix_rt::time::timeout(BROKER_TIMEOUT, admin.create_topics(&new, &opts))
-        .await
-        .map_err(|_| Error::kafka("kafka floor: creating the topics", "timed out"))?
-        .map_err(|e| Error::kafka("kafka floor: creating the topics", e.to_string()))?;
+    let results = tokio::time::timeout(BROKER_TIMEOUT, admin.create_topics(&new, &opts)).await;
+    let _ = tokio::task::spawn_blocking(move || drop(admin)).await;
+    let results = results
+        .map_err(|_| err("creating the topics", &"timed out"))?
+        .map_err(|e| err("creating the topics", &e))?;
     for r in results {
         if let Err((topic, code)) = r {
             if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                return Err(Error::kafka(
-                    format!("kafka floor: creating {topic}"),
-                    code.to_string(),
-                ));
+                return Err(err(&format!("creating {topic}"), &code));
             }
         }
     }
@@ -275,14 +387,9 @@ fn sample_reply() -> ScanReplied {
     }
 }
 
-/// The node's side of the floor: one produce per access.
+/// The node's side of the pipeline's floor: one produce per access.
 struct FloorKafka {
-    producer: FutureProducer,
-    topic: String,
-    replies_topic: String,
-    reply_partition: i32,
-    inline_limit: u64,
-    waiting: Waiting,
+    round: Arc<Mutex<Option<RoundTrip>>>,
     mailbox: usize,
 }
 
@@ -297,60 +404,27 @@ impl Actor for FloorKafka {
 impl Handler<AccessRequest> for FloorKafka {
     type Result = ();
 
-    fn handle(&mut self, req: AccessRequest, ctx: &mut Self::Context) {
-        // The same message as portcullis sends: the content inline (read
-        // through the fd), no hash.
-        let content = match req.content.read_up_to(self.inline_limit) {
-            Ok(Loaded::Whole(b)) => b,
-            _ => Vec::new(),
+    fn handle(&mut self, req: AccessRequest, _: &mut Self::Context) {
+        let Ok(guard) = self.round.lock() else {
+            return;
         };
-        let request = ScanRequest {
-            request: req.event_id,
-            node_id: NodeId(NODE.into()),
-            reply_topic: self.replies_topic.clone(),
-            reply_partition: self.reply_partition,
-            sha256: [0; 32],
-            size: content.len() as u64,
-            content,
-            trace: TraceContext::root_for(&req.event_id),
-            sent_at: Timestamp::now(),
-        };
-        let Ok(payload) = wire::encode(&request) else {
+        let Some(round) = guard.as_ref() else {
             let _ = req.responder.answer(req.event_id, Decision::Allow);
             return;
         };
-        let key = *req.event_id.as_bytes();
-        if let Ok(mut w) = self.waiting.lock() {
-            w.insert(key, (req.event_id, req.responder));
-        }
-        let delivery = self.producer.send_result(
-            FutureRecord::to(&self.topic)
-                .key(key.as_slice())
-                .payload(payload.as_slice()),
+        // The same message as portcullis sends: the content inline (read
+        // through the fd), no hash.
+        let content = match req.content.read_up_to(round.inline_limit()) {
+            Ok(Loaded::Whole(b)) => b,
+            _ => Vec::new(),
+        };
+        let (id, responder) = (req.event_id, req.responder);
+        round.send(
+            id,
+            content,
+            Box::new(move || {
+                let _ = responder.answer(id, Decision::Allow);
+            }),
         );
-        // The delivery report is not waited for (the reply is what
-        // answers), but a refused message must not leave the access hanging.
-        let waiting = Arc::clone(&self.waiting);
-        match delivery {
-            Ok(d) => {
-                ctx.spawn(
-                    async move {
-                        if !matches!(d.await, Ok(Ok(_))) {
-                            if let Some((id, r)) =
-                                waiting.lock().ok().and_then(|mut w| w.remove(&key))
-                            {
-                                let _ = r.answer(id, Decision::Allow);
-                            }
-                        }
-                    }
-                    .into_actor(self),
-                );
-            }
-            Err(_) => {
-                if let Some((id, r)) = waiting.lock().ok().and_then(|mut w| w.remove(&key)) {
-                    let _ = r.answer(id, Decision::Allow);
-                }
-            }
-        }
     }
 }

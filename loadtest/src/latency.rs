@@ -122,6 +122,11 @@ pub fn due(start: Instant, i: u64, rate: f64) -> Instant {
 /// How long before a due time [`wait_until`] stops sleeping and spins.
 const SPIN: Duration = Duration::from_micros(150);
 
+/// Above this rate a paced loop does not spin ([`wait_until_sleeping`]):
+/// with due times less than 1 ms apart the spin would take most of a core
+/// from what is measured (on a 2-core machine, half of it).
+pub const SPIN_MAX_RATE: f64 = 1000.0;
+
 /// Lowers this thread's timer slack to 1 ns (from the default 50 µs), so
 /// that a paced worker's sleeps end when asked: otherwise every paced
 /// operation would start late and the lateness, counted as latency (see
@@ -138,6 +143,18 @@ pub fn precise_timers() {
 /// a paced operation starts on time. Returns early (false) as soon as
 /// `stop()` says so; it is asked at least every 50 ms.
 pub fn wait_until(t: Instant, stop: impl Fn() -> bool) -> bool {
+    wait_with_spin(t, stop, SPIN)
+}
+
+/// [`wait_until`] without the spin: sleeps until `t` (1 ns timer slack,
+/// see [`precise_timers`]); the wake-up comes a few tens of µs late, and
+/// that lateness counts in the operation's latency. For rates above
+/// [`SPIN_MAX_RATE`].
+pub fn wait_until_sleeping(t: Instant, stop: impl Fn() -> bool) -> bool {
+    wait_with_spin(t, stop, Duration::ZERO)
+}
+
+fn wait_with_spin(t: Instant, stop: impl Fn() -> bool, spin: Duration) -> bool {
     loop {
         if stop() {
             return false;
@@ -147,8 +164,8 @@ pub fn wait_until(t: Instant, stop: impl Fn() -> bool) -> bool {
             return true;
         }
         let left = t - now;
-        if left > SPIN {
-            std::thread::sleep((left - SPIN).min(Duration::from_millis(50)));
+        if left > spin {
+            std::thread::sleep((left - spin).min(Duration::from_millis(50)));
         } else {
             std::hint::spin_loop();
         }
@@ -221,6 +238,9 @@ mod tests {
         precise_timers();
         let t = Instant::now() + Duration::from_millis(20);
         assert!(wait_until(t, || false));
+        let t = Instant::now() + Duration::from_millis(2);
+        assert!(wait_until_sleeping(t, || false));
+        assert!(Instant::now() >= t);
         assert!(Instant::now() >= t);
         let far = Instant::now() + Duration::from_secs(60);
         let start = Instant::now();

@@ -141,7 +141,7 @@ impl TargetName {
     /// added over Kafka: [`Self::over_kafka`]).
     pub const ALL: [TargetName; 3] = [Self::Baseline, Self::Floor, Self::Portcullis];
 
-    /// The targets of a pipeline run over Kafka.
+    /// The targets of a run over Kafka (pipeline `--kafka`, cluster).
     pub const OVER_KAFKA: [TargetName; 4] = [
         Self::Baseline,
         Self::Floor,

@@ -151,10 +151,21 @@ pub fn start(
             (cmd, None)
         }
         TargetName::KafkaFloor => {
-            return Err(Error::flag(
-                "scenario",
-                "the kafka floor is a target of the pipeline scenario only",
-            ))
+            // The floor with a Kafka round trip before each answer.
+            let Some(section) = &agent.kafka_section else {
+                return Err(Error::flag("scenario", "the kafka floor needs a broker"));
+            };
+            let config = work.join("kafka-floor.toml");
+            std::fs::write(&config, section).ctx(|| format!("writing {}", config.display()))?;
+            let mut cmd = Command::new(&bins.floor);
+            cmd.arg("--cache")
+                .arg("--kafka")
+                .arg(&config)
+                .arg("--protect")
+                .arg(mount)
+                .arg("--ready-file")
+                .arg(&ready);
+            (cmd, None)
         }
         TargetName::Portcullis => {
             let config = work.join("agent.toml");

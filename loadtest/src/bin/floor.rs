@@ -15,9 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
+use portcullis_actors::scanner::{Loaded, ScanContent};
 use portcullis_interceptor::{
     spawn_reader, Fanotify, GroupClass, MarkScope, ReaderMsg, Ticket, Watch,
 };
+use portcullis_loadtest::kafka_floor::RoundTrip;
+use portcullis_pipeline::config::{ConfigFile, Overrides};
+use portcullis_schemas::EventId;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +47,23 @@ struct Args {
     /// anything else uses.
     #[arg(long, hide = true, conflicts_with = "cache")]
     stall: bool,
+    /// The Kafka floor: before answering, send each event's content
+    /// through the Kafka round trip portcullis's remote scans make (the
+    /// `[kafka]` section of this file: its broker and topic prefix).
+    #[arg(long, value_name = "CONFIG", conflicts_with = "stall")]
+    kafka: Option<PathBuf>,
+}
+
+/// The Kafka round trip of `--kafka CONFIG`.
+fn kafka_round_trip(path: &std::path::Path) -> Result<RoundTrip> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let settings = ConfigFile::parse(&text)
+        .with_context(|| format!("{}", path.display()))?
+        .build(&path.display().to_string(), Overrides::default())?
+        .kafka
+        .with_context(|| format!("{}: no [kafka] section", path.display()))?;
+    Ok(RoundTrip::start(settings)?)
 }
 
 /// The longest `--stall` holds an event before answering ALLOW.
@@ -68,6 +89,50 @@ fn main() -> Result<()> {
         Arc::clone(&overflows),
     );
     let cache = args.cache.then(|| Arc::clone(&fan));
+    // With --kafka: a worker thread reads each event's content through its
+    // fd (the reader thread never reads) and sends it round; the reply
+    // thread answers the ticket.
+    let round = match &args.kafka {
+        Some(path) => Some(Arc::new(kafka_round_trip(path)?)),
+        None => None,
+    };
+    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Ticket>(4096);
+    let worker = round.as_ref().map(|round| {
+        let (round, cache, a, f) = (
+            Arc::clone(round),
+            cache.clone(),
+            Arc::clone(&answered),
+            Arc::clone(&failed),
+        );
+        std::thread::spawn(move || {
+            for ticket in work_rx.iter() {
+                let fd = Arc::clone(ticket.fd());
+                let content =
+                    match ScanContent::Fd(Arc::clone(&fd)).read_up_to(round.inline_limit()) {
+                        Ok(Loaded::Whole(b)) => b,
+                        _ => Vec::new(),
+                    };
+                let (cache, a, f) = (cache.clone(), Arc::clone(&a), Arc::clone(&f));
+                round.send(
+                    EventId::new(),
+                    content,
+                    Box::new(move || {
+                        let counter = match ticket.answer(true) {
+                            Ok(()) => {
+                                if let Some(fan) = &cache {
+                                    let _ = fan.ignore_until_modified(fd.as_fd());
+                                }
+                                &a
+                            }
+                            Err(_) => &f,
+                        };
+                        counter.fetch_add(1, Relaxed);
+                    }),
+                );
+            }
+        })
+    });
+    let to_worker = round.is_some().then_some(work_tx);
     // Held tickets are answered (ALLOW) when dropped: past STALL_LIMIT, or
     // at exit.
     let held: Arc<Mutex<Vec<(Instant, Ticket)>>> = Arc::default();
@@ -82,6 +147,14 @@ fn main() -> Result<()> {
                         h.push((Instant::now(), ev.ticket));
                     }
                     &a
+                }
+                ReaderMsg::Event(ev) if to_worker.is_some() => {
+                    if let Some(tx) = &to_worker {
+                        // A full queue or a gone worker: the ticket is
+                        // dropped, which answers ALLOW.
+                        let _ = tx.try_send(ev.ticket);
+                    }
+                    return;
                 }
                 ReaderMsg::Event(ev) => {
                     let fd = Arc::clone(ev.ticket.fd());
@@ -135,6 +208,12 @@ fn main() -> Result<()> {
         let _ = t.join();
     }
     reader.stop();
+    if let Some(w) = worker {
+        let _ = w.join();
+    }
+    if let Some(round) = round.and_then(Arc::into_inner) {
+        round.stop();
+    }
     drop(held);
     drop(fan);
     eprintln!(

@@ -65,7 +65,7 @@ impl NodeSpec {
                 "portcullis-floor --cache: answers ALLOW at once and places kernel ignore marks"
                     .into()
             }
-            TargetName::KafkaFloor => "the Kafka round trip alone (not run here)".into(),
+            TargetName::KafkaFloor => "portcullis-floor --cache --kafka: each event's content (read through its fd on a worker thread) goes through the Kafka round trip alone (portcullis's request producer, an echo in a consumer group with its reply producer, its reply reader) before ALLOW".into(),
             TargetName::Portcullis => {
                 let how = match rig {
                     Some(r) if r.params.scanners_started => format!(
@@ -189,7 +189,12 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
     };
 
     let mut targets = vec![];
-    'targets: for name in TargetName::ALL {
+    let names: &[TargetName] = if rig.is_some() {
+        &TargetName::OVER_KAFKA
+    } else {
+        &TargetName::ALL
+    };
+    'targets: for &name in names {
         let mut t = TargetRun::new(name, spec.description(name, rig.as_deref()));
         let running = responder::start(name, &spec.bins, &mnt, work.path(), &agent)?;
         let at_start = running.usage();

@@ -42,7 +42,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fileset::{FileEntry, FileSpec, Picker};
 use crate::kafka::{KafkaRig, KafkaSpec};
 use crate::kafka_floor::KafkaFloor;
-use crate::latency::{due, precise_timers, record, wait_until};
+use crate::latency::{due, precise_timers, record, wait_until, wait_until_sleeping, SPIN_MAX_RATE};
 use crate::opener::{cold_lists, split_max};
 use crate::process::own_usage;
 use crate::progress::Progress;
@@ -535,7 +535,11 @@ fn inject(
         };
         let intended = spec.rate.map(|r| due(t_start, i, r));
         if let Some(d) = intended {
-            wait_until(d.min(end), || false);
+            if spec.rate.is_some_and(|r| r > SPIN_MAX_RATE) {
+                wait_until_sleeping(d.min(end), || false);
+            } else {
+                wait_until(d.min(end), || false);
+            }
         }
         if !window.acquire(spec.window, end + spec.watchdog) {
             break;
