@@ -39,9 +39,12 @@ use portcullis_schemas::{
     Decision, EventId, NodeId, RulesetVersion, Timestamp, TraceContext, Verdict,
 };
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DefaultProducerContext, DeliveryResult, ProducerContext,
+};
 use rdkafka::Offset;
 
 use crate::error::{Error, Result};
@@ -62,7 +65,7 @@ type Waiting = Arc<Mutex<HashMap<[u8; 16], OnReply>>>;
 /// target (through [`KafkaFloor`]) and by `portcullis-floor --kafka`
 /// (the cluster scenario's).
 pub struct RoundTrip {
-    producer: FutureProducer,
+    producer: Arc<BaseProducer<Refusals>>,
     request_topic: String,
     reply_topic: String,
     reply_partition: i32,
@@ -127,6 +130,9 @@ impl RoundTrip {
             .name("kafka-floor-echo".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
+                    // As the scanner's poll thread: delivery reports are
+                    // served here.
+                    echo_out.poll(Duration::ZERO);
                     let Some(Ok(m)) = echo_in.poll(Duration::from_millis(50)) else {
                         continue;
                     };
@@ -137,7 +143,7 @@ impl RoundTrip {
                         .payload(reply_bytes.as_slice());
                     while let Err((_, r)) = echo_out.send(record) {
                         record = r;
-                        std::thread::sleep(Duration::from_millis(1));
+                        echo_out.poll(Duration::from_millis(1));
                     }
                 }
             })
@@ -176,11 +182,24 @@ impl RoundTrip {
             Err(e) => return Err(fail(threads, &stop, err("the reply reader", &e))),
         };
         let waiting: Waiting = Arc::default();
-        let (w, s) = (Arc::clone(&waiting), stop.clone());
+        // As the node's: the reply reader serves the request producer's
+        // delivery reports.
+        let producer = match request_producer(
+            &settings,
+            "loadtest-kafka-floor-node",
+            Refusals {
+                waiting: Arc::clone(&waiting),
+            },
+        ) {
+            Ok(p) => Arc::new(p),
+            Err(e) => return Err(fail(threads, &stop, err("the request producer", &e))),
+        };
+        let (w, s, p) = (Arc::clone(&waiting), stop.clone(), Arc::clone(&producer));
         let reader = std::thread::Builder::new()
             .name("kafka-floor-replies".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
+                    p.poll(Duration::ZERO);
                     let Some(Ok(m)) = replies.poll(Duration::from_millis(50)) else {
                         continue;
                     };
@@ -210,10 +229,6 @@ impl RoundTrip {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let producer = match request_producer(&settings, "loadtest-kafka-floor-node") {
-            Ok(p) => p,
-            Err(e) => return Err(fail(threads, &stop, err("the request producer", &e))),
-        };
         Ok(Self {
             producer,
             request_topic: names[0].clone(),
@@ -255,10 +270,10 @@ impl RoundTrip {
         if let Ok(mut w) = self.waiting.lock() {
             w.insert(key, done);
         }
-        // The delivery report is not waited for: the reply is what
-        // answers. A message that cannot be queued answers at once.
-        let queued = self.producer.send_result(
-            FutureRecord::to(&self.request_topic)
+        // The reply is what answers; a message that cannot be queued (or,
+        // through its delivery report, delivered) answers at once.
+        let queued = self.producer.send(
+            BaseRecord::with_opaque_to(&self.request_topic, Box::new(key))
                 .key(key.as_slice())
                 .payload(payload.as_slice()),
         );
@@ -291,6 +306,26 @@ impl RoundTrip {
                 let _ = tokio::task::spawn_blocking(move || drop(admin)).await;
             }
         });
+    }
+}
+
+/// The request producer's context: a request not delivered answers at
+/// once (the run then counts no hung open that Kafka caused).
+struct Refusals {
+    waiting: Waiting,
+}
+
+impl ClientContext for Refusals {}
+
+impl ProducerContext for Refusals {
+    type DeliveryOpaque = Box<[u8; 16]>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, key: Self::DeliveryOpaque) {
+        if result.is_err() {
+            if let Some(done) = self.waiting.lock().ok().and_then(|mut w| w.remove(&*key)) {
+                done();
+            }
+        }
     }
 }
 

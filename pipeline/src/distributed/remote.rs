@@ -11,17 +11,18 @@ use portcullis_schemas::wire::{self, ScanReplied, ScanRequest, VerdictShared};
 use portcullis_schemas::{
     EventId, NodeId, RulesetVersion, SkipReason, Timestamp, TraceContext, Verdict,
 };
+use rdkafka::client::ClientContext;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use rdkafka::Offset;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::kafka::{
-    reply_consumer, request_producer, shared_verdict_consumer, DeadLetter, DeadLetters, DlqStage,
-    KafkaSettings, LargeFiles, Topic,
+    idempotent_producer, reply_consumer, request_producer, shared_verdict_consumer, DeadLetter,
+    DeadLetters, DlqStage, KafkaSettings, LargeFiles, Topic,
 };
 
 /// Shared verdicts known to this node, by `wire::shared_verdict_key`.
@@ -78,7 +79,7 @@ pub struct RemoteScanner {
     reply_topic: String,
     reply_partition: i32,
     ruleset: RulesetVersion,
-    producer: FutureProducer,
+    producer: Arc<Requests>,
     local: Recipient<ScanFile>,
     waiting: Waiting,
     shared: SharedVerdicts,
@@ -156,13 +157,21 @@ pub async fn start(
     reply_timeout: Duration,
 ) -> anyhow::Result<RemoteHandles> {
     let client = format!("portcullis-node-{}", node_id.0);
-    let producer = request_producer(&settings, &client)?;
+    let waiting = Waiting::default();
+    // Its delivery reports are served by the reply reader's thread.
+    let producer = Arc::new(request_producer(
+        &settings,
+        &client,
+        RequestDeliveries {
+            waiting: waiting.clone(),
+        },
+    )?);
+    // Dead letters are rare: a producer of their own, off the hot path.
     let dlq = Arc::new(DeadLetters::new(
-        producer.clone(),
+        idempotent_producer(&settings, &format!("{client}-dlq"))?,
         settings.topics.clone(),
         &client,
     ));
-    let waiting = Waiting::default();
     let shared = SharedVerdicts::default();
     let stats = Arc::new(Mutex::new(RemoteStats::default()));
     let partition = settings.reply_partition_for(&node_id.0);
@@ -197,6 +206,7 @@ pub async fn start(
     )?;
 
     let reader = ReplyReader {
+        producer: producer.clone(),
         node: node_id.clone(),
         waiting: waiting.clone(),
         stats: stats.clone(),
@@ -251,10 +261,13 @@ const READER_POLL: Duration = Duration::from_millis(100);
 /// request again after a crash or a rebalance, or a reply after the
 /// request gave up) finds nothing waiting and is dropped.
 #[derive(Clone, Default, Debug)]
-struct Waiting(Arc<Mutex<HashMap<EventId, oneshot::Sender<ScanReplied>>>>);
+struct Waiting(Arc<Mutex<HashMap<EventId, ReplySender>>>);
+
+/// Where a request's reply (or why it failed) goes.
+type ReplySender = oneshot::Sender<Result<ScanReplied, String>>;
 
 impl Waiting {
-    fn wait(&self, request: EventId) -> oneshot::Receiver<ScanReplied> {
+    fn wait(&self, request: EventId) -> oneshot::Receiver<Result<ScanReplied, String>> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.0.lock() {
             p.insert(request, tx);
@@ -275,12 +288,43 @@ impl Waiting {
             .lock()
             .ok()
             .and_then(|mut p| p.remove(&reply.request));
-        tx.is_some_and(|tx| tx.send(reply).is_ok())
+        tx.is_some_and(|tx| tx.send(Ok(reply)).is_ok())
+    }
+
+    /// Tells `request` it failed (its message was not delivered).
+    fn fail(&self, request: &EventId, why: String) {
+        let tx = self.0.lock().ok().and_then(|mut p| p.remove(request));
+        if let Some(tx) = tx {
+            let _ = tx.send(Err(why));
+        }
     }
 }
 
-/// The thread reading this node's reply partition.
+/// The request producer's context: a request the broker did not take
+/// fails at once instead of waiting for its reply's timeout.
+struct RequestDeliveries {
+    waiting: Waiting,
+}
+
+impl ClientContext for RequestDeliveries {}
+
+impl ProducerContext for RequestDeliveries {
+    type DeliveryOpaque = Box<EventId>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, request: Self::DeliveryOpaque) {
+        if let Err((e, _)) = result {
+            self.waiting
+                .fail(&request, format!("scan request not delivered: {e}"));
+        }
+    }
+}
+
+type Requests = BaseProducer<RequestDeliveries>;
+
+/// The thread reading this node's reply partition (and serving the
+/// request producer's delivery reports between polls).
 struct ReplyReader {
+    producer: Arc<Requests>,
     node: NodeId,
     waiting: Waiting,
     stats: Arc<Mutex<RemoteStats>>,
@@ -292,6 +336,7 @@ struct ReplyReader {
 impl ReplyReader {
     fn run(self, consumer: &BaseConsumer) {
         while !self.stopping.load(Ordering::Relaxed) {
+            self.producer.poll(Duration::ZERO);
             match consumer.poll(READER_POLL) {
                 Some(Ok(m)) => match wire::decode::<ScanReplied>(m.payload().unwrap_or_default()) {
                     // Another node's reply on a shared partition.
@@ -529,14 +574,22 @@ impl Handler<ScanFile> for RemoteScanner {
         let rx = self.waiting.wait(msg.access);
         bump(|s| s.requested += 1);
         let topic = self.settings.topics.name(Topic::ScanRequests);
-        let producer = self.producer.clone();
+        // Queued here, sent by librdkafka at once (linger 0); a refusal
+        // now, or a failed delivery later, fails the request.
+        let queued = self.producer.send(
+            BaseRecord::with_opaque_to(&topic, Box::new(msg.access))
+                .key(&sha256[..])
+                .payload(&payload),
+        );
+        if let Err((e, _)) = queued {
+            self.waiting
+                .fail(&msg.access, format!("scan request not queued: {e}"));
+        }
         let waiting = self.waiting.clone();
         let stats = self.stats.clone();
         let timeout = self.reply_timeout;
         let access = msg.access;
         Box::pin(async move {
-            let record = FutureRecord::to(&topic).key(&sha256[..]).payload(&payload);
-            let delivery = producer.send(record, Duration::from_secs(0));
             let failed = |message: String| {
                 waiting.forget(&access);
                 if let Ok(mut s) = stats.lock() {
@@ -544,18 +597,15 @@ impl Handler<ScanFile> for RemoteScanner {
                 }
                 Verdict::Error { message }
             };
-            if let Err((e, _)) = delivery.await {
-                let v = failed(format!("scan request not delivered: {e}"));
-                return outcome(v, Some(sha256), size, ruleset, started);
-            }
             match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(reply)) => ScanOutcome {
+                Ok(Ok(Ok(reply))) => ScanOutcome {
                     verdict: reply.verdict,
                     sha256: Some(reply.sha256),
                     size: reply.size,
                     ruleset: reply.ruleset,
                     duration: Duration::from_micros(reply.scan_duration_us),
                 },
+                Ok(Ok(Err(why))) => outcome(failed(why), Some(sha256), size, ruleset, started),
                 Ok(Err(_)) => outcome(
                     failed("reply channel closed".into()),
                     Some(sha256),
@@ -606,12 +656,19 @@ mod tests {
         // crash): handed over once.
         assert!(waiting.deliver(reply(a, "s1")));
         assert!(!waiting.deliver(reply(a, "s2")));
-        assert_eq!(rx_a.try_recv().unwrap().scanner, "s1");
+        assert_eq!(rx_a.try_recv().unwrap().unwrap().scanner, "s1");
         // A request that gave up: its late reply is dropped.
         waiting.forget(&b);
         assert!(!waiting.deliver(reply(b, "s1")));
         assert!(rx_b.try_recv().is_err());
         // A reply to a request never sent from here.
         assert!(!waiting.deliver(reply(EventId::new(), "s1")));
+        // A request whose message was not delivered fails at once, and a
+        // reply after that is dropped.
+        let c = EventId::new();
+        let mut rx_c = waiting.wait(c);
+        waiting.fail(&c, "not delivered".into());
+        assert_eq!(rx_c.try_recv().unwrap().unwrap_err(), "not delivered");
+        assert!(!waiting.deliver(reply(c, "s1")));
     }
 }

@@ -12,7 +12,7 @@
 //!   │  scan, produce the reply (to the request's reply partition) and the
 //!   ▼  shared verdict, with idempotent producers (linger.ms 0; 20 for
 //!      the shared verdicts, which nothing waits for)
-//! producer thread ── delivery reports
+//! poll thread, between polls: the producers' delivery reports
 //!      reply acknowledged → the request is done
 //!      reply refused      → the request goes to <topic>.dlq (stage produce)
 //! poll thread, every COMMIT_INTERVAL and before partitions are revoked:
@@ -39,7 +39,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::{
@@ -196,6 +196,7 @@ pub async fn run(
     let poller = PollThread {
         consumer,
         producer: producer.clone(),
+        sharing: sharing.clone(),
         jobs: jobs_tx,
         failed: failed_rx,
         offsets: offsets.clone(),
@@ -420,7 +421,7 @@ impl ProducerContext for Deliveries {
     }
 }
 
-type Replies = ThreadedProducer<Deliveries>;
+type Replies = BaseProducer<Deliveries>;
 
 /// Produces `record`, waiting while librdkafka's queue is full. A refusal
 /// comes back as the error.
@@ -445,6 +446,8 @@ fn produce(
 struct PollThread {
     consumer: BaseConsumer<GroupContext>,
     producer: Arc<Replies>,
+    /// Polled here too (for its delivery reports).
+    sharing: Arc<Replies>,
     jobs: Sender<Job>,
     failed: Receiver<Failed>,
     offsets: Arc<Mutex<Offsets>>,
@@ -460,6 +463,7 @@ impl PollThread {
         let mut last_commit = Instant::now();
         let mut retry_dead: Vec<(Instant, Box<DeadLetter>)> = Vec::new();
         while !self.stopping.load(Ordering::Relaxed) {
+            self.deliveries();
             self.failures(&mut retry_dead);
             if self.open() >= MAX_IN_FLIGHT {
                 std::thread::sleep(Duration::from_millis(1));
@@ -486,6 +490,7 @@ impl PollThread {
         // group is left. The scan threads end when `self.jobs` is dropped.
         let until = Instant::now() + DRAIN;
         while self.open() > 0 && Instant::now() < until {
+            self.deliveries();
             self.failures(&mut retry_dead);
             // Keep the membership alive while draining.
             if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(10)) {
@@ -511,6 +516,13 @@ impl PollThread {
 
     fn open(&self) -> usize {
         self.offsets.lock().map_or(0, |o| o.open())
+    }
+
+    /// Serves the delivery reports waiting (no wait): this thread polls
+    /// the producers, so no thread of their own wakes for each report.
+    fn deliveries(&self) {
+        self.producer.poll(Duration::ZERO);
+        self.sharing.poll(Duration::ZERO);
     }
 
     fn request(&self, m: OwnedMessage) {

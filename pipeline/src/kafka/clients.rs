@@ -7,13 +7,13 @@
 //! |---|---|---|
 //! | [`idempotent_producer`] | `FutureProducer` | `enable.idempotence=true`, `acks=all` |
 //! | [`transactional_producer`] | `FutureProducer` | the same, `transactional.id` |
-//! | [`request_producer`] | `FutureProducer` | idempotent, and the [request/reply defaults](REQUEST_REPLY_PRODUCER) |
-//! | [`reply_producer`] | `ThreadedProducer<C>` | the same, with a delivery context |
+//! | [`request_producer`] | `BaseProducer<C>` | idempotent, and the [request/reply defaults](REQUEST_REPLY_PRODUCER) |
+//! | [`reply_producer`] | `BaseProducer<C>` | the same |
 //! | [`group_consumer`] | `StreamConsumer<GroupContext>` | `group.id`, `enable.auto.commit=false`, `enable.auto.offset.store=false`, `isolation.level=read_committed`, `auto.offset.reset=earliest` |
 //! | [`request_consumer`] | `BaseConsumer<GroupContext>` | the same, but `read_uncommitted` and the [request/reply defaults](REQUEST_REPLY_CONSUMER) |
 //! | [`assigned_consumer`] | `StreamConsumer` | `assign()` only; `read_committed`, no commits |
 //! | [`reply_consumer`] | `BaseConsumer` | `assign()` only; `read_uncommitted`, the request/reply defaults, no commits |
-//! | [`shared_verdict_producer`] | `ThreadedProducer<C>` | idempotent, [lingering](SHARED_VERDICT_PRODUCER) |
+//! | [`shared_verdict_producer`] | `BaseProducer<C>` | idempotent, [lingering](SHARED_VERDICT_PRODUCER) |
 //! | [`shared_verdict_consumer`] | `BaseConsumer` | as `reply_consumer`, with [its own defaults](SHARED_VERDICT_CONSUMER) |
 //! | [`admin_client`] | `AdminClient` | — |
 //!
@@ -23,7 +23,12 @@
 //! replies, shared verdicts) is at-least-once and built for latency: no
 //! transactions, `read_uncommitted` readers on their own threads
 //! (`BaseConsumer`, polled; not `StreamConsumer`, whose lost wake-ups can
-//! stall a stream, rust-rdkafka #665), a short `linger.ms`. A verdict is
+//! stall a stream, rust-rdkafka #665), a short `linger.ms`, and
+//! `BaseProducer`s whose delivery reports are served by a thread that runs
+//! anyway (the node's reply reader, the scanner's poll thread) instead of a
+//! polling thread of their own: on a VM each thread wake-up costs tens of
+//! µs of CPU, and a delivery report changes nothing on the latency path (a
+//! reply answers, not its delivery report). A verdict is
 //! idempotent (same content and ruleset, same verdict) and the node keeps
 //! only the first reply to a request, so a reply sent twice is harmless.
 //!
@@ -63,9 +68,7 @@ use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{
-    BaseProducer, DeliveryResult, FutureProducer, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseProducer, DeliveryResult, FutureProducer, ProducerContext};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::config::KafkaSettings;
@@ -250,29 +253,28 @@ pub fn idempotent_producer(
 }
 
 /// The node's producer of scan requests: idempotent, no transaction, the
-/// request/reply defaults (`linger.ms` 1).
-pub fn request_producer(
+/// request/reply defaults (`linger.ms` 0). A `BaseProducer`: poll it
+/// (`poll(Duration::ZERO)` is enough) from a thread that runs anyway, at
+/// least every few hundred ms, so delivery reports reach `context`.
+pub fn request_producer<C: ProducerContext + 'static>(
     settings: &KafkaSettings,
     client_id: &str,
-) -> Result<FutureProducer, KafkaSetupError> {
+    context: C,
+) -> Result<BaseProducer<C>, KafkaSetupError> {
     request_producer_config(settings, client_id)
-        .create()
+        .create_with_context(context)
         .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
 }
 
-/// The scanner service's producer of replies and shared verdicts:
-/// idempotent, no transaction, the request/reply defaults. A
-/// `ThreadedProducer` polls on its own thread and hands every delivery
-/// report to `context` (with the message's opaque), so the service knows
-/// when a reply is acknowledged before it commits the request's offset.
+/// The scanner service's producer of replies: as [`request_producer`]. Its
+/// delivery reports (with each message's opaque) tell the service when a
+/// reply is acknowledged, before it commits the request's offset.
 pub fn reply_producer<C: ProducerContext + 'static>(
     settings: &KafkaSettings,
     client_id: &str,
     context: C,
-) -> Result<ThreadedProducer<C>, KafkaSetupError> {
-    request_producer_config(settings, client_id)
-        .create_with_context(context)
-        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+) -> Result<BaseProducer<C>, KafkaSetupError> {
+    request_producer(settings, client_id, context)
 }
 
 /// The scanner service's producer of shared verdicts: as
@@ -281,7 +283,7 @@ pub fn shared_verdict_producer<C: ProducerContext + 'static>(
     settings: &KafkaSettings,
     client_id: &str,
     context: C,
-) -> Result<ThreadedProducer<C>, KafkaSetupError> {
+) -> Result<BaseProducer<C>, KafkaSetupError> {
     with_defaults(
         producer_config(settings, client_id),
         settings,
@@ -793,6 +795,6 @@ mod tests {
             request_consumer(&s, "c4", " ", GroupContext::new("c4", " ")),
             Err(KafkaSetupError::Setting { .. })
         ));
-        assert!(request_producer(&s, "c5").is_ok());
+        assert!(request_producer(&s, "c5", rdkafka::producer::DefaultProducerContext).is_ok());
     }
 }
