@@ -261,8 +261,20 @@ pub fn request_producer<C: ProducerContext + 'static>(
     client_id: &str,
     context: C,
 ) -> Result<BaseProducer<C>, KafkaSetupError> {
-    request_producer_config(settings, client_id)
-        .create_with_context(context)
+    create(
+        request_producer_config(settings, client_id),
+        client_id,
+        context,
+    )
+}
+
+/// Creates a client of `c` with `context`; errors name the client.
+fn create<C, T>(c: ClientConfig, client_id: &str, context: C) -> Result<T, KafkaSetupError>
+where
+    C: ClientContext,
+    T: rdkafka::config::FromClientConfigAndContext<C>,
+{
+    c.create_with_context(context)
         .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
 }
 
@@ -284,13 +296,12 @@ pub fn shared_verdict_producer<C: ProducerContext + 'static>(
     client_id: &str,
     context: C,
 ) -> Result<BaseProducer<C>, KafkaSetupError> {
-    with_defaults(
+    let c = with_defaults(
         producer_config(settings, client_id),
         settings,
         SHARED_VERDICT_PRODUCER,
-    )
-    .create_with_context(context)
-    .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+    );
+    create(c, client_id, context)
 }
 
 /// A transactional producer for consume-transform-produce (`siem-export`):
@@ -360,8 +371,7 @@ pub fn request_consumer(
     }
     let mut c = request_consumer_config(settings, client_id);
     c.set("group.id", group);
-    c.create_with_context(context)
-        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+    create(c, client_id, context)
 }
 
 /// A reader of the given partitions of `topic` from `from`, with
@@ -419,9 +429,7 @@ fn assigned_uncommitted(
     if eof {
         c.set("enable.partition.eof", "true");
     }
-    let consumer: BaseConsumer = c
-        .create()
-        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))?;
+    let consumer: BaseConsumer = create(c, client_id, DefaultConsumerContext)?;
     assign(&consumer, client_id, topic, partitions, from)?;
     Ok(consumer)
 }
