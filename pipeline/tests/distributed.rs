@@ -459,6 +459,61 @@ fn killing_a_scanner_mid_stream_loses_no_verdict_and_hangs_no_open() {
     );
 }
 
+/// A scan request as a node sends it, for `content`.
+fn scan_request(reply_topic: &str, reply_partition: i32, content: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    use portcullis_schemas::wire::{self, ScanRequest};
+    use portcullis_schemas::{EventId, NodeId, Timestamp, TraceContext};
+    use sha2::{Digest, Sha256};
+    let id = EventId::new();
+    let request = ScanRequest {
+        request: id,
+        node_id: NodeId("test-node".into()),
+        reply_topic: reply_topic.into(),
+        reply_partition,
+        sha256: Sha256::digest(content).into(),
+        size: content.len() as u64,
+        content: content.to_vec(),
+        trace: TraceContext::root_for(&id),
+        sent_at: Timestamp::now(),
+    };
+    (id.as_bytes().to_vec(), wire::encode(&request).unwrap())
+}
+
+#[test]
+fn a_request_whose_reply_is_refused_is_dead_lettered_and_the_partition_goes_on() {
+    let Some(b) =
+        bootstrap("a_request_whose_reply_is_refused_is_dead_lettered_and_the_partition_goes_on")
+    else {
+        return;
+    };
+    let (config, prefix) = kafka_config_with_prefix(&b, "");
+    let _s = scanner(&config, "s1");
+    let topic = |t: &str| format!("{prefix}.{t}.v1");
+    // Both on partition 0 of the requests, in this order: the first names
+    // a reply partition the verdicts topic does not have (it has 2).
+    let (bad_id, bad) = scan_request(&topic("verdicts"), 7, b"nowhere to reply");
+    let (good_id, good) = scan_request(&topic("verdicts"), 1, b"fine");
+    produce(&b, &topic("scan-requests"), Some(0), b"bad", &bad);
+    produce(&b, &topic("scan-requests"), Some(0), b"good", &good);
+    use rdkafka::Message;
+    let replies = consume_all(&b, &topic("verdicts"));
+    assert!(
+        replies.iter().any(|m| m.key() == Some(good_id.as_slice())),
+        "the request after the refused one was answered"
+    );
+    assert!(!replies.iter().any(|m| m.key() == Some(bad_id.as_slice())));
+    let dlq = consume_all(&b, &format!("{}.dlq", topic("scan-requests")));
+    let letter = dlq
+        .iter()
+        .find(|m| m.key() == Some(b"bad".as_slice()))
+        .unwrap_or_else(|| panic!("no dead letter in {} messages", dlq.len()));
+    let h = portcullis_pipeline::kafka::dlq_headers(letter);
+    assert_eq!(h["portcullis.origin.stage"], "produce", "{h:?}");
+    assert_eq!(h["portcullis.origin.partition"], "0", "{h:?}");
+    assert!(h["portcullis.origin.error"].contains("reply"), "{h:?}");
+    assert_eq!(letter.payload(), Some(bad.as_slice()), "the request itself");
+}
+
 /// A stand-in scanner service that answers every scan request twice, the
 /// first time `Clean` and the second `Infected` (as a scanner that scanned
 /// a request again after a crash could, with another ruleset), until
