@@ -43,7 +43,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{
-    BaseProducer, BaseRecord, DefaultProducerContext, DeliveryResult, ProducerContext,
+    BaseRecord, DefaultProducerContext, DeliveryResult, ProducerContext, ThreadedProducer,
 };
 use rdkafka::Offset;
 
@@ -65,7 +65,7 @@ type Waiting = Arc<Mutex<HashMap<[u8; 16], OnReply>>>;
 /// target (through [`KafkaFloor`]) and by `portcullis-floor --kafka`
 /// (the cluster scenario's).
 pub struct RoundTrip {
-    producer: Arc<BaseProducer<Refusals>>,
+    producer: Arc<ThreadedProducer<Refusals>>,
     request_topic: String,
     reply_topic: String,
     reply_partition: i32,
@@ -130,9 +130,6 @@ impl RoundTrip {
             .name("kafka-floor-echo".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
-                    // As the scanner's poll thread: delivery reports are
-                    // served here.
-                    echo_out.poll(Duration::ZERO);
                     let Some(Ok(m)) = echo_in.poll(Duration::from_millis(50)) else {
                         continue;
                     };
@@ -143,7 +140,7 @@ impl RoundTrip {
                         .payload(reply_bytes.as_slice());
                     while let Err((_, r)) = echo_out.send(record) {
                         record = r;
-                        echo_out.poll(Duration::from_millis(1));
+                        std::thread::sleep(Duration::from_millis(1));
                     }
                 }
             })
@@ -182,8 +179,7 @@ impl RoundTrip {
             Err(e) => return Err(fail(threads, &stop, err("the reply reader", &e))),
         };
         let waiting: Waiting = Arc::default();
-        // As the node's: the reply reader serves the request producer's
-        // delivery reports.
+        // As the node's: delivery failures answer at once.
         let producer = match request_producer(
             &settings,
             "loadtest-kafka-floor-node",
@@ -194,12 +190,11 @@ impl RoundTrip {
             Ok(p) => Arc::new(p),
             Err(e) => return Err(fail(threads, &stop, err("the request producer", &e))),
         };
-        let (w, s, p) = (Arc::clone(&waiting), stop.clone(), Arc::clone(&producer));
+        let (w, s) = (Arc::clone(&waiting), stop.clone());
         let reader = std::thread::Builder::new()
             .name("kafka-floor-replies".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
-                    p.poll(Duration::ZERO);
                     let Some(Ok(m)) = replies.poll(Duration::from_millis(50)) else {
                         continue;
                     };

@@ -15,7 +15,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::Offset;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
@@ -158,7 +158,7 @@ pub async fn start(
 ) -> anyhow::Result<RemoteHandles> {
     let client = format!("portcullis-node-{}", node_id.0);
     let waiting = Waiting::default();
-    // Its delivery reports are served by the reply reader's thread.
+    // Its own thread hands delivery failures to the waiting requests.
     let producer = Arc::new(request_producer(
         &settings,
         &client,
@@ -206,7 +206,6 @@ pub async fn start(
     )?;
 
     let reader = ReplyReader {
-        producer: producer.clone(),
         node: node_id.clone(),
         waiting: waiting.clone(),
         stats: stats.clone(),
@@ -319,12 +318,10 @@ impl ProducerContext for RequestDeliveries {
     }
 }
 
-type Requests = BaseProducer<RequestDeliveries>;
+type Requests = ThreadedProducer<RequestDeliveries>;
 
-/// The thread reading this node's reply partition (and serving the
-/// request producer's delivery reports between polls).
+/// The thread reading this node's reply partition.
 struct ReplyReader {
-    producer: Arc<Requests>,
     node: NodeId,
     waiting: Waiting,
     stats: Arc<Mutex<RemoteStats>>,
@@ -336,7 +333,6 @@ struct ReplyReader {
 impl ReplyReader {
     fn run(self, consumer: &BaseConsumer) {
         while !self.stopping.load(Ordering::Relaxed) {
-            self.producer.poll(Duration::ZERO);
             match consumer.poll(READER_POLL) {
                 Some(Ok(m)) => match wire::decode::<ScanReplied>(m.payload().unwrap_or_default()) {
                     // Another node's reply on a shared partition.

@@ -12,7 +12,7 @@
 //!   │  scan, produce the reply (to the request's reply partition) and the
 //!   ▼  shared verdict, with idempotent producers (linger.ms 0; 20 for
 //!      the shared verdicts, which nothing waits for)
-//! poll thread, between polls: the producers' delivery reports
+//! producer threads ── delivery reports
 //!      reply acknowledged → the request is done
 //!      reply refused      → the request goes to <topic>.dlq (stage produce)
 //! poll thread, every COMMIT_INTERVAL and before partitions are revoked:
@@ -39,7 +39,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::{
@@ -196,7 +196,6 @@ pub async fn run(
     let poller = PollThread {
         consumer,
         producer: producer.clone(),
-        sharing: sharing.clone(),
         jobs: jobs_tx,
         failed: failed_rx,
         offsets: offsets.clone(),
@@ -281,8 +280,13 @@ enum Token {
 
 /// What the poll thread must still deal with.
 enum Failed {
-    /// A reply that could not be produced: dead-letter its request.
-    Reply { origin: OwnedMessage, error: String },
+    /// A request that could not be answered (its scan panicked, or its
+    /// reply was refused): dead-letter it.
+    Request {
+        origin: OwnedMessage,
+        stage: DlqStage,
+        error: String,
+    },
     /// A dead letter that could not be delivered: send it again.
     Dead(Box<DeadLetter>),
 }
@@ -322,7 +326,10 @@ impl Offsets {
     }
 
     /// The positions to commit (of `only` these partitions, or all): below
-    /// each, every request read is done. Marks them committed.
+    /// each, every request read is done. Marks them committed. With
+    /// `only` (partitions being revoked) a position is returned even if
+    /// already committed: an asynchronous commit may have been refused
+    /// (a rebalance in progress), and this is the last chance.
     fn take_commit(&mut self, only: Option<&[i32]>) -> Vec<(i32, i64)> {
         let mut out = Vec::new();
         for (&partition, p) in &mut self.parts {
@@ -330,7 +337,7 @@ impl Offsets {
                 continue;
             }
             let position = p.open.first().copied().unwrap_or(p.next);
-            if position > p.committed {
+            if position > p.committed || only.is_some() && p.next > 0 {
                 p.committed = position;
                 out.push((partition, position));
             }
@@ -397,8 +404,9 @@ impl ProducerContext for Deliveries {
             }
             (Token::Reply { origin }, Err((e, _))) => {
                 self.counters.reply_failures.fetch_add(1, Ordering::Relaxed);
-                let _ = self.failed.send(Failed::Reply {
+                let _ = self.failed.send(Failed::Request {
                     origin,
+                    stage: DlqStage::Produce,
                     error: format!("producing the reply failed: {e}"),
                 });
             }
@@ -421,7 +429,7 @@ impl ProducerContext for Deliveries {
     }
 }
 
-type Replies = BaseProducer<Deliveries>;
+type Replies = ThreadedProducer<Deliveries>;
 
 /// Produces `record`, waiting while librdkafka's queue is full. A refusal
 /// comes back as the error.
@@ -446,8 +454,6 @@ fn produce(
 struct PollThread {
     consumer: BaseConsumer<GroupContext>,
     producer: Arc<Replies>,
-    /// Polled here too (for its delivery reports).
-    sharing: Arc<Replies>,
     jobs: Sender<Job>,
     failed: Receiver<Failed>,
     offsets: Arc<Mutex<Offsets>>,
@@ -462,17 +468,25 @@ impl PollThread {
     fn run(self) {
         let mut last_commit = Instant::now();
         let mut retry_dead: Vec<(Instant, Box<DeadLetter>)> = Vec::new();
+        let mut paused = false;
         while !self.stopping.load(Ordering::Relaxed) {
-            self.deliveries();
             self.failures(&mut retry_dead);
-            if self.open() >= MAX_IN_FLIGHT {
-                std::thread::sleep(Duration::from_millis(1));
-            } else {
-                match self.consumer.poll(POLL) {
-                    Some(Ok(m)) => self.request(m.detach()),
-                    Some(Err(e)) => tracing::warn!(error = %e, "request consumer"),
-                    None => {}
+            // Too many replies unacknowledged (a reply partition without a
+            // leader, say): read no more, but keep polling, so the group
+            // keeps this member and rebalances still run.
+            let open = self.open();
+            if !paused && open >= MAX_IN_FLIGHT || paused && open < MAX_IN_FLIGHT / 2 {
+                paused = !paused;
+                self.pause(paused);
+            }
+            match self.consumer.poll(POLL) {
+                Some(Ok(m)) if !self.request(m.detach()) => {
+                    tracing::error!("every scan thread is gone: stopping");
+                    return;
                 }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "request consumer"),
+                None => {}
             }
             if last_commit.elapsed() >= COMMIT_INTERVAL {
                 commit(
@@ -490,7 +504,6 @@ impl PollThread {
         // group is left. The scan threads end when `self.jobs` is dropped.
         let until = Instant::now() + DRAIN;
         while self.open() > 0 && Instant::now() < until {
-            self.deliveries();
             self.failures(&mut retry_dead);
             // Keep the membership alive while draining.
             if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(10)) {
@@ -518,14 +531,29 @@ impl PollThread {
         self.offsets.lock().map_or(0, |o| o.open())
     }
 
-    /// Serves the delivery reports waiting (no wait): this thread polls
-    /// the producers, so no thread of their own wakes for each report.
-    fn deliveries(&self) {
-        self.producer.poll(Duration::ZERO);
-        self.sharing.poll(Duration::ZERO);
+    /// Pauses (or resumes) fetching on every assigned partition.
+    fn pause(&self, pause: bool) {
+        let Ok(assigned) = self.consumer.assignment() else {
+            return;
+        };
+        let done = if pause {
+            self.consumer.pause(&assigned)
+        } else {
+            self.consumer.resume(&assigned)
+        };
+        match done {
+            Ok(()) if pause => tracing::warn!(
+                max = MAX_IN_FLIGHT,
+                "too many replies unacknowledged: reading paused"
+            ),
+            Ok(()) => tracing::info!("reading resumed"),
+            Err(e) => tracing::warn!(error = %e, pause, "pausing or resuming the requests"),
+        }
     }
 
-    fn request(&self, m: OwnedMessage) {
+    /// Hands one request to the scan threads (or the DLQ); `false` when
+    /// no scan thread is left to take it.
+    fn request(&self, m: OwnedMessage) -> bool {
         if let Ok(mut o) = self.offsets.lock() {
             o.start(m.partition(), m.offset());
         }
@@ -534,18 +562,18 @@ impl PollThread {
                 let job = Job { request, origin: m };
                 // Blocks while every scan thread is busy and the queue is
                 // full: the backpressure that keeps memory bounded.
-                let job = match self.jobs.try_send(job) {
-                    Ok(()) => return,
-                    Err(TrySendError::Full(job)) => job,
-                    Err(TrySendError::Disconnected(_)) => return,
-                };
-                let _ = self.jobs.send(job);
+                match self.jobs.try_send(job) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(job)) => self.jobs.send(job).is_ok(),
+                    Err(TrySendError::Disconnected(_)) => false,
+                }
             }
             Err(e) => {
                 tracing::warn!(partition = m.partition(), offset = m.offset(), error = %e, "undecodable scan request");
                 let letter =
                     DeadLetter::of(Topic::ScanRequests, &m, DlqStage::Decode, &e.to_string());
                 self.dead_letter(Box::new(letter));
+                true
             }
         }
     }
@@ -553,10 +581,13 @@ impl PollThread {
     fn failures(&self, retry: &mut Vec<(Instant, Box<DeadLetter>)>) {
         while let Ok(f) = self.failed.try_recv() {
             match f {
-                Failed::Reply { origin, error } => {
-                    tracing::warn!(partition = origin.partition(), offset = origin.offset(), %error, "reply refused");
-                    let letter =
-                        DeadLetter::of(Topic::ScanRequests, &origin, DlqStage::Produce, &error);
+                Failed::Request {
+                    origin,
+                    stage,
+                    error,
+                } => {
+                    tracing::warn!(partition = origin.partition(), offset = origin.offset(), %stage, %error, "request not answered");
+                    let letter = DeadLetter::of(Topic::ScanRequests, &origin, stage, &error);
                     self.dead_letter(Box::new(letter));
                 }
                 Failed::Dead(letter) => retry.push((Instant::now() + DLQ_RETRY, letter)),
@@ -612,7 +643,24 @@ impl ScanThread {
             let span = tracing::debug_span!("remote_scan", event_id = %request.request);
             let _entered = span.enter();
             let content = ScanContent::Bytes(std::mem::take(&mut request.content));
-            let outcome = engine.scan(&content);
+            let scanned =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.scan(&content)));
+            let outcome = match scanned {
+                Ok(o) => o,
+                Err(_) => {
+                    // Never lose the request (its offset would stay open
+                    // and hold back its partition's commits): dead-letter
+                    // it, and start over with a fresh engine.
+                    tracing::error!("the scan panicked: request dead-lettered");
+                    engine = ScanEngine::new(engine.ruleset().clone(), engine.limits());
+                    let _ = self.failed.send(Failed::Request {
+                        origin,
+                        stage: DlqStage::Process,
+                        error: "the scan panicked".into(),
+                    });
+                    continue;
+                }
+            };
             self.counters.scanned.fetch_add(1, Ordering::Relaxed);
             self.reply(&request, &outcome, origin);
             self.share(&outcome);
@@ -633,8 +681,9 @@ impl ScanThread {
         let payload = match wire::encode(&reply) {
             Ok(p) => p,
             Err(e) => {
-                let _ = self.failed.send(Failed::Reply {
+                let _ = self.failed.send(Failed::Request {
                     origin,
+                    stage: DlqStage::Process,
                     error: format!("encoding the reply: {e}"),
                 });
                 return;
@@ -649,8 +698,9 @@ impl ScanThread {
         if let Err((e, token)) = produce(&self.producer, record) {
             if let Token::Reply { origin } = *token {
                 self.counters.reply_failures.fetch_add(1, Ordering::Relaxed);
-                let _ = self.failed.send(Failed::Reply {
+                let _ = self.failed.send(Failed::Request {
                     origin,
+                    stage: DlqStage::Produce,
                     error: format!(
                         "producing the reply to {} [{}]: {e}",
                         request.reply_topic, request.reply_partition
@@ -702,8 +752,13 @@ mod tests {
         assert_eq!(o.take_commit(Some(&[0])), vec![(0, 10)]);
         o.done(0, 10);
         assert_eq!(o.take_commit(Some(&[0])), vec![(0, 13)]);
-        // Nothing new: nothing to commit.
-        assert_eq!(o.take_commit(Some(&[0])), vec![]);
+        // Partition 1: nothing done yet, its position is its first open
+        // request. Then nothing new: nothing to commit, except when a
+        // partition is being revoked (an asynchronous commit may have
+        // been refused).
+        assert_eq!(o.take_commit(None), vec![(1, 7)]);
+        assert_eq!(o.take_commit(None), vec![]);
+        assert_eq!(o.take_commit(Some(&[0])), vec![(0, 13)]);
         o.done(0, 13);
         o.done(0, 14);
         o.done(1, 7);

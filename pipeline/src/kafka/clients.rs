@@ -7,13 +7,13 @@
 //! |---|---|---|
 //! | [`idempotent_producer`] | `FutureProducer` | `enable.idempotence=true`, `acks=all` |
 //! | [`transactional_producer`] | `FutureProducer` | the same, `transactional.id` |
-//! | [`request_producer`] | `BaseProducer<C>` | idempotent, and the [request/reply defaults](REQUEST_REPLY_PRODUCER) |
-//! | [`reply_producer`] | `BaseProducer<C>` | the same |
+//! | [`request_producer`] | `ThreadedProducer<C>` | idempotent, and the [request/reply defaults](REQUEST_REPLY_PRODUCER) |
+//! | [`reply_producer`] | `ThreadedProducer<C>` | the same |
 //! | [`group_consumer`] | `StreamConsumer<GroupContext>` | `group.id`, `enable.auto.commit=false`, `enable.auto.offset.store=false`, `isolation.level=read_committed`, `auto.offset.reset=earliest` |
 //! | [`request_consumer`] | `BaseConsumer<GroupContext>` | the same, but `read_uncommitted` and the [request/reply defaults](REQUEST_REPLY_CONSUMER) |
 //! | [`assigned_consumer`] | `StreamConsumer` | `assign()` only; `read_committed`, no commits |
 //! | [`reply_consumer`] | `BaseConsumer` | `assign()` only; `read_uncommitted`, the request/reply defaults, no commits |
-//! | [`shared_verdict_producer`] | `BaseProducer<C>` | idempotent, [lingering](SHARED_VERDICT_PRODUCER) |
+//! | [`shared_verdict_producer`] | `ThreadedProducer<C>` | idempotent, [lingering](SHARED_VERDICT_PRODUCER) |
 //! | [`shared_verdict_consumer`] | `BaseConsumer` | as `reply_consumer`, with [its own defaults](SHARED_VERDICT_CONSUMER) |
 //! | [`admin_client`] | `AdminClient` | — |
 //!
@@ -24,11 +24,12 @@
 //! transactions, `read_uncommitted` readers on their own threads
 //! (`BaseConsumer`, polled; not `StreamConsumer`, whose lost wake-ups can
 //! stall a stream, rust-rdkafka #665), a short `linger.ms`, and
-//! `BaseProducer`s whose delivery reports are served by a thread that runs
-//! anyway (the node's reply reader, the scanner's poll thread) instead of a
-//! polling thread of their own: on a VM each thread wake-up costs tens of
-//! µs of CPU, and a delivery report changes nothing on the latency path (a
-//! reply answers, not its delivery report). A verdict is
+//! `ThreadedProducer`s whose own thread hands every delivery report to a
+//! context (no future to await per message). Their reports are served
+//! whatever the rest of the process does: librdkafka counts a message
+//! against `queue.buffering.max.*` until its report is served, so a
+//! producer polled by a thread that can block could fill its queue and
+//! never drain it. A verdict is
 //! idempotent (same content and ruleset, same verdict) and the node keeps
 //! only the first reply to a request, so a reply sent twice is harmless.
 //!
@@ -68,7 +69,9 @@ use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, DeliveryResult, FutureProducer, ProducerContext};
+use rdkafka::producer::{
+    BaseProducer, DeliveryResult, FutureProducer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::config::KafkaSettings;
@@ -253,14 +256,13 @@ pub fn idempotent_producer(
 }
 
 /// The node's producer of scan requests: idempotent, no transaction, the
-/// request/reply defaults (`linger.ms` 0). A `BaseProducer`: poll it
-/// (`poll(Duration::ZERO)` is enough) from a thread that runs anyway, at
-/// least every few hundred ms, so delivery reports reach `context`.
+/// request/reply defaults (`linger.ms` 0). Its own thread hands every
+/// delivery report (with the message's opaque) to `context`.
 pub fn request_producer<C: ProducerContext + 'static>(
     settings: &KafkaSettings,
     client_id: &str,
     context: C,
-) -> Result<BaseProducer<C>, KafkaSetupError> {
+) -> Result<ThreadedProducer<C>, KafkaSetupError> {
     create(
         request_producer_config(settings, client_id),
         client_id,
@@ -285,7 +287,7 @@ pub fn reply_producer<C: ProducerContext + 'static>(
     settings: &KafkaSettings,
     client_id: &str,
     context: C,
-) -> Result<BaseProducer<C>, KafkaSetupError> {
+) -> Result<ThreadedProducer<C>, KafkaSetupError> {
     request_producer(settings, client_id, context)
 }
 
@@ -295,7 +297,7 @@ pub fn shared_verdict_producer<C: ProducerContext + 'static>(
     settings: &KafkaSettings,
     client_id: &str,
     context: C,
-) -> Result<BaseProducer<C>, KafkaSetupError> {
+) -> Result<ThreadedProducer<C>, KafkaSetupError> {
     let c = with_defaults(
         producer_config(settings, client_id),
         settings,
