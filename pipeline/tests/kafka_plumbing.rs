@@ -16,8 +16,8 @@ use portcullis_pipeline::kafka::topics::{topic_config, DLQ_RETENTION, SCAN_REQUE
 use portcullis_pipeline::kafka::txn::{self, TxnError};
 use portcullis_pipeline::kafka::{
     admin_client, assigned_consumer, base_config, dlq_headers, ensure_topics, ensure_topics_within,
-    group_consumer, idempotent_producer, transactional_producer, DeadLetters, DlqStage,
-    KafkaSection, KafkaSettings, KafkaSetupError, Topic, TopicPartitions,
+    group_consumer, idempotent_producer, reply_consumer, transactional_producer, DeadLetters,
+    DlqStage, KafkaSection, KafkaSettings, KafkaSetupError, Topic, TopicPartitions,
 };
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -61,6 +61,23 @@ async fn recv<C: ConsumerContext + 'static>(
     }
 }
 
+/// The next message of a polled reader (the node's reply reader), within
+/// `within`; `None` if none comes.
+fn poll_within(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    within: Duration,
+) -> Option<OwnedMessage> {
+    let until = std::time::Instant::now() + within;
+    while std::time::Instant::now() < until {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => return Some(m.detach()),
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+    }
+    None
+}
+
 /// The next message, or `None` if none comes within `quiet`.
 async fn recv_none<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
@@ -92,10 +109,13 @@ fn payload(m: &OwnedMessage) -> String {
 /// Partition counts by topic name (metadata of the whole cluster).
 async fn partition_counts(s: &KafkaSettings) -> std::collections::BTreeMap<String, usize> {
     let admin = admin_client(s, "test-metadata").unwrap();
+    // Only this test's topics: the other tests create theirs meanwhile.
+    let prefix = format!("{}.", s.topics.prefix());
     tokio::task::spawn_blocking(move || {
         let md = admin.inner().fetch_metadata(None, WAIT).unwrap();
         md.topics()
             .iter()
+            .filter(|t| t.name().starts_with(&prefix))
             .map(|t| (t.name().to_string(), t.partitions().len()))
             .collect()
     })
@@ -471,8 +491,8 @@ mod kafka {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_assigned_consumer_reads_only_its_partition() {
-        let Some(b) = bootstrap("an_assigned_consumer_reads_only_its_partition") else {
+    async fn the_reply_reader_reads_only_its_partition_and_uncommitted() {
+        let Some(b) = bootstrap("the_reply_reader_reads_only_its_partition_and_uncommitted") else {
             return;
         };
         let s = settings(&b);
@@ -484,30 +504,49 @@ mod kafka {
                 produce(&producer, &verdicts, p, "k", &format!("p{p}-{round}")).await;
             }
         }
+        // A transaction left open on partition 2: a read_committed reader
+        // would wait for its end; the reply reader does not.
+        let txp = transactional_producer(&s, "test-open-txn", &unique("open-txn")).unwrap();
+        txn::init_transactions(&txp, "test-open-txn", WAIT)
+            .await
+            .unwrap();
+        txn::begin(&txp).unwrap();
+        produce(&txp, &verdicts, 2, "k", "p2-open").await;
 
-        let mine = assigned_consumer(&s, "test-node", &verdicts, &[2], Offset::Beginning).unwrap();
+        let mine =
+            reply_consumer(&s, "test-node", &verdicts, &[2], Offset::Beginning, false).unwrap();
         let mut got = Vec::new();
-        for _ in 0..3 {
-            let m = recv(&mine, "a reply on partition 2").await;
+        for _ in 0..4 {
+            let m = poll_within(&mine, WAIT).expect("a reply on partition 2");
             assert_eq!(m.partition(), 2);
             got.push(payload(&m));
         }
-        assert_eq!(got, ["p2-0", "p2-1", "p2-2"]);
-        if let Some(m) = recv_none(&mine, Duration::from_secs(3)).await {
+        assert_eq!(got, ["p2-0", "p2-1", "p2-2", "p2-open"]);
+        if let Some(m) = poll_within(&mine, Duration::from_secs(3)) {
             panic!("read {:?} from partition {}", payload(&m), m.partition());
         }
+        txn::abort(&txp, WAIT).await.unwrap();
 
         // From a given offset, and from two partitions.
-        let from =
-            assigned_consumer(&s, "test-node-2", &verdicts, &[1, 3], Offset::Offset(2)).unwrap();
+        let from = reply_consumer(
+            &s,
+            "test-node-2",
+            &verdicts,
+            &[1, 3],
+            Offset::Offset(2),
+            false,
+        )
+        .unwrap();
         let mut got = BTreeSet::new();
         for _ in 0..2 {
-            got.insert(payload(&recv(&from, "replies from offset 2").await));
+            got.insert(payload(
+                &poll_within(&from, WAIT).expect("replies from offset 2"),
+            ));
         }
         assert_eq!(
             got,
             BTreeSet::from(["p1-2".to_string(), "p3-2".to_string()])
         );
-        assert!(recv_none(&from, Duration::from_secs(2)).await.is_none());
+        assert!(poll_within(&from, Duration::from_secs(2)).is_none());
     }
 }

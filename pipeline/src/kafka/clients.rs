@@ -544,8 +544,9 @@ impl ConsumerContext for GroupContext {
 }
 
 /// A consumer of the given partitions of `topic` from `from`, with
-/// `assign()`: no group membership, no rebalancing, no commits (the node
-/// reading its reply partition). Reads only committed transactions.
+/// `assign()`: no group membership, no rebalancing, no commits; reads only
+/// committed transactions (a reader of what `siem-export` and the outbox
+/// write; the request/reply path reads with [`reply_consumer`]).
 ///
 /// librdkafka's `assign()` refuses a consumer without `group.id`
 /// ("Requires a consumer with group.id configured"), so it gets one of its
@@ -558,25 +559,8 @@ pub fn assigned_consumer(
     partitions: &[i32],
     from: Offset,
 ) -> Result<StreamConsumer, KafkaSetupError> {
-    assigned_consumer_reporting(settings, client_id, topic, partitions, from, false)
-}
-
-/// [`assigned_consumer`] that, with `eof`, also reports reaching the end
-/// of each partition (`KafkaError::PartitionEOF`): for a reader that must
-/// know when it caught up (a node loading the shared verdicts at start).
-pub fn assigned_consumer_reporting(
-    settings: &KafkaSettings,
-    client_id: &str,
-    topic: &str,
-    partitions: &[i32],
-    from: Offset,
-    eof: bool,
-) -> Result<StreamConsumer, KafkaSetupError> {
     let mut c = consumer_config(settings, client_id);
     c.set("group.id", format!("{client_id}.assigned"));
-    if eof {
-        c.set("enable.partition.eof", "true");
-    }
     let consumer = stream_consumer(&c, client_id, DefaultConsumerContext)?;
     assign(&consumer, client_id, topic, partitions, from)?;
     Ok(consumer)
