@@ -76,10 +76,11 @@ pub struct RemoteStats {
 pub struct RemoteScanner {
     settings: Arc<KafkaSettings>,
     node_id: NodeId,
+    request_topic: String,
     reply_topic: String,
     reply_partition: i32,
     ruleset: RulesetVersion,
-    producer: Arc<Requests>,
+    producer: Requests,
     local: Recipient<ScanFile>,
     waiting: Waiting,
     shared: SharedVerdicts,
@@ -159,13 +160,13 @@ pub async fn start(
     let client = format!("portcullis-node-{}", node_id.0);
     let waiting = Waiting::default();
     // Its own thread hands delivery failures to the waiting requests.
-    let producer = Arc::new(request_producer(
+    let producer = request_producer(
         &settings,
         &client,
         RequestDeliveries {
             waiting: waiting.clone(),
         },
-    )?);
+    )?;
     // Dead letters are rare: a producer of their own, off the hot path.
     let dlq = Arc::new(DeadLetters::new(
         idempotent_producer(&settings, &format!("{client}-dlq"))?,
@@ -230,6 +231,7 @@ pub async fn start(
     let actor = RemoteScanner {
         settings: settings.clone(),
         node_id,
+        request_topic: settings.topics.name(Topic::ScanRequests),
         reply_topic,
         reply_partition: partition,
         ruleset,
@@ -569,11 +571,10 @@ impl Handler<ScanFile> for RemoteScanner {
         };
         let rx = self.waiting.wait(msg.access);
         bump(|s| s.requested += 1);
-        let topic = self.settings.topics.name(Topic::ScanRequests);
         // Queued here, sent by librdkafka at once (linger 0); a refusal
         // now, or a failed delivery later, fails the request.
         let queued = self.producer.send(
-            BaseRecord::with_opaque_to(&topic, Box::new(msg.access))
+            BaseRecord::with_opaque_to(&self.request_topic, Box::new(msg.access))
                 .key(&sha256[..])
                 .payload(&payload),
         );

@@ -161,11 +161,8 @@ pub async fn run(
     )?);
 
     let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(SCAN_QUEUE);
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        opts.threads
-    };
+    // The config resolves `scan.threads = 0` to one per core.
+    let threads = opts.threads.max(1);
     let mut scan_threads = Vec::with_capacity(threads);
     for n in 0..threads {
         let (ruleset, limits) = (opts.ruleset.clone(), opts.limits);
