@@ -20,6 +20,7 @@ use portcullis_schemas::{
     AccessKind, ContainerRef, EventId, FileInfo, OverflowSource, ProcessInfo,
 };
 
+use crate::enforcer::mailbox_gauge;
 use crate::enforcer::{
     AccessRequest, ContainerLabels, Fallback, OverflowNoticed, Responder, ScanMode,
 };
@@ -67,6 +68,9 @@ pub struct Bridge {
     on_overload: Fallback,
     dropped: Arc<AtomicU64>,
     mailbox: usize,
+    /// `portcullis_mailbox_depth`: this mailbox, and the Enforcer's.
+    depth: metrics::Gauge,
+    enforcer_depth: metrics::Gauge,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -95,6 +99,8 @@ impl Bridge {
             on_overload,
             dropped: Arc::new(AtomicU64::new(0)),
             mailbox,
+            depth: mailbox_gauge("bridge"),
+            enforcer_depth: mailbox_gauge("enforcer"),
         }
     }
 
@@ -162,20 +168,21 @@ impl Bridge {
             responder,
             received,
         };
+        // Counted before it can be taken off.
+        self.enforcer_depth.increment(1.0);
         if let Err(e) = self.enforcer.try_send(req) {
+            self.enforcer_depth.decrement(1.0);
             let req = match e {
                 SendError::Full(r) | SendError::Closed(r) => r,
             };
+            // Reported with the reader thread's overflows (the Enforcer's
+            // mailbox is the full one).
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            let _ = self.overflows.try_send(OverflowNoticed {
-                source: OverflowSource::Mailbox,
-                count: 1,
-            });
             if let Err(e) = req
                 .responder
                 .answer(req.event_id, self.on_overload.decision())
             {
-                tracing::error!(error = %e, "answering an overflowed event failed");
+                tracing::error!(access = %req.event_id, error = %e, "answering an overflowed event failed");
             }
         }
     }
@@ -243,6 +250,7 @@ impl Handler<Intercept> for Bridge {
     type Result = ();
 
     fn handle(&mut self, Intercept(msg): Intercept, _: &mut Self::Context) {
+        self.depth.decrement(1.0);
         match msg {
             ReaderMsg::Overflow => {
                 tracing::warn!("fanotify queue overflowed: the kernel allowed events we never saw");
@@ -263,8 +271,12 @@ pub fn sink(
     on_overload: Fallback,
 ) -> Box<dyn FnMut(ReaderMsg) + Send> {
     let allow = on_overload == Fallback::Allow;
+    let depth = mailbox_gauge("bridge");
     Box::new(move |msg| {
+        // Counted before the Bridge can take it off.
+        depth.increment(1.0);
         if let Err(e) = bridge.try_send(Intercept(msg)) {
+            depth.decrement(1.0);
             let Intercept(msg) = match e {
                 SendError::Full(m) | SendError::Closed(m) => m,
             };

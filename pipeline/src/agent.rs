@@ -28,6 +28,7 @@ use crate::distributed::outbox::Outbox;
 use crate::distributed::remote::{self, RemoteHandles};
 use crate::rules::load_ruleset;
 use portcullis_containers::Registry;
+use portcullis_telemetry::{catalog, Telemetry};
 
 /// How long a starting node waits for the shared verdicts of the cluster
 /// before protecting anyway.
@@ -58,12 +59,19 @@ impl std::fmt::Debug for Agent {
 impl Agent {
     /// Builds every actor, marks the protected mounts and starts reading.
     /// Must run inside an actix `System`.
-    pub async fn start(settings: &Settings, journal: JournalHandle) -> anyhow::Result<Agent> {
+    /// `telemetry`: where the agent's scrape-time gauges and the Enforcer's
+    /// heartbeat (`/healthz`) go; the caller says ready once this returns.
+    pub async fn start(
+        settings: &Settings,
+        journal: JournalHandle,
+        telemetry: Option<&Telemetry>,
+    ) -> anyhow::Result<Agent> {
         let JournalHandle {
             addr: journal,
             reader,
         } = journal;
         let ruleset = Arc::new(load_ruleset(settings.rules.as_deref())?);
+        ruleset_metrics(&ruleset);
         let append = |body| journal.do_send(Append(Record::new(body)));
         let export = match ExportServer::start(
             &settings.journal.dir,
@@ -120,7 +128,7 @@ impl Agent {
                         "the shared verdicts are not loaded yet; until they are, files other nodes scanned are scanned again"
                     ),
                 }
-                let outbox = Outbox::start(kafka, reader, settings.node_id.clone())?;
+                let outbox = Outbox::start(kafka, reader.clone(), settings.node_id.clone())?;
                 tracing::info!(
                     bootstrap = %kafka.bootstrap,
                     topics = kafka.topics.prefix(),
@@ -130,8 +138,20 @@ impl Agent {
                 (remote.addr.clone().recipient(), Some(remote), Some(outbox))
             }
         };
+        if let Some(t) = telemetry {
+            let reader = reader.clone();
+            let published = outbox.as_ref().map(Outbox::published_counter);
+            let lag = metrics::gauge!(catalog::OUTBOX_LAG.name);
+            t.add_collector(Box::new(move || {
+                if let (Some(p), Ok(last)) = (&published, reader.last_seq()) {
+                    lag.set(
+                        last.saturating_sub(p.load(std::sync::atomic::Ordering::Relaxed)) as f64,
+                    );
+                }
+            }));
+        }
         let actions = Actions::start(settings.actions.clone(), journal.clone().recipient());
-        let enforcer = Enforcer::new(
+        let mut enforcer = Enforcer::new(
             settings.enforcer.clone(),
             settings.policies.clone(),
             ruleset.version().clone(),
@@ -139,8 +159,16 @@ impl Agent {
             journal.clone().recipient(),
         )
         .with_fanotify(fan.clone())
-        .with_actions(actions.recipient())
-        .start();
+        .with_actions(actions.recipient());
+        if let Some(t) = telemetry {
+            // The Enforcer beats on every tick; a second without one means
+            // the actor system is stuck and opens wait for their deadline.
+            enforcer = enforcer.with_heartbeat(
+                t.health()
+                    .heartbeat("enforcer", std::time::Duration::from_secs(10)),
+            );
+        }
+        let enforcer = enforcer.start();
         // Attribution: the Bridge names each access's container from the
         // registry the container protection fills (never a runtime call).
         let registry = settings
@@ -177,6 +205,11 @@ impl Agent {
         for path in &settings.protect {
             fan.mark(path, settings.mark_scope, watch, settings.allow_root_mount)
                 .with_context(|| format!("protecting {}", path.display()))?;
+        }
+        if let (Some(t), Some(r)) = (telemetry, &registry) {
+            let r = r.clone();
+            let protected = metrics::gauge!(catalog::CONTAINERS_PROTECTED.name);
+            t.add_collector(Box::new(move || protected.set(r.sizes().0 as f64)));
         }
         let containers = match registry {
             Some(registry) => {
@@ -319,6 +352,12 @@ impl Agent {
         );
         Ok(answered)
     }
+}
+
+/// `portcullis_rules_info` and `portcullis_rules_loaded` of a ruleset.
+pub fn ruleset_metrics(ruleset: &Ruleset) {
+    metrics::gauge!(catalog::RULES_INFO.name, "ruleset" => ruleset.version().to_string()).set(1.0);
+    metrics::gauge!(catalog::RULES_LOADED.name).set(ruleset.rule_count() as f64);
 }
 
 /// The journal actor and a reader on the same database.

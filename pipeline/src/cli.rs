@@ -4,16 +4,58 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// On-access file threat protection for container nodes: fanotify
-/// permission events, YARA-X scans, an event-sourced journal.
+/// On-access file threat protection for container nodes.
+///
+/// portcullis holds every open and exec of a protected file (a container's
+/// root filesystem, or a mount you name) until YARA-X rules find it clean,
+/// and denies it when they find malware (enforce mode), or lets it through
+/// and records what they find (audit mode). Every access, decision, verdict
+/// and action is an event in a local journal and, in distributed mode, on
+/// Kafka, where SIEMs read it as ECS, OCSF or CEF.
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about, long_about = None)]
+#[command(
+    name = "portcullis",
+    version,
+    after_help = "Try it:   portcullis demo\n\
+                  Protect:  portcullis run --config /etc/portcullis/portcullis.toml --containers\n\
+                  Read:     portcullis events --journal /var/lib/portcullis/journal\n\
+                  Docs:     README.md and docs/ (configuration: portcullis.example.toml)"
+)]
 pub struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. `info` or `portcullis=debug`.
     #[arg(long, global = true, env = "PORTCULLIS_LOG", default_value = "info")]
     pub log: String,
+    /// Log output: `text` (colours only on a terminal) or `json` (one
+    /// object per line, with the fields of the current spans).
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormatArg,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// What `--log` and `--log-format` say.
+    pub fn log_options(&self) -> portcullis_telemetry::LogOptions {
+        portcullis_telemetry::LogOptions {
+            filter: self.log.clone(),
+            format: match self.log_format {
+                LogFormatArg::Text => portcullis_telemetry::LogFormat::Text,
+                LogFormatArg::Json => portcullis_telemetry::LogFormat::Json,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +117,10 @@ pub struct RunArgs {
     /// Write "ready" to this file once the mounts are protected.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz here: `PORT` (127.0.0.1) or
+    /// `HOST:PORT`; overrides `telemetry.metrics_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,6 +185,10 @@ pub struct ScannerArgs {
     /// service its partitions (a readiness probe: requests are read from then).
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz here: `PORT` (127.0.0.1) or
+    /// `HOST:PORT`; overrides `telemetry.metrics_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -188,6 +238,10 @@ pub struct SiemExportArgs {
     /// exporter its partitions.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz here: `PORT` (127.0.0.1) or
+    /// `HOST:PORT`; overrides `telemetry.metrics_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

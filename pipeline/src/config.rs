@@ -80,6 +80,9 @@ pub struct ConfigFile {
     /// Every container on the node; see docs/containers.md.
     #[serde(default)]
     pub containers: crate::containers::ContainersSection,
+    /// Metrics, health endpoints and traces; see docs/observability.md.
+    #[serde(default)]
+    pub telemetry: portcullis_telemetry::TelemetrySection,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +244,8 @@ pub struct Overrides {
     pub journal: Option<PathBuf>,
     /// `run --containers`: sets `containers.enabled`.
     pub containers: bool,
+    /// `--metrics-listen`: replaces `telemetry.metrics_listen`.
+    pub metrics_listen: Option<String>,
 }
 
 /// Validated settings, ready for wiring.
@@ -261,6 +266,7 @@ pub struct Settings {
     pub kafka: Option<std::sync::Arc<KafkaSettings>>,
     pub siem: Option<crate::siem::SiemSettings>,
     pub containers: crate::containers::ContainersSettings,
+    pub telemetry: portcullis_telemetry::TelemetrySettings,
 }
 
 impl ConfigFile {
@@ -391,6 +397,13 @@ impl ConfigFile {
             .build()
             .map_err(|(field, message)| invalid(&field, message))?;
         containers.enabled |= o.containers;
+        let mut telemetry_section = self.telemetry;
+        if let Some(listen) = o.metrics_listen {
+            telemetry_section.metrics_listen = Some(listen);
+        }
+        let telemetry = telemetry_section
+            .build()
+            .map_err(|(field, message)| invalid(&field, message))?;
         let siem = match (self.siem, &kafka) {
             (None, _) => None,
             (Some(s), Some(k)) => Some(
@@ -444,6 +457,7 @@ impl ConfigFile {
             kafka,
             siem,
             containers,
+            telemetry,
         })
     }
 }
@@ -579,9 +593,14 @@ mod tests {
                     rules: Some("/r".into()),
                     journal: Some("/j".into()),
                     containers: true,
+                    metrics_listen: Some("9779".into()),
                 },
             )
             .unwrap();
+        assert_eq!(
+            s.telemetry.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9779")
+        );
         assert_eq!(s.protect, vec![PathBuf::from("/b")]);
         assert_eq!(s.enforcer.mode, Mode::Audit);
         assert_eq!(s.rules, Some(PathBuf::from("/r")));

@@ -16,24 +16,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    init_tracing(&cli.log);
-    match commands::dispatch(cli.command) {
+    // Each command installs the log output (and, for the long-running ones,
+    // the telemetry of their configuration file).
+    let logs = cli.log_options();
+    match commands::dispatch(cli.command, &logs) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
-}
-
-fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: logs collected from a file or a pipe
-    // stay plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
 }

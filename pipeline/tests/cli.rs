@@ -284,3 +284,87 @@ fn demo_shows_enforce_and_audit_end_to_end() {
             .and(predicate::str::contains("INFECTED [eicar:eicar_test_file]")),
     );
 }
+
+#[test]
+fn help_says_what_portcullis_is_for() {
+    let out = portcullis()
+        .arg("--help")
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let help = String::from_utf8(out).unwrap();
+    assert!(
+        help.starts_with("On-access file threat protection for container nodes."),
+        "{help}"
+    );
+    assert!(!help.contains("Wiring, configuration"), "{help}");
+    for needle in [
+        "enforce mode",
+        "audit mode",
+        "--log-format",
+        "portcullis demo",
+    ] {
+        assert!(
+            help.contains(needle),
+            "`{needle}` missing from --help:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn logs_are_plain_text_off_a_terminal_and_json_lines_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.txt"), b"fine").unwrap();
+    let text = portcullis()
+        .env("PORTCULLIS_LOG", "info")
+        .args(["scan", "--rules"])
+        .arg(repo_rules())
+        .arg(dir.path())
+        .assert()
+        .code(0)
+        .get_output()
+        .stderr
+        .clone();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("compiled rules"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colours on a pipe: {text:?}");
+
+    let json = portcullis()
+        .env("PORTCULLIS_LOG", "info")
+        .args(["--log-format", "json", "scan", "--rules"])
+        .arg(repo_rules())
+        .arg(dir.path())
+        .assert()
+        .code(0)
+        .get_output()
+        .stderr
+        .clone();
+    let json = String::from_utf8(json).unwrap();
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let compiled = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "compiled rules")
+        .unwrap_or_else(|| panic!("no `compiled rules` line in {json}"));
+    assert_eq!(compiled["level"], "INFO");
+    assert!(
+        compiled["fields"]["rules"].as_u64().unwrap() > 0,
+        "{compiled}"
+    );
+    assert!(compiled["timestamp"].is_string(), "{compiled}");
+}
+
+#[test]
+fn a_bad_log_filter_is_an_error_naming_the_flag() {
+    portcullis()
+        .args(["--log", "portcullis=loud", "scan", "/nonexistent"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--log: `portcullis=loud` is not a log filter",
+        ));
+}

@@ -421,6 +421,8 @@ pub enum VerdictClass {
 }
 
 impl VerdictClass {
+    pub const ALL: [VerdictClass; 4] = [Self::Clean, Self::Infected, Self::Skipped, Self::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Clean => "clean",
@@ -467,6 +469,8 @@ pub enum Decision {
 }
 
 impl Decision {
+    pub const ALL: [Decision; 2] = [Self::Allow, Self::Deny];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "allow",
@@ -497,6 +501,17 @@ pub enum DecisionReason {
 }
 
 impl DecisionReason {
+    pub const ALL: [DecisionReason; 8] = [
+        Self::Verdict,
+        Self::CacheHit,
+        Self::Deadline,
+        Self::AuditMode,
+        Self::Overload,
+        Self::NotInScope,
+        Self::OwnProcess,
+        Self::Shutdown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Verdict => "verdict",
@@ -602,6 +617,8 @@ pub enum OverflowSource {
 }
 
 impl OverflowSource {
+    pub const ALL: [OverflowSource; 3] = [Self::Kernel, Self::Mailbox, Self::PendingSet];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Kernel => "kernel",

@@ -229,7 +229,14 @@ impl Handler<ActOnDetection> for Actions {
             };
             let (outcome, quarantine) = self.perform(kind, &msg);
             let ok = outcome == ActionOutcome::Succeeded;
+            metrics::counter!(
+                portcullis_telemetry::catalog::ACTIONS.name,
+                "action" => kind.as_str(),
+                "outcome" => outcome.as_str()
+            )
+            .increment(1);
             tracing::info!(
+                access = %msg.access,
                 action = kind.as_str(),
                 outcome = outcome.as_str(),
                 "action on detected object"

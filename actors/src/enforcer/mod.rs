@@ -17,6 +17,7 @@
 
 mod config;
 mod messages;
+mod metrics;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
@@ -35,6 +36,7 @@ pub use config::{EnforcerConfig, Fallback, ScanMode};
 pub use messages::{
     AccessRequest, ContainerLabels, EnforcerStats, GetStats, OverflowNoticed, Responder, Shutdown,
 };
+pub(crate) use metrics::mailbox_gauge;
 
 use crate::actions::ActOnDetection;
 use crate::journal::{Append, Record};
@@ -129,6 +131,8 @@ pub struct Enforcer {
     cache: HashMap<FileKey, Cached>,
     unreported_overflows: HashMap<OverflowSource, u64>,
     counters: Counters,
+    metrics: metrics::EnforcerMetrics,
+    heartbeat: Option<portcullis_telemetry::Heartbeat>,
     stopping: bool,
 }
 
@@ -165,8 +169,16 @@ impl Enforcer {
             cache: HashMap::new(),
             unreported_overflows: HashMap::new(),
             counters: Counters::default(),
+            metrics: metrics::EnforcerMetrics::new(),
+            heartbeat: None,
             stopping: false,
         }
+    }
+
+    /// Beats on every tick (`/healthz`).
+    pub fn with_heartbeat(mut self, hb: portcullis_telemetry::Heartbeat) -> Self {
+        self.heartbeat = Some(hb);
+        self
     }
 
     /// Kernel verdict cache: ignore marks are placed through this group.
@@ -236,7 +248,9 @@ impl Enforcer {
         decision: Decision,
         reason: DecisionReason,
     ) {
-        let latency_us = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let latency = received.elapsed();
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.metrics.decision(decision, reason, latency);
         if blocking {
             match decision {
                 Decision::Allow => self.counters.allowed += 1,
@@ -257,6 +271,7 @@ impl Enforcer {
 
     fn overflow(&mut self, source: OverflowSource, count: u64) {
         self.counters.overflows += count;
+        self.metrics.overflow(source, count);
         *self.unreported_overflows.entry(source).or_default() += count;
     }
 
@@ -335,7 +350,12 @@ impl Enforcer {
 
         // A verdict for this exact file version is known.
         if self.cfg.skip_unchanged {
-            if let Some(cached) = self.cache.get(&key).cloned() {
+            let cached = self.cache.get(&key).cloned();
+            if cached.is_none() && blocking {
+                self.metrics.cache_misses.increment(1);
+            }
+            if let Some(cached) = cached {
+                self.metrics.cache_hits.increment(1);
                 let decision = match cached {
                     Cached::Clean => Decision::Allow,
                     Cached::Infected { .. } => Decision::Deny,
@@ -429,6 +449,7 @@ impl Enforcer {
         if let Some(scan_id) = self.inflight.get(&key).copied() {
             if let Some(scan) = self.scans.get_mut(&scan_id) {
                 self.counters.coalesced += 1;
+                self.metrics.coalesced.increment(1);
                 scan.waiters.extend(waiter);
                 return;
             }
@@ -489,6 +510,7 @@ impl Enforcer {
         let span = tracing::debug_span!("verdict", event_id = %scan_id);
         let _guard = span.enter();
         let class = outcome.verdict.class();
+        self.metrics.verdict(class);
         let (decision, reason) = match class {
             VerdictClass::Clean | VerdictClass::Skipped => {
                 (Decision::Allow, DecisionReason::Verdict)
@@ -632,7 +654,8 @@ impl Enforcer {
         match portcullis_interceptor::procfs::file_identity(fd.as_fd()) {
             // The same open file: only its version can have changed.
             Ok(now) if FileKey::of(&now, Some(key.device)) == key => {
-                self.counters.kernel_cache_marks += 1
+                self.counters.kernel_cache_marks += 1;
+                self.metrics.ignore_marks.increment(1);
             }
             _ => {
                 if let Err(e) = fan.remove_ignore(fd.as_fd()) {
@@ -727,6 +750,12 @@ impl Actor for Enforcer {
         ctx.run_interval(tick, |act, _| {
             act.expire(Instant::now());
             act.report_overflows();
+            act.metrics.pending.set(act.waiting as f64);
+            act.metrics.running_scans.set(act.scans.len() as f64);
+            act.metrics.cache_entries.set(act.cache.len() as f64);
+            if let Some(hb) = &act.heartbeat {
+                hb.beat();
+            }
         });
     }
 
@@ -743,6 +772,7 @@ impl Handler<AccessRequest> for Enforcer {
     type Result = ();
 
     fn handle(&mut self, req: AccessRequest, ctx: &mut Self::Context) {
+        self.metrics.mailbox.decrement(1.0);
         if self.stopping {
             let access = req.event_id;
             let trace = TraceContext::root_for(&access);

@@ -81,6 +81,27 @@ pub struct Journal {
     subscribers: Vec<Recipient<Committed>>,
     dropped: u64,
     own_arbiter: bool,
+    metrics: JournalMetrics,
+}
+
+/// The journal's metrics (docs/observability.md).
+struct JournalMetrics {
+    appends: metrics::Counter,
+    batch: metrics::Histogram,
+    commit: metrics::Histogram,
+    last_seq: metrics::Gauge,
+}
+
+impl JournalMetrics {
+    fn new() -> Self {
+        use portcullis_telemetry::catalog;
+        Self {
+            appends: metrics::counter!(catalog::JOURNAL_APPENDS.name),
+            batch: metrics::histogram!(catalog::JOURNAL_COMMIT_BATCH.name),
+            commit: metrics::histogram!(catalog::JOURNAL_COMMIT_DURATION.name),
+            last_seq: metrics::gauge!(catalog::JOURNAL_LAST_SEQ.name),
+        }
+    }
 }
 
 impl fmt::Debug for Journal {
@@ -100,6 +121,8 @@ impl Journal {
     /// An actor over an open store. `cfg` gives the group-commit settings,
     /// and is used to reopen the store after a storage failure.
     pub fn new(store: JournalStore, cfg: &JournalConfig) -> Self {
+        let metrics = JournalMetrics::new();
+        metrics.last_seq.set(store.last_seq() as f64);
         Self {
             cfg: cfg.clone(),
             store: Some(store),
@@ -111,6 +134,7 @@ impl Journal {
             subscribers: Vec::new(),
             dropped: 0,
             own_arbiter: false,
+            metrics,
         }
     }
 
@@ -168,6 +192,7 @@ impl Journal {
             self.store()?;
             let take = self.buffer.len().min(self.cfg.max_batch);
             let chunk: Vec<Record> = self.buffer.drain(..take).collect();
+            let started = Instant::now();
             let result = match self.store.as_mut() {
                 Some(store) => store.try_append(chunk),
                 None => Err(AppendFailure {
@@ -179,7 +204,15 @@ impl Journal {
                 }),
             };
             match result {
-                Ok(envelopes) => self.publish(envelopes),
+                Ok(envelopes) => {
+                    self.metrics.commit.record(started.elapsed().as_secs_f64());
+                    self.metrics.batch.record(envelopes.len() as f64);
+                    self.metrics.appends.increment(envelopes.len() as u64);
+                    if let Some(last) = envelopes.last() {
+                        self.metrics.last_seq.set(last.seq as f64);
+                    }
+                    self.publish(envelopes)
+                }
                 Err(AppendFailure { error, records }) => {
                     self.buffer.splice(0..0, records);
                     match &error {

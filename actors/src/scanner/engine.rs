@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_schemas::{MetaValue, RuleMatch, RulesetVersion, SkipReason, Verdict};
+use portcullis_schemas::{MetaValue, RuleMatch, RulesetVersion, SkipReason, Verdict, VerdictClass};
 use sha2::{Digest, Sha256};
 
 use super::config::ScanLimits;
@@ -44,6 +44,29 @@ pub struct ScanEngine {
     limits: ScanLimits,
     scanner: yara_x::Scanner<'static>,
     buf: Vec<u8>,
+    metrics: ScanMetrics,
+}
+
+/// `portcullis_scans_total`, `portcullis_scan_duration_seconds` and
+/// `portcullis_scan_size_bytes`, wherever the engine runs (the agent's
+/// scanner threads, a scanner service).
+struct ScanMetrics {
+    scans: [metrics::Counter; VerdictClass::ALL.len()],
+    duration: [metrics::Histogram; VerdictClass::ALL.len()],
+    size: metrics::Histogram,
+}
+
+impl ScanMetrics {
+    fn new() -> Self {
+        use portcullis_telemetry::catalog;
+        Self {
+            scans: VerdictClass::ALL
+                .map(|c| metrics::counter!(catalog::SCANS.name, "class" => c.as_str())),
+            duration: VerdictClass::ALL
+                .map(|c| metrics::histogram!(catalog::SCAN_DURATION.name, "class" => c.as_str())),
+            size: metrics::histogram!(catalog::SCAN_SIZE.name),
+        }
+    }
 }
 
 impl ScanEngine {
@@ -57,6 +80,7 @@ impl ScanEngine {
             limits,
             scanner,
             buf: Vec::new(),
+            metrics: ScanMetrics::new(),
         }
     }
 
@@ -103,12 +127,17 @@ impl ScanEngine {
         sha256: Option<[u8; 32]>,
         size: u64,
     ) -> ScanOutcome {
+        let duration = started.elapsed();
+        let class = verdict.class() as usize;
+        self.metrics.scans[class].increment(1);
+        self.metrics.duration[class].record(duration.as_secs_f64());
+        self.metrics.size.record(size as f64);
         ScanOutcome {
             verdict,
             sha256,
             size,
             ruleset: self.ruleset.version().clone(),
-            duration: started.elapsed(),
+            duration,
         }
     }
 

@@ -122,6 +122,7 @@ fn settings(mount: &Path, journal: &Path, mode: Mode) -> anyhow::Result<Settings
             rules: None,
             journal: Some(journal.to_path_buf()),
             containers: false,
+            metrics_listen: None,
         },
     )?)
 }
@@ -189,7 +190,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         journal.do_send(Subscribe(collector.clone().start().recipient()));
 
         println!("\nEnforce mode: opens wait for the scan");
-        let agent = Agent::start(&enforce, handle.clone()).await?;
+        let agent = Agent::start(&enforce, handle.clone(), None).await?;
         let (ok, out) = open_as_workload(vec!["cat".into(), clean.display().to_string()]).await;
         check.step(ok, "cat hello.txt", &format!("allowed, read {out:?}"));
         let (ok, out) = open_as_workload(vec!["cat".into(), eicar.display().to_string()]).await;
@@ -214,7 +215,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
         println!("\nAudit mode: opens never wait; detections are only recorded");
         let audit = settings(&mount, &journal_dir, Mode::Audit)?;
-        let agent = Agent::start(&audit, handle.clone()).await?;
+        let agent = Agent::start(&audit, handle.clone(), None).await?;
         let eicar2 = mount.join("eicar-audit.com");
         std::fs::write(&eicar2, EICAR)?;
         let (ok, out) = open_as_workload(vec!["cat".into(), eicar2.display().to_string()]).await;

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use portcullis_telemetry::LogOptions;
+
 use crate::cli::Command;
 
 mod containers;
@@ -16,13 +18,19 @@ mod scan;
 mod scanner;
 mod siem_export;
 
-pub fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+/// Runs `cmd`. `run`, `scanner` and `siem-export` install the log output
+/// with the telemetry of their configuration; the others install it first.
+pub fn dispatch(cmd: Command, logs: &LogOptions) -> anyhow::Result<ExitCode> {
+    match &cmd {
+        Command::Run(_) | Command::Scanner(_) | Command::SiemExport(_) => {}
+        _ => portcullis_telemetry::init_logs(logs)?,
+    }
     match cmd {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args, logs),
         Command::Demo(args) => demo::run(args),
         Command::Scan(args) => scan::run(args),
-        Command::Scanner(args) => scanner::run(args),
-        Command::SiemExport(args) => siem_export::run(args),
+        Command::Scanner(args) => scanner::run(args, logs),
+        Command::SiemExport(args) => siem_export::run(args, logs),
         Command::Events(args) => events::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Investigate(args) => investigate::run(args),

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use portcullis_schemas::Mode;
 
+use portcullis_telemetry::{LogOptions, Role, Telemetry};
+
 use crate::agent::{open_journal, raise_fd_limit, signal_ready, Agent};
 use crate::cli::{ModeArg, RunArgs};
 use crate::config::{ConfigFile, Overrides, Settings};
@@ -23,28 +25,42 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         rules: args.rules.clone(),
         journal: args.journal.clone(),
         containers: args.containers,
+        metrics_listen: args.metrics_listen.clone(),
     };
     Ok(file.build(&origin, overrides)?)
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
     let settings = settings(&args)?;
     if settings.protect.is_empty() && !settings.containers.enabled {
         anyhow::bail!(
             "nothing to protect: give --protect MOUNTPOINT, `protect` in the config file, or --containers"
         );
     }
+    // First, so that /healthz answers and /readyz says what it waits for
+    // while the rules compile and the mounts are marked.
+    let telemetry = Telemetry::start(
+        &settings.telemetry,
+        Role::Agent,
+        &settings.node_id.0,
+        logs,
+        "the protected mounts are not marked yet",
+    )?;
     raise_fd_limit();
     let system = actix_rt::System::new();
-    system.block_on(async move {
+    let health = telemetry.health().clone();
+    system.block_on(async {
         let journal = open_journal(&settings)?;
-        let agent = Agent::start(&settings, journal).await?;
+        let agent = Agent::start(&settings, journal, Some(&telemetry)).await?;
+        health.set_ready();
         signal_ready(args.ready_file.as_deref())?;
         let signal = wait_for_signal().await?;
         tracing::info!(signal, "stopping");
+        health.set_not_ready("stopping");
         agent.shutdown(Some(signal)).await?;
         anyhow::Ok(())
     })?;
+    drop(telemetry);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use portcullis_telemetry::{LogOptions, Role, Telemetry};
+
 use crate::agent::{raise_fd_limit, signal_ready};
 use crate::cli::ScannerArgs;
 use crate::commands::run::stop_on_signal;
@@ -12,15 +14,23 @@ use crate::config::{ConfigFile, Overrides};
 use crate::distributed::service::{self, ServiceOptions};
 use crate::rules::load_ruleset;
 
-pub fn run(args: ScannerArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: ScannerArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
     let file = ConfigFile::load(&args.config)?;
     let origin = args.config.display().to_string();
     let settings = file.build(
         &origin,
         Overrides {
             rules: args.rules.clone(),
+            metrics_listen: args.metrics_listen.clone(),
             ..Overrides::default()
         },
+    )?;
+    let telemetry = Telemetry::start(
+        &settings.telemetry,
+        Role::Scanner,
+        &settings.node_id.0,
+        logs,
+        "the scanner group has not assigned partitions yet",
     )?;
     let kafka = settings
         .kafka
@@ -38,12 +48,27 @@ pub fn run(args: ScannerArgs) -> anyhow::Result<ExitCode> {
         limits: settings.limits,
         threads: settings.scan_threads,
         instance,
+        heartbeat: Some(
+            telemetry
+                .health()
+                .heartbeat("request poll loop", std::time::Duration::from_secs(30)),
+        ),
     };
     let system = actix_rt::System::new();
+    let health = telemetry.health().clone();
     system.block_on(async move {
         let rx = stop_on_signal("stopping");
         let ready = args.ready_file.clone();
-        service::run(opts, move || signal_ready(ready.as_deref()), rx).await
+        service::run(
+            opts,
+            move || {
+                health.set_ready();
+                signal_ready(ready.as_deref())
+            },
+            rx,
+        )
+        .await
     })?;
+    drop(telemetry);
     Ok(ExitCode::SUCCESS)
 }

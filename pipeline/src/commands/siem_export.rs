@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use portcullis_telemetry::{LogOptions, Role, Telemetry};
+
 use crate::agent::signal_ready;
 use crate::cli::SiemExportArgs;
 use crate::commands::run::stop_on_signal;
@@ -14,7 +16,7 @@ use crate::config::{ConfigFile, Overrides};
 use crate::kafka::KafkaSection;
 use crate::siem::{self, ExportOptions, SiemSection, SyslogSection};
 
-pub fn run(args: SiemExportArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: SiemExportArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
     let (mut file, origin) = match &args.config {
         Some(path) => (ConfigFile::load(path)?, path.display().to_string()),
         None => (ConfigFile::default(), "<no config file>".to_string()),
@@ -24,7 +26,20 @@ pub fn run(args: SiemExportArgs) -> anyhow::Result<ExitCode> {
     let mut section = file.siem.take().unwrap_or_default();
     apply(&args, &mut section)?;
     file.siem = Some(section);
-    let settings = file.build(&origin, Overrides::default())?;
+    let settings = file.build(
+        &origin,
+        Overrides {
+            metrics_listen: args.metrics_listen.clone(),
+            ..Overrides::default()
+        },
+    )?;
+    let telemetry = Telemetry::start(
+        &settings.telemetry,
+        Role::SiemExport,
+        &settings.node_id.0,
+        logs,
+        "the exporter group has not assigned partitions yet",
+    )?;
     let kafka = settings
         .kafka
         .clone()
@@ -48,16 +63,33 @@ pub fn run(args: SiemExportArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| settings.node_id.0.clone()),
         max_events: args.max_events,
         idle_exit,
+        // Past a transaction's timeout (30 s) a stuck batch is a stuck
+        // exporter.
+        heartbeat: Some(
+            telemetry
+                .health()
+                .heartbeat("siem-export consumer", Duration::from_secs(60)),
+        ),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let ready = args.ready_file.clone();
+    let health = telemetry.health().clone();
     runtime.block_on(async move {
         let rx = stop_on_signal("stopping after the current batch");
-        siem::run(opts, move || signal_ready(ready.as_deref()), rx).await
+        siem::run(
+            opts,
+            move || {
+                health.set_ready();
+                signal_ready(ready.as_deref())
+            },
+            rx,
+        )
+        .await
     })?;
+    drop(telemetry);
     Ok(ExitCode::SUCCESS)
 }
 

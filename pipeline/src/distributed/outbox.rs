@@ -62,6 +62,11 @@ impl Outbox {
         self.published.load(Ordering::Relaxed)
     }
 
+    /// The last seq known delivered, as it moves (for the lag gauge).
+    pub fn published_counter(&self) -> Arc<AtomicU64> {
+        self.published.clone()
+    }
+
     /// Waits (bounded) until everything up to `seq` is delivered.
     pub async fn drain_until(&self, seq: u64, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;

@@ -71,6 +71,8 @@ pub struct ServiceOptions {
     pub threads: usize,
     /// This instance's stable name, in its client id.
     pub instance: String,
+    /// Beaten by the request poll loop (`/healthz`).
+    pub heartbeat: Option<portcullis_telemetry::Heartbeat>,
 }
 
 /// Counters, logged at the end.
@@ -200,6 +202,7 @@ pub async fn run(
         topic: topic.clone(),
         client: client.clone(),
         stopping: stopping.clone(),
+        heartbeat: opts.heartbeat.clone(),
     };
     let poll_thread = std::thread::Builder::new()
         .name("portcullis-requests".into())
@@ -459,6 +462,7 @@ struct PollThread {
     topic: String,
     client: String,
     stopping: Arc<AtomicBool>,
+    heartbeat: Option<portcullis_telemetry::Heartbeat>,
 }
 
 impl PollThread {
@@ -467,6 +471,9 @@ impl PollThread {
         let mut retry_dead: Vec<(Instant, Box<DeadLetter>)> = Vec::new();
         let mut paused = false;
         while !self.stopping.load(Ordering::Relaxed) {
+            if let Some(h) = &self.heartbeat {
+                h.beat();
+            }
             self.failures(&mut retry_dead);
             // Too many replies unacknowledged (a reply partition without a
             // leader, say): read no more, but keep polling, so the group

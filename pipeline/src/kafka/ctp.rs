@@ -147,6 +147,8 @@ pub struct CtpOptions {
     pub max_inputs: Option<u64>,
     /// Stop after this long without a message.
     pub idle_exit: Option<Duration>,
+    /// Beaten every second while the loop waits for messages (`/healthz`).
+    pub heartbeat: Option<portcullis_telemetry::Heartbeat>,
 }
 
 impl CtpOptions {
@@ -197,6 +199,9 @@ pub async fn run<T: Transform>(
     let mut ready = Some(ready);
     let mut attempts: HashMap<(i32, i64), u32> = HashMap::new();
     let mut backoff = FIRST_BACKOFF;
+    let mut beat = tokio::time::interval(Duration::from_secs(1));
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_message = tokio::time::Instant::now();
 
     let end = 'session: loop {
         if *stop.borrow() {
@@ -232,7 +237,7 @@ pub async fn run<T: Transform>(
             });
             let idle = async {
                 match opts.idle_exit {
-                    Some(d) => tokio::time::sleep(d).await,
+                    Some(d) => tokio::time::sleep_until(last_message + d).await,
                     None => std::future::pending().await,
                 }
             };
@@ -240,6 +245,12 @@ pub async fn run<T: Transform>(
                 m = consumer.recv() => m,
                 _ = stop.changed() => break 'session CtpEnd::Stopped,
                 _ = idle => break 'session CtpEnd::Idle,
+                _ = beat.tick() => {
+                    if let Some(h) = &opts.heartbeat {
+                        h.beat();
+                    }
+                    continue;
+                }
                 Ok(()) = assigned.changed(), if ready.is_some() => {
                     if let Some(r) = ready.take() {
                         tracing::info!(client, group = %opts.group, topic, "consuming");
@@ -248,6 +259,7 @@ pub async fn run<T: Transform>(
                     continue;
                 }
             };
+            last_message = tokio::time::Instant::now();
             let first = match first {
                 Ok(m) => m.detach(),
                 Err(e) => {
@@ -488,6 +500,7 @@ mod tests {
             batch_window: Duration::ZERO,
             max_inputs: None,
             idle_exit: None,
+            heartbeat: None,
         }
     }
 

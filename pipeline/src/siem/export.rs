@@ -57,6 +57,8 @@ pub struct ExportOptions {
     pub max_events: Option<u64>,
     /// Stop after this long without an event.
     pub idle_exit: Option<Duration>,
+    /// The consumer loop's heartbeat (`/healthz`).
+    pub heartbeat: Option<portcullis_telemetry::Heartbeat>,
 }
 
 /// Counters of one run.
@@ -128,6 +130,7 @@ pub async fn run(
         batch_window: BATCH_WINDOW,
         max_inputs: opts.max_events,
         idle_exit: opts.idle_exit,
+        heartbeat: opts.heartbeat.clone(),
     };
     tracing::info!(
         instance = %opts.instance,
