@@ -265,6 +265,14 @@ impl Drop for Telemetry {
     }
 }
 
+static METRICS_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process keeps metrics (a listener is configured). Work
+/// done only to feed metrics (librdkafka statistics) checks it.
+pub fn metrics_on() -> bool {
+    METRICS_ON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The Prometheus recorder, installed globally, with the catalog's
 /// descriptions and histogram buckets.
 fn install_recorder() -> Result<PrometheusHandle, TelemetryError> {
@@ -279,6 +287,7 @@ fn install_recorder() -> Result<PrometheusHandle, TelemetryError> {
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| TelemetryError::RecorderInstalled)?;
+    METRICS_ON.store(true, std::sync::atomic::Ordering::Relaxed);
     describe();
     Ok(handle)
 }

@@ -11,6 +11,7 @@ use portcullis_schemas::wire::{self, ScanReplied, ScanRequest, VerdictShared};
 use portcullis_schemas::{
     EventId, NodeId, RulesetVersion, SkipReason, Timestamp, TraceContext, Verdict,
 };
+use portcullis_telemetry::catalog;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
@@ -20,6 +21,7 @@ use rdkafka::Offset;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
+use crate::kafka::stats::{self, ClientStats};
 use crate::kafka::{
     idempotent_producer, reply_consumer, request_producer, shared_verdict_consumer, DeadLetter,
     DeadLetters, DlqStage, KafkaSettings, LargeFiles, Topic,
@@ -86,6 +88,29 @@ pub struct RemoteScanner {
     shared: SharedVerdicts,
     stats: Arc<Mutex<RemoteStats>>,
     reply_timeout: Duration,
+    metrics: RemoteMetrics,
+}
+
+/// `portcullis_remote_*` (docs/observability.md).
+#[derive(Clone)]
+struct RemoteMetrics {
+    latency: metrics::Histogram,
+    replied: metrics::Counter,
+    failed: metrics::Counter,
+    timed_out: metrics::Counter,
+}
+
+impl RemoteMetrics {
+    fn new() -> Self {
+        let result =
+            |r: &'static str| metrics::counter!(catalog::REMOTE_REQUESTS.name, "result" => r);
+        Self {
+            latency: metrics::histogram!(catalog::REMOTE_SCAN_DURATION.name),
+            replied: result("replied"),
+            failed: result("failed"),
+            timed_out: result("timed_out"),
+        }
+    }
 }
 
 impl std::fmt::Debug for RemoteScanner {
@@ -165,6 +190,7 @@ pub async fn start(
         &client,
         RequestDeliveries {
             waiting: waiting.clone(),
+            stats: ClientStats::new(stats::role::NODE_REQUESTS),
         },
     )?;
     // Dead letters are rare: a producer of their own, off the hot path.
@@ -213,6 +239,7 @@ pub async fn start(
         dlq: dlq.clone(),
         arbiter: arbiter.handle(),
         stopping: stopping.clone(),
+        unclaimed: metrics::counter!(catalog::REMOTE_REPLIES_UNCLAIMED.name),
     };
     std::thread::Builder::new()
         .name("portcullis-replies".into())
@@ -241,6 +268,7 @@ pub async fn start(
         shared: shared.clone(),
         stats: stats.clone(),
         reply_timeout,
+        metrics: RemoteMetrics::new(),
     };
     let addr = RemoteScanner::start_in_arbiter(&arbiter.handle(), move |_| actor);
     Ok(RemoteHandles {
@@ -305,9 +333,14 @@ impl Waiting {
 /// fails at once instead of waiting for its reply's timeout.
 struct RequestDeliveries {
     waiting: Waiting,
+    stats: ClientStats,
 }
 
-impl ClientContext for RequestDeliveries {}
+impl ClientContext for RequestDeliveries {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.stats.record(&statistics);
+    }
+}
 
 impl ProducerContext for RequestDeliveries {
     type DeliveryOpaque = Box<EventId>;
@@ -330,6 +363,7 @@ struct ReplyReader {
     dlq: Arc<DeadLetters>,
     arbiter: ArbiterHandle,
     stopping: Arc<AtomicBool>,
+    unclaimed: metrics::Counter,
 }
 
 impl ReplyReader {
@@ -350,6 +384,7 @@ impl ReplyReader {
                             }
                         }
                         if !handed {
+                            self.unclaimed.increment(1);
                             tracing::debug!(event_id = %request, "a reply nothing waits for (already answered, or given up): dropped");
                         }
                     }
@@ -571,6 +606,7 @@ impl Handler<ScanFile> for RemoteScanner {
         };
         let rx = self.waiting.wait(msg.access);
         bump(|s| s.requested += 1);
+        let sent = Instant::now();
         // Queued here, sent by librdkafka at once (linger 0); a refusal
         // now, or a failed delivery later, fails the request.
         let queued = self.producer.send(
@@ -586,6 +622,7 @@ impl Handler<ScanFile> for RemoteScanner {
         let stats = self.stats.clone();
         let timeout = self.reply_timeout;
         let access = msg.access;
+        let m = self.metrics.clone();
         Box::pin(async move {
             let failed = |message: String| {
                 waiting.forget(&access);
@@ -595,31 +632,44 @@ impl Handler<ScanFile> for RemoteScanner {
                 Verdict::Error { message }
             };
             match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(Ok(reply))) => ScanOutcome {
-                    verdict: reply.verdict,
-                    sha256: Some(reply.sha256),
-                    size: reply.size,
-                    ruleset: reply.ruleset,
-                    duration: Duration::from_micros(reply.scan_duration_us),
-                },
-                Ok(Ok(Err(why))) => outcome(failed(why), Some(sha256), size, ruleset, started),
-                Ok(Err(_)) => outcome(
-                    failed("reply channel closed".into()),
-                    Some(sha256),
-                    size,
-                    ruleset,
-                    started,
-                ),
-                Err(_) => outcome(
-                    failed(format!(
-                        "no verdict from the scanner service within {}",
-                        humantime::format_duration(timeout)
-                    )),
-                    Some(sha256),
-                    size,
-                    ruleset,
-                    started,
-                ),
+                Ok(Ok(Ok(reply))) => {
+                    m.latency.record(sent.elapsed().as_secs_f64());
+                    m.replied.increment(1);
+                    ScanOutcome {
+                        verdict: reply.verdict,
+                        sha256: Some(reply.sha256),
+                        size: reply.size,
+                        ruleset: reply.ruleset,
+                        duration: Duration::from_micros(reply.scan_duration_us),
+                    }
+                }
+                Ok(Ok(Err(why))) => {
+                    m.failed.increment(1);
+                    outcome(failed(why), Some(sha256), size, ruleset, started)
+                }
+                Ok(Err(_)) => {
+                    m.failed.increment(1);
+                    outcome(
+                        failed("reply channel closed".into()),
+                        Some(sha256),
+                        size,
+                        ruleset,
+                        started,
+                    )
+                }
+                Err(_) => {
+                    m.timed_out.increment(1);
+                    outcome(
+                        failed(format!(
+                            "no verdict from the scanner service within {}",
+                            humantime::format_duration(timeout)
+                        )),
+                        Some(sha256),
+                        size,
+                        ruleset,
+                        started,
+                    )
+                }
             }
         })
     }

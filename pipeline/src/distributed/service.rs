@@ -42,10 +42,12 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::kafka::stats::{self, ClientStats};
 use crate::kafka::{
     reply_producer, request_consumer, shared_verdict_producer, DeadLetter, DlqStage, GroupContext,
     KafkaSettings, Topic, Topics,
 };
+use portcullis_telemetry::catalog;
 
 /// How often the poll thread commits the offsets of the requests done.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
@@ -128,38 +130,45 @@ pub async fn run(
     let (failed_tx, failed_rx) = crossbeam_channel::unbounded();
 
     let (revoke_offsets, revoke_topic) = (offsets.clone(), topic.clone());
-    let context = GroupContext::new(&client, &group).on_revoke(Box::new(move |consumer, tpl| {
-        // The last moment to commit what was done with these partitions;
-        // what is still in flight is scanned again by their next owner.
-        let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        commit(
-            consumer,
-            &revoke_topic,
-            &revoke_offsets,
-            Some(&revoked),
-            CommitMode::Sync,
-        );
-        if let Ok(mut o) = revoke_offsets.lock() {
-            o.forget(&revoked);
-        }
-    }));
+    let context = GroupContext::new(&client, &group)
+        .with_stats(stats::role::SCANNER_REQUESTS)
+        .on_revoke(Box::new(move |consumer, tpl| {
+            // The last moment to commit what was done with these partitions;
+            // what is still in flight is scanned again by their next owner.
+            let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            commit(
+                consumer,
+                &revoke_topic,
+                &revoke_offsets,
+                Some(&revoked),
+                CommitMode::Sync,
+            );
+            if let Ok(mut o) = revoke_offsets.lock() {
+                o.forget(&revoked);
+            }
+        }));
     let consumer = request_consumer(&kafka, &client, &group, context)?;
     consumer
         .subscribe(&[&topic])
         .with_context(|| format!("subscribing to {topic}"))?;
     let mut assigned = consumer.context().assignments();
-    let deliveries = || Deliveries {
+    let deliveries = |role| Deliveries {
         offsets: offsets.clone(),
         failed: failed_tx.clone(),
         counters: counters.clone(),
+        stats: ClientStats::new(role),
     };
-    let producer = Arc::new(reply_producer(&kafka, &client, deliveries())?);
+    let producer = Arc::new(reply_producer(
+        &kafka,
+        &client,
+        deliveries(stats::role::SCANNER_REPLIES),
+    )?);
     // Shared verdicts linger (nothing waits for them) on a producer of
     // their own, so the replies never wait behind them.
     let sharing = Arc::new(shared_verdict_producer(
         &kafka,
         &format!("{client}-shared"),
-        deliveries(),
+        deliveries(stats::role::SCANNER_SHARED),
     )?);
 
     let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(SCAN_QUEUE);
@@ -384,9 +393,14 @@ struct Deliveries {
     offsets: Arc<Mutex<Offsets>>,
     failed: Sender<Failed>,
     counters: Arc<Counters>,
+    stats: ClientStats,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.stats.record(&statistics);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<Token>;
@@ -416,6 +430,7 @@ impl ProducerContext for Deliveries {
             }
             (Token::Dead(letter), Ok(_)) => {
                 self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                crate::kafka::dlq::count(letter.stage);
                 tracing::warn!(origin = %letter.topic, partition = letter.partition,
                     offset = letter.offset, stage = %letter.stage, error = %letter.error,
                     "dead-lettered a scan request");
@@ -470,6 +485,8 @@ impl PollThread {
         let mut last_commit = Instant::now();
         let mut retry_dead: Vec<(Instant, Box<DeadLetter>)> = Vec::new();
         let mut paused = false;
+        let unacked = metrics::gauge!(catalog::SCANNER_UNACKED.name);
+        let partitions = metrics::gauge!(catalog::SCANNER_PARTITIONS.name);
         while !self.stopping.load(Ordering::Relaxed) {
             if let Some(h) = &self.heartbeat {
                 h.beat();
@@ -479,6 +496,7 @@ impl PollThread {
             // leader, say): read no more, but keep polling, so the group
             // keeps this member and rebalances still run.
             let open = self.open();
+            unacked.set(open as f64);
             if !paused && open >= MAX_IN_FLIGHT || paused && open < MAX_IN_FLIGHT / 2 {
                 paused = !paused;
                 self.pause(paused);
@@ -501,6 +519,11 @@ impl PollThread {
                     CommitMode::Async,
                 );
                 last_commit = Instant::now();
+                if portcullis_telemetry::metrics_on() {
+                    if let Ok(a) = self.consumer.assignment() {
+                        partitions.set(a.count() as f64);
+                    }
+                }
             }
         }
         // Stop: no more reading; the scans queued finish and their replies

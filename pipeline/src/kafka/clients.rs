@@ -257,17 +257,17 @@ pub fn idempotent_producer(
 
 /// The node's producer of scan requests: idempotent, no transaction, the
 /// request/reply defaults (`linger.ms` 0). Its own thread hands every
-/// delivery report (with the message's opaque) to `context`.
+/// delivery report (with the message's opaque) to `context`. With metrics
+/// on, `context` gets librdkafka's statistics every 5 s
+/// ([`stats::ClientStats`](super::stats::ClientStats)).
 pub fn request_producer<C: ProducerContext + 'static>(
     settings: &KafkaSettings,
     client_id: &str,
     context: C,
 ) -> Result<ThreadedProducer<C>, KafkaSetupError> {
-    create(
-        request_producer_config(settings, client_id),
-        client_id,
-        context,
-    )
+    let mut c = request_producer_config(settings, client_id);
+    super::stats::enable(&mut c);
+    create(c, client_id, context)
 }
 
 /// Creates a client of `c` with `context`; errors name the client.
@@ -298,11 +298,12 @@ pub fn shared_verdict_producer<C: ProducerContext + 'static>(
     client_id: &str,
     context: C,
 ) -> Result<ThreadedProducer<C>, KafkaSetupError> {
-    let c = with_defaults(
+    let mut c = with_defaults(
         producer_config(settings, client_id),
         settings,
         SHARED_VERDICT_PRODUCER,
     );
+    super::stats::enable(&mut c);
     create(c, client_id, context)
 }
 
@@ -349,7 +350,12 @@ pub fn group_consumer(
     }
     let mut c = consumer_config(settings, client_id);
     c.set("group.id", group);
-    stream_consumer(&c, client_id, GroupContext::new(client_id, group))
+    super::stats::enable(&mut c);
+    stream_consumer(
+        &c,
+        client_id,
+        GroupContext::new(client_id, group).with_stats(super::stats::role::EXPORTER),
+    )
 }
 
 /// The scanner service's consumer of scan requests: a member of `group`
@@ -373,6 +379,9 @@ pub fn request_consumer(
     }
     let mut c = request_consumer_config(settings, client_id);
     c.set("group.id", group);
+    if context.stats.is_some() {
+        super::stats::enable(&mut c);
+    }
     create(c, client_id, context)
 }
 
@@ -471,6 +480,7 @@ pub struct GroupContext {
     group: String,
     assignments: tokio::sync::watch::Sender<u64>,
     on_revoke: Option<RevokeHook>,
+    stats: Option<super::stats::ClientStats>,
 }
 
 impl std::fmt::Debug for GroupContext {
@@ -489,7 +499,15 @@ impl GroupContext {
             group: group.to_string(),
             assignments: tokio::sync::watch::Sender::new(0),
             on_revoke: None,
+            stats: None,
         }
+    }
+
+    /// Feeds librdkafka's statistics to the `portcullis_kafka_*` gauges,
+    /// labelled `client = role`.
+    pub fn with_stats(mut self, role: &'static str) -> Self {
+        self.stats = Some(super::stats::ClientStats::new(role));
+        self
     }
 
     /// Runs `hook` (in the polling thread) before partitions are revoked:
@@ -517,7 +535,13 @@ fn partitions(tpl: &TopicPartitionList) -> String {
     format!("[{}]", names.join(", "))
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(s) = &self.stats {
+            s.record(&statistics);
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -124,6 +124,9 @@ pub trait Transform {
     /// and before the offsets are committed. A failure aborts the
     /// transaction (so a delivery here is at least once).
     fn before_commit(&mut self, side: Self::Side) -> impl Future<Output = Result<(), StepError>>;
+
+    /// The last batch's transaction is committed (for counters).
+    fn committed(&mut self) {}
 }
 
 /// How the driver reads.
@@ -280,6 +283,7 @@ pub async fn run<T: Transform>(
             }
             match session.step(transform, &batch, &attempts).await {
                 Ok((produced, dead)) => {
+                    transform.committed();
                     stats.committed += batch.len() as u64;
                     stats.produced += produced;
                     stats.dead_lettered += dead;

@@ -186,6 +186,7 @@ impl DeadLetters {
         let send = self.producer.send(record, Timeout::After(self.timeout));
         match tokio::time::timeout(self.timeout, send).await {
             Ok(Ok(_)) => {
+                count(letter.stage);
                 tracing::warn!(
                     dlq = %dlq, origin = %letter.topic, partition = letter.partition,
                     offset = letter.offset, stage = %letter.stage, error = %letter.error,
@@ -207,6 +208,12 @@ impl DeadLetters {
     fn headers(&self, letter: &DeadLetter) -> OwnedHeaders {
         letter.headers_from(&self.service)
     }
+}
+
+/// `portcullis_dlq_messages_total{stage}`: one dead letter the broker took.
+pub fn count(stage: DlqStage) {
+    metrics::counter!(portcullis_telemetry::catalog::DLQ_MESSAGES.name, "stage" => stage.as_str())
+        .increment(1);
 }
 
 impl DeadLetter {

@@ -25,6 +25,7 @@ pub mod config;
 pub mod ctp;
 pub mod dlq;
 mod error;
+pub mod stats;
 pub mod topics;
 pub mod txn;
 

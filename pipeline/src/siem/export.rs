@@ -121,6 +121,10 @@ pub async fn run(
             cef: CefHeader::default(),
         }),
         sent: 0,
+        in_flight: [0; 2],
+        outputs: ["ecs", "ocsf", "cef"].map(
+            |o| metrics::counter!(portcullis_telemetry::catalog::SIEM_EVENTS.name, "output" => o),
+        ),
     };
     let ctp_opts = CtpOptions {
         input: Topic::Events,
@@ -176,6 +180,10 @@ struct Exporter {
     ocsf_topic: Option<String>,
     syslog: Option<Syslog>,
     sent: u64,
+    /// Documents of the batch in flight (ECS, OCSF), counted once its
+    /// transaction commits.
+    in_flight: [u64; 2],
+    outputs: [metrics::Counter; 3],
 }
 
 impl Transform for Exporter {
@@ -191,6 +199,7 @@ impl Transform for Exporter {
             dead: Vec::new(),
             side: Vec::new(),
         };
+        self.in_flight = [0; 2];
         for &m in batch {
             let failed = match codec::decode(m.payload().unwrap_or_default()) {
                 Err(e) => Some((DlqStage::Decode, e.to_string())),
@@ -234,14 +243,21 @@ impl Transform for Exporter {
         .map_err(|e| StepError::Unavailable(e.into()))?;
         sent.map_err(|e| StepError::Unavailable(anyhow::Error::from(e).context("syslog")))?;
         self.sent += n;
+        self.outputs[2].increment(n);
         Ok(())
+    }
+
+    fn committed(&mut self) {
+        for (i, n) in std::mem::take(&mut self.in_flight).into_iter().enumerate() {
+            self.outputs[i].increment(n);
+        }
     }
 }
 
 impl Exporter {
     /// The outputs of one event. An error leaves `out` as it was.
     fn export(
-        &self,
+        &mut self,
         env: &Envelope,
         pos: &SourcePosition,
         out: &mut Output<Vec<Vec<u8>>>,
@@ -259,21 +275,26 @@ impl Exporter {
             ],
         };
         let mut messages = Vec::with_capacity(2);
+        let mut counts = [0; 2];
         if let Some(topic) = &self.ecs_topic {
             let mut doc = Vec::with_capacity(1024);
             ecs::write_ecs_line(env, Some(pos), &mut doc)?;
             messages.push(message(topic, doc));
+            counts[0] += 1;
         }
         if let Some(topic) = &self.ocsf_topic {
             let mut doc = Vec::with_capacity(1024);
             if ocsf::write_ocsf_line(env, Some(pos), &mut doc)? {
                 messages.push(message(topic, doc));
+                counts[1] += 1;
             }
         }
         let line = match &self.syslog {
             None => None,
             Some(s) => Some(syslog_message(env, pos, s.facility, &s.cef)?),
         };
+        self.in_flight[0] += counts[0];
+        self.in_flight[1] += counts[1];
         out.messages.extend(messages);
         out.side.extend(line);
         Ok(())
