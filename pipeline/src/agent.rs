@@ -160,6 +160,9 @@ impl Agent {
         )
         .with_fanotify(fan.clone())
         .with_actions(actions.recipient());
+        if settings.kafka.is_some() {
+            enforcer = enforcer.with_remote_scans();
+        }
         if let Some(t) = telemetry {
             // The Enforcer beats on every tick; a second without one means
             // the actor system is stuck and opens wait for their deadline.

@@ -127,6 +127,14 @@ impl TraceContext {
         }
     }
 
+    /// Whether this context was derived from an event id by
+    /// [`root_for`](Self::root_for) (its span id is its trace id's tail)
+    /// rather than taken from a span a tracer exported. An exported span id
+    /// equals the tail of its trace id with a chance of 2^-64.
+    pub fn is_derived(&self) -> bool {
+        self.span_id[..] == self.trace_id[8..16]
+    }
+
     /// A child span in the same trace.
     pub fn child(&self, id: &EventId) -> Self {
         let mut span_id = [0u8; 8];
@@ -136,6 +144,39 @@ impl TraceContext {
             span_id,
             flags: self.flags,
         }
+    }
+
+    /// Parses a W3C `traceparent` (version 00; later versions are read as
+    /// 00, as the specification asks). `None` for anything malformed, an
+    /// all-zero trace or span id.
+    pub fn parse_traceparent(s: &str) -> Option<Self> {
+        let mut parts = s.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        let hex_of = |h: &str, out: &mut [u8]| {
+            h.len() == out.len() * 2
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && hex::decode_to_slice(h, out).is_ok()
+        };
+        let (mut trace_id, mut span_id, mut f) = ([0u8; 16], [0u8; 8], [0u8; 1]);
+        if !hex_of(version, &mut [0u8; 1])
+            || !hex_of(trace, &mut trace_id)
+            || !hex_of(span, &mut span_id)
+            || !hex_of(flags, &mut f)
+            || trace_id == [0; 16]
+            || span_id == [0; 8]
+        {
+            return None;
+        }
+        Some(Self {
+            trace_id,
+            span_id,
+            flags: f[0],
+        })
     }
 
     /// The `traceparent` header form.
@@ -169,5 +210,41 @@ impl Envelope {
             EventBody::FileAccessed(_) => Some(self.event_id),
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_rejects_what_w3c_rejects() {
+        let tc = TraceContext::root_for(&EventId::new());
+        assert!(tc.is_derived());
+        assert!(!tc.child(&EventId::new()).is_derived());
+        let s = tc.traceparent();
+        assert_eq!(TraceContext::parse_traceparent(&s), Some(tc));
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let p = TraceContext::parse_traceparent(ok).unwrap();
+        assert_eq!(p.flags, 1);
+        assert_eq!(p.traceparent(), ok);
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceContext::parse_traceparent(bad), None, "{bad:?}");
+        }
+        // A later version with more fields is read as version 00.
+        assert!(TraceContext::parse_traceparent(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what"
+        )
+        .is_some());
     }
 }

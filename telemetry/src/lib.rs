@@ -165,7 +165,14 @@ impl Telemetry {
                 let provider = tracer_provider(t, role, node_id, rt)?;
                 let tracer = provider.tracer("portcullis");
                 layers.push(
+                    // Only the catalog's attributes: no source locations,
+                    // thread ids, targets or busy/idle times (each costs
+                    // the hot path and says nothing an operator needs).
                     tracing_opentelemetry::layer()
+                        .with_location(false)
+                        .with_tracked_inactivity(false)
+                        .with_threads(false)
+                        .with_target(false)
                         .with_tracer(tracer)
                         .with_filter(
                             tracing_subscriber::filter::Targets::new()

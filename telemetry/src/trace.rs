@@ -41,6 +41,14 @@ pub fn sampled(tc: &TraceContext) -> bool {
     tc.flags & 1 == 1
 }
 
+/// Whether spans under `tc` belong in a trace: traces are on, `tc` is
+/// sampled, and it names a span a tracer exported (not a context derived
+/// from an event id: agent lifecycle events, or anything from a process
+/// with traces off), so that no span points at a parent nobody exported.
+pub fn exported(tc: &TraceContext) -> bool {
+    enabled() && sampled(tc) && !tc.is_derived()
+}
+
 fn span_context(tc: &TraceContext) -> SpanContext {
     SpanContext::new(
         TraceId::from_bytes(tc.trace_id),

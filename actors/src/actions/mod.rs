@@ -29,6 +29,8 @@ use portcullis_schemas::{
 pub use config::{ActionChoice, ActionsConfig};
 pub use quarantine::{Quarantine, QuarantineError, QuarantineRecord};
 
+use portcullis_telemetry::trace;
+
 use crate::journal::{Append, Record};
 use crate::scanner::ScanContent;
 
@@ -209,6 +211,24 @@ fn recommended(matches: &[RuleMatch]) -> ActionKind {
     ActionKind::Block
 }
 
+/// The `act` span of one action, under the scan that found the object
+/// (disabled with traces off).
+fn act_span(msg: &ActOnDetection, kind: ActionKind) -> tracing::Span {
+    if !trace::exported(&msg.trace) {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        target: trace::TARGET,
+        parent: None,
+        "act",
+        portcullis.event_id = %msg.access,
+        portcullis.action = kind.as_str(),
+        portcullis.action.outcome = tracing::field::Empty,
+    );
+    trace::set_parent(&span, &msg.trace);
+    span
+}
+
 impl Actor for Actions {
     type Context = SyncContext<Self>;
 }
@@ -227,8 +247,12 @@ impl Handler<ActOnDetection> for Actions {
             let Some(kind) = Self::resolve(choice, &msg.matches) else {
                 break;
             };
+            let act = act_span(&msg, kind);
             let (outcome, quarantine) = self.perform(kind, &msg);
             let ok = outcome == ActionOutcome::Succeeded;
+            if !act.is_disabled() {
+                act.record("portcullis.action.outcome", outcome.as_str());
+            }
             metrics::counter!(
                 portcullis_telemetry::catalog::ACTIONS.name,
                 "action" => kind.as_str(),
@@ -254,7 +278,8 @@ impl Handler<ActOnDetection> for Actions {
             self.journal.do_send(Append(Record {
                 event_id: id,
                 timestamp: Timestamp::now(),
-                trace: msg.trace.child(&id),
+                // The act span's context with traces on.
+                trace: trace::context_of(&act).unwrap_or_else(|| msg.trace.child(&id)),
                 body: EventBody::ActionTaken(event.clone()),
             }));
             taken.push(event);

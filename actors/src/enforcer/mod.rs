@@ -18,6 +18,7 @@
 mod config;
 mod messages;
 mod metrics;
+mod spans;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
@@ -87,6 +88,8 @@ struct Waiter {
     trace: TraceContext,
     responder: Responder,
     received: Instant,
+    /// The access's span (traces on): ends once answered.
+    span: Option<tracing::Span>,
 }
 
 /// One running scan and the openers waiting for it.
@@ -99,6 +102,8 @@ struct PendingScan {
     /// Any opener of this scan was let through without a verdict.
     allowed_early: bool,
     first_pid: u32,
+    /// The `scan` span (traces on): ends with the verdict.
+    span: Option<tracing::Span>,
 }
 
 #[derive(Default)]
@@ -133,6 +138,8 @@ pub struct Enforcer {
     counters: Counters,
     metrics: metrics::EnforcerMetrics,
     heartbeat: Option<portcullis_telemetry::Heartbeat>,
+    /// `portcullis.scan.location` of the scan spans: local or remote.
+    scan_location: &'static str,
     stopping: bool,
 }
 
@@ -171,8 +178,15 @@ impl Enforcer {
             counters: Counters::default(),
             metrics: metrics::EnforcerMetrics::new(),
             heartbeat: None,
+            scan_location: "local",
             stopping: false,
         }
+    }
+
+    /// Scans go to scanner services over Kafka (the scan spans say so).
+    pub fn with_remote_scans(mut self) -> Self {
+        self.scan_location = "remote";
+        self
     }
 
     /// Beats on every tick (`/healthz`).
@@ -204,7 +218,7 @@ impl Enforcer {
 
     fn record_child(&self, parent: &TraceContext, body: EventBody) {
         let id = EventId::new();
-        self.record(id, parent.child(&id), body);
+        self.record(id, spans::child_context(parent, &id), body);
     }
 
     /// Answers at once, then journals the access and the decision (in that
@@ -219,13 +233,16 @@ impl Enforcer {
         received: Instant,
         decision: Decision,
         reason: DecisionReason,
+        span: Option<&tracing::Span>,
     ) {
         let blocking = write_answer(access, responder, decision);
+        spans::decided(span, decision, reason);
         self.record(access, trace, accessed);
         self.journal_decision(access, &trace, received, blocking, decision, reason);
     }
 
     /// Writes the answer, then journals the decision.
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &mut self,
         access: EventId,
@@ -234,8 +251,10 @@ impl Enforcer {
         received: Instant,
         decision: Decision,
         reason: DecisionReason,
+        span: Option<&tracing::Span>,
     ) {
         let blocking = write_answer(access, responder, decision);
+        spans::decided(span, decision, reason);
         self.journal_decision(access, trace, received, blocking, decision, reason);
     }
 
@@ -290,7 +309,16 @@ impl Enforcer {
         } = req;
         let span = tracing::debug_span!("access", event_id = %access);
         let _guard = span.enter();
-        let trace = TraceContext::root_for(&access);
+        let (otel, trace) = spans::access(
+            access,
+            kind,
+            self.cfg.mode,
+            &file.path,
+            process.pid,
+            container.as_ref(),
+            received.elapsed(),
+        );
+        let otel = otel.as_ref();
         let scope = self.policies.scope(&Subject {
             path: &file.path,
             executable: process.executable.as_ref(),
@@ -305,6 +333,7 @@ impl Enforcer {
             Scope::In(p) => Some(p.clone()),
             _ => None,
         };
+        spans::policy(otel, policy.as_ref().map(|p| p.name.as_str()));
         let accessed = EventBody::FileAccessed(FileAccessed {
             kind,
             file,
@@ -325,6 +354,7 @@ impl Enforcer {
                 received,
                 Decision::Allow,
                 DecisionReason::NotInScope,
+                otel,
             );
             if let Scope::Excluded { policy, field } = scope {
                 tracing::trace!(%policy, field, "excluded");
@@ -343,8 +373,9 @@ impl Enforcer {
                 received,
                 Decision::Allow,
                 DecisionReason::AuditMode,
+                otel,
             );
-            self.start_or_join_scan(access, trace, key, path, content, None, pid, ctx);
+            self.start_or_join_scan(access, trace, key, path, content, None, otel, pid, ctx);
             return;
         }
 
@@ -369,6 +400,7 @@ impl Enforcer {
                     received,
                     decision,
                     DecisionReason::CacheHit,
+                    otel,
                 );
                 match cached {
                     Cached::Clean => {
@@ -397,7 +429,7 @@ impl Enforcer {
         if !blocking {
             // close-after-write in Enforce mode: scan, nobody waits.
             self.record(access, trace, accessed);
-            self.start_or_join_scan(access, trace, key, path, content, None, pid, ctx);
+            self.start_or_join_scan(access, trace, key, path, content, None, otel, pid, ctx);
             return;
         }
 
@@ -412,6 +444,7 @@ impl Enforcer {
                 received,
                 decision,
                 DecisionReason::Overload,
+                otel,
             );
             return;
         }
@@ -422,8 +455,19 @@ impl Enforcer {
             trace,
             responder,
             received,
+            span: otel.cloned(),
         };
-        self.start_or_join_scan(access, trace, key, path, content, Some(waiter), pid, ctx);
+        self.start_or_join_scan(
+            access,
+            trace,
+            key,
+            path,
+            content,
+            Some(waiter),
+            otel,
+            pid,
+            ctx,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -435,6 +479,7 @@ impl Enforcer {
         path: FilePath,
         content: ScanContent,
         waiter: Option<Waiter>,
+        access_span: Option<&tracing::Span>,
         pid: u32,
         ctx: &mut Context<Self>,
     ) {
@@ -450,6 +495,7 @@ impl Enforcer {
             if let Some(scan) = self.scans.get_mut(&scan_id) {
                 self.counters.coalesced += 1;
                 self.metrics.coalesced.increment(1);
+                spans::coalesced(access_span);
                 scan.waiters.extend(waiter);
                 return;
             }
@@ -462,6 +508,14 @@ impl Enforcer {
         }
         self.counters.scans += 1;
         self.inflight.insert(key, access);
+        let (span, trace) = spans::scan(
+            access_span,
+            &trace,
+            access,
+            self.scan_location,
+            key.size,
+            &self.ruleset.0,
+        );
         self.record_child(
             &trace,
             EventBody::ScanRequested(ScanRequested {
@@ -480,9 +534,14 @@ impl Enforcer {
                 waiters: waiter.into_iter().collect(),
                 allowed_early: false,
                 first_pid: pid,
+                span,
             },
         );
-        let req = self.scanner.send(ScanFile { access, content });
+        let req = self.scanner.send(ScanFile {
+            access,
+            content,
+            trace,
+        });
         ctx.spawn(req.into_actor(self).map(move |res, act, _| match res {
             Ok(outcome) => act.on_verdict(access, outcome),
             Err(e) => act.on_verdict(
@@ -511,6 +570,7 @@ impl Enforcer {
         let _guard = span.enter();
         let class = outcome.verdict.class();
         self.metrics.verdict(class);
+        spans::verdict(scan.span.as_ref(), &outcome.verdict);
         let (decision, reason) = match class {
             VerdictClass::Clean | VerdictClass::Skipped => {
                 (Decision::Allow, DecisionReason::Verdict)
@@ -534,6 +594,7 @@ impl Enforcer {
                 w.received,
                 decision,
                 reason,
+                w.span.as_ref(),
             );
         }
         // Then the verdict caches.
@@ -691,6 +752,7 @@ impl Enforcer {
                 w.received,
                 decision,
                 DecisionReason::Deadline,
+                w.span.as_ref(),
             );
         }
     }
@@ -722,6 +784,7 @@ impl Enforcer {
                         w.received,
                         decision,
                         DecisionReason::Shutdown,
+                        w.span.as_ref(),
                     );
                 }
             }
@@ -783,6 +846,7 @@ impl Handler<AccessRequest> for Enforcer {
                 req.received,
                 self.cfg.on_timeout.decision(),
                 DecisionReason::Shutdown,
+                None,
             );
             return;
         }

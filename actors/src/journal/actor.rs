@@ -1,5 +1,6 @@
 //! The journal actor: group commit on its own arbiter thread.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use actix::{
     Actor, Addr, Arbiter, AsyncContext, Context, Handler, Recipient, Running, SpawnHandle,
 };
 use portcullis_schemas::{Envelope, EventId};
+use portcullis_telemetry::trace;
 
 use super::config::JournalConfig;
 use super::error::JournalError;
@@ -82,6 +84,9 @@ pub struct Journal {
     dropped: u64,
     own_arbiter: bool,
     metrics: JournalMetrics,
+    /// `journal append` spans of buffered records (traces on), ended by
+    /// their commit.
+    spans: HashMap<EventId, tracing::Span>,
 }
 
 /// The journal's metrics (docs/observability.md).
@@ -135,6 +140,7 @@ impl Journal {
             dropped: 0,
             own_arbiter: false,
             metrics,
+            spans: HashMap::new(),
         }
     }
 
@@ -205,6 +211,13 @@ impl Journal {
             };
             match result {
                 Ok(envelopes) => {
+                    if !self.spans.is_empty() {
+                        for e in &envelopes {
+                            if let Some(span) = self.spans.remove(&e.event_id) {
+                                span.record("portcullis.journal.seq", e.seq);
+                            }
+                        }
+                    }
                     self.metrics.commit.record(started.elapsed().as_secs_f64());
                     self.metrics.batch.record(envelopes.len() as f64);
                     self.metrics.appends.increment(envelopes.len() as u64);
@@ -286,6 +299,29 @@ impl Journal {
 
     fn remove_all(&mut self, event_id: EventId) {
         self.buffer.retain(|r| r.event_id != event_id);
+        self.spans.remove(&event_id);
+    }
+
+    /// The `journal append` span of `record`, under the span that produced
+    /// it (traces on and its trace sampled).
+    fn trace_append(&mut self, record: &Record) {
+        if !trace::exported(&record.trace) {
+            return;
+        }
+        if self.spans.len() >= self.max_buffered() {
+            // Commits fail: the spans of what waits are not worth memory.
+            self.spans.clear();
+        }
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            parent: None,
+            "journal append",
+            portcullis.event_id = %record.event_id,
+            portcullis.event.kind = record.body.kind().as_str(),
+            portcullis.journal.seq = tracing::field::Empty,
+        );
+        trace::set_parent(&span, &record.trace);
+        self.spans.insert(record.event_id, span);
     }
 
     fn publish(&mut self, envelopes: Vec<Envelope>) {
@@ -409,6 +445,7 @@ impl Handler<Append> for Journal {
             }
             return;
         }
+        self.trace_append(&record);
         self.buffer.push(record);
         if self.buffer.len() >= self.cfg.max_batch && self.failures == 0 {
             self.commit_logged();

@@ -1,6 +1,6 @@
 //! Commands the scanner workers answer.
 
-use portcullis_schemas::EventId;
+use portcullis_schemas::{EventId, TraceContext};
 
 use super::content::ScanContent;
 use super::engine::ScanOutcome;
@@ -15,4 +15,7 @@ pub struct ScanFile {
     /// The `FileAccessed` event this scan is for.
     pub access: EventId,
     pub content: ScanContent,
+    /// The trace context of the scan (its span's, with traces on): a
+    /// remote scanner continues the trace from it.
+    pub trace: TraceContext,
 }

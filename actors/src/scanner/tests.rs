@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use portcullis_schemas::{EventId, MetaValue, RuleMatch, SkipReason, Verdict};
+use portcullis_schemas::{EventId, MetaValue, RuleMatch, SkipReason, TraceContext, Verdict};
 use sha2::{Digest, Sha256};
 
 use super::*;
@@ -501,10 +501,12 @@ fn actor_answers_scan_file_through_sync_arbiter() {
         let infected = addr.send(ScanFile {
             access: EventId::new(),
             content: eicar_fd,
+            trace: TraceContext::default(),
         });
         let clean = addr.send(ScanFile {
             access: EventId::new(),
             content: ScanContent::Bytes(b"clean".to_vec()),
+            trace: TraceContext::default(),
         });
         (infected.await.unwrap(), clean.await.unwrap())
     });

@@ -159,7 +159,7 @@ fn publish(
             .as_ref()
             .map(|e| e.event_id.to_string())
             .unwrap_or_default();
-        let headers = OwnedHeaders::new()
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "portcullis.event_id",
                 value: Some(id.as_bytes()),
@@ -168,6 +168,11 @@ fn publish(
                 key: "portcullis.seq",
                 value: Some(seq.to_string().as_bytes()),
             });
+        // The event's own trace context, for its consumers
+        // (docs/observability.md).
+        if let Some(env) = &decoded {
+            headers = crate::kafka::trace::with_traceparent(headers, &env.trace);
+        }
         let mut record = FutureRecord::to(topic)
             .key(node.0.as_bytes())
             .payload(bytes)

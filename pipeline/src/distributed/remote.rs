@@ -8,20 +8,19 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use portcullis_actors::scanner::{Loaded, ScanFile, ScanOutcome};
 use portcullis_schemas::wire::{self, ScanReplied, ScanRequest, VerdictShared};
-use portcullis_schemas::{
-    EventId, NodeId, RulesetVersion, SkipReason, Timestamp, TraceContext, Verdict,
-};
+use portcullis_schemas::{EventId, NodeId, RulesetVersion, SkipReason, Timestamp, Verdict};
 use portcullis_telemetry::catalog;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::Offset;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::kafka::stats::{self, ClientStats};
+use crate::kafka::trace as kafka_trace;
 use crate::kafka::{
     idempotent_producer, reply_consumer, request_producer, shared_verdict_consumer, DeadLetter,
     DeadLetters, DlqStage, KafkaSettings, LargeFiles, Topic,
@@ -375,6 +374,8 @@ impl ReplyReader {
                     Ok(reply) if reply.node_id != self.node => {}
                     Ok(reply) => {
                         let request = reply.request;
+                        let _process =
+                            kafka_trace::process_span(&m, None, &request.to_string(), None);
                         let handed = self.waiting.deliver(reply);
                         if let Ok(mut s) = self.stats.lock() {
                             if handed {
@@ -578,6 +579,15 @@ impl Handler<ScanFile> for RemoteScanner {
             let o = outcome(v, Some(sha256), size, ruleset, started);
             return Box::pin(async move { o });
         }
+        // `send <topic>` under the scan's span; the request carries its
+        // context, in its `trace` field and its `traceparent` header.
+        let send = kafka_trace::send_span(
+            &self.request_topic,
+            None,
+            &msg.access.to_string(),
+            &msg.trace,
+        );
+        let trace = portcullis_telemetry::trace::context_of(&send).unwrap_or(msg.trace);
         let request = ScanRequest {
             request: msg.access,
             node_id: self.node_id.clone(),
@@ -586,7 +596,7 @@ impl Handler<ScanFile> for RemoteScanner {
             sha256,
             size,
             content,
-            trace: TraceContext::root_for(&msg.access),
+            trace,
             sent_at: Timestamp::now(),
         };
         let payload = match wire::encode(&request) {
@@ -612,8 +622,10 @@ impl Handler<ScanFile> for RemoteScanner {
         let queued = self.producer.send(
             BaseRecord::with_opaque_to(&self.request_topic, Box::new(msg.access))
                 .key(&sha256[..])
-                .payload(&payload),
+                .payload(&payload)
+                .headers(kafka_trace::with_traceparent(OwnedHeaders::new(), &trace)),
         );
+        drop(send);
         if let Err((e, _)) = queued {
             self.waiting
                 .fail(&msg.access, format!("scan request not queued: {e}"));

@@ -38,11 +38,12 @@ use portcullis_schemas::{Timestamp, Verdict};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::stats::{self, ClientStats};
+use crate::kafka::trace as kafka_trace;
 use crate::kafka::{
     reply_producer, request_consumer, shared_verdict_producer, DeadLetter, DlqStage, GroupContext,
     KafkaSettings, Topic, Topics,
@@ -210,6 +211,7 @@ pub async fn run(
         topics: kafka.topics.clone(),
         topic: topic.clone(),
         client: client.clone(),
+        group: group.clone(),
         stopping: stopping.clone(),
         heartbeat: opts.heartbeat.clone(),
     };
@@ -273,6 +275,8 @@ struct Job {
     request: ScanRequest,
     /// The message it came in, for a dead letter if its reply is refused.
     origin: OwnedMessage,
+    /// `process <topic>` (traces on): ends once the reply is queued.
+    span: tracing::Span,
 }
 
 /// What a delivery report is about.
@@ -446,6 +450,24 @@ impl ProducerContext for Deliveries {
 
 type Replies = ThreadedProducer<Deliveries>;
 
+/// The `scan` span of a request, under its `process` span (disabled with
+/// traces off).
+fn scan_span(process: &tracing::Span, request: &ScanRequest) -> tracing::Span {
+    if process.is_disabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        target: portcullis_telemetry::trace::TARGET,
+        parent: process,
+        "scan",
+        portcullis.event_id = %request.request,
+        portcullis.scan.location = "remote",
+        file.size = request.size,
+        portcullis.verdict = tracing::field::Empty,
+        portcullis.rule = tracing::field::Empty,
+    )
+}
+
 /// Produces `record`, waiting while librdkafka's queue is full. A refusal
 /// comes back as the error.
 fn produce(
@@ -476,6 +498,7 @@ struct PollThread {
     /// The scan-requests topic.
     topic: String,
     client: String,
+    group: String,
     stopping: Arc<AtomicBool>,
     heartbeat: Option<portcullis_telemetry::Heartbeat>,
 }
@@ -586,7 +609,17 @@ impl PollThread {
         }
         match wire::decode::<ScanRequest>(m.payload().unwrap_or_default()) {
             Ok(request) => {
-                let job = Job { request, origin: m };
+                let span = kafka_trace::process_span(
+                    &m,
+                    Some(&self.group),
+                    &request.request.to_string(),
+                    Some(&request.trace),
+                );
+                let job = Job {
+                    request,
+                    origin: m,
+                    span,
+                };
                 // Blocks while every scan thread is busy and the queue is
                 // full: the backpressure that keeps memory bounded.
                 match self.jobs.try_send(job) {
@@ -665,10 +698,12 @@ impl ScanThread {
         for Job {
             mut request,
             origin,
+            span: process,
         } in jobs.iter()
         {
             let span = tracing::debug_span!("remote_scan", event_id = %request.request);
             let _entered = span.enter();
+            let scan_span = scan_span(&process, &request);
             let content = ScanContent::Bytes(std::mem::take(&mut request.content));
             let scanned =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.scan(&content)));
@@ -688,13 +723,28 @@ impl ScanThread {
                     continue;
                 }
             };
+            if !scan_span.is_disabled() {
+                scan_span.record("portcullis.verdict", outcome.verdict.class().as_str());
+                if let Verdict::Infected { matches } = &outcome.verdict {
+                    if let Some(m) = matches.first() {
+                        scan_span.record("portcullis.rule", m.rule.as_str());
+                    }
+                }
+            }
+            drop(scan_span);
             self.counters.scanned.fetch_add(1, Ordering::Relaxed);
-            self.reply(&request, &outcome, origin);
+            self.reply(&request, &outcome, origin, &process);
             self.share(&outcome);
         }
     }
 
-    fn reply(&self, request: &ScanRequest, outcome: &ScanOutcome, origin: OwnedMessage) {
+    fn reply(
+        &self,
+        request: &ScanRequest,
+        outcome: &ScanOutcome,
+        origin: OwnedMessage,
+        process: &tracing::Span,
+    ) {
         let reply = ScanReplied {
             request: request.request,
             node_id: request.node_id.clone(),
@@ -717,11 +767,22 @@ impl ScanThread {
             }
         };
         let key = request.request.as_bytes().to_vec();
+        // `send <reply topic>` under `process <request topic>`; the reply's
+        // traceparent is its context (else the request's).
+        let parent = portcullis_telemetry::trace::context_of(process).unwrap_or(request.trace);
+        let send = kafka_trace::send_span(
+            &request.reply_topic,
+            Some(request.reply_partition),
+            &request.request.to_string(),
+            &parent,
+        );
+        let trace = portcullis_telemetry::trace::context_of(&send).unwrap_or(parent);
         let record =
             BaseRecord::with_opaque_to(&request.reply_topic, Box::new(Token::Reply { origin }))
                 .partition(request.reply_partition)
                 .key(key.as_slice())
-                .payload(payload.as_slice());
+                .payload(payload.as_slice())
+                .headers(kafka_trace::with_traceparent(OwnedHeaders::new(), &trace));
         if let Err((e, token)) = produce(&self.producer, record) {
             if let Token::Reply { origin } = *token {
                 self.counters.reply_failures.fetch_add(1, Ordering::Relaxed);

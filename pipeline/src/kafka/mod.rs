@@ -27,6 +27,7 @@ pub mod dlq;
 mod error;
 pub mod stats;
 pub mod topics;
+pub mod trace;
 pub mod txn;
 
 pub use clients::{

@@ -122,6 +122,7 @@ pub async fn run(
         }),
         sent: 0,
         in_flight: [0; 2],
+        group: opts.siem.group.clone(),
         outputs: ["ecs", "ocsf", "cef"].map(
             |o| metrics::counter!(portcullis_telemetry::catalog::SIEM_EVENTS.name, "output" => o),
         ),
@@ -184,6 +185,8 @@ struct Exporter {
     /// transaction commits.
     in_flight: [u64; 2],
     outputs: [metrics::Counter; 3],
+    /// The exporter group (span attribute).
+    group: String,
 }
 
 impl Transform for Exporter {
@@ -204,6 +207,14 @@ impl Transform for Exporter {
             let failed = match codec::decode(m.payload().unwrap_or_default()) {
                 Err(e) => Some((DlqStage::Decode, e.to_string())),
                 Ok(env) => {
+                    // Continues the event's trace: `process <events topic>`
+                    // under the span that produced the event.
+                    let _span = crate::kafka::trace::process_span(
+                        m,
+                        Some(&self.group),
+                        &env.event_id.to_string(),
+                        Some(&env.trace),
+                    );
                     let pos = SourcePosition::Kafka {
                         topic: m.topic().to_string(),
                         partition: m.partition(),
