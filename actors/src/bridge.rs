@@ -129,10 +129,11 @@ impl Bridge {
             received,
         } = ev;
         let fd = ticket.fd().clone();
+        let event_id = EventId::new();
         let file = match procfs::file_info(fd.as_fd()) {
             Ok(f) => f,
             Err(e) => {
-                tracing::warn!(pid, error = %e, "fstat of an event fd failed; scanning without file identity");
+                tracing::warn!(access = %event_id, pid, error = %e, "fstat of an event fd failed; scanning without file identity");
                 FileInfo::default()
             }
         };
@@ -157,7 +158,7 @@ impl Bridge {
         };
         let layer_device = self.layers.as_ref().and_then(|l| l(file.device));
         let req = AccessRequest {
-            event_id: EventId::new(),
+            event_id,
             kind,
             file,
             layer_device,

@@ -16,6 +16,7 @@
 pub mod catalog;
 pub mod config;
 pub mod health;
+pub mod histogram;
 mod server;
 pub mod trace;
 
@@ -23,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
@@ -38,6 +39,7 @@ use tracing_subscriber::{Layer as _, Registry};
 pub use catalog::Role;
 pub use config::{Protocol, TelemetrySection, TelemetrySettings, TracesSettings};
 pub use health::{Health, Heartbeat, Probe};
+pub use histogram::Histogram;
 pub use server::Collector;
 
 /// Log output format (`--log-format`).
@@ -188,6 +190,9 @@ impl Telemetry {
             .with(layers)
             .try_init()
             .map_err(|_| TelemetryError::LogsInstalled)?;
+        if let Some(t) = &settings.traces {
+            trace::set_ratio(t.sampling_ratio);
+        }
         trace::set_enabled(provider.is_some());
 
         let mut state = None;
@@ -283,20 +288,25 @@ pub fn metrics_on() -> bool {
 /// The Prometheus recorder, installed globally, with the catalog's
 /// descriptions and histogram buckets.
 fn install_recorder() -> Result<PrometheusHandle, TelemetryError> {
-    let mut builder = PrometheusBuilder::new();
-    for m in catalog::METRICS {
-        if let Some(b) = m.buckets {
-            builder = builder
-                .set_buckets_for_metric(Matcher::Full(m.name.to_string()), b.bounds())
-                .map_err(|_| TelemetryError::RecorderInstalled)?;
-        }
-    }
-    let recorder = builder.build_recorder();
+    let recorder = prometheus_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| TelemetryError::RecorderInstalled)?;
     METRICS_ON.store(true, std::sync::atomic::Ordering::Relaxed);
     describe();
     Ok(handle)
+}
+
+/// The Prometheus recorder of every role, not installed. The catalog's
+/// histograms are not kept by it but by [`histogram`] (rendered next to
+/// its output).
+pub fn prometheus_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    PrometheusBuilder::new().build_recorder()
+}
+
+/// Lets [`Histogram::new`] keep series (benches that install a recorder of
+/// their own).
+pub fn set_metrics_on(on: bool) {
+    METRICS_ON.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Registers the help text of every metric of the catalog.
@@ -305,7 +315,8 @@ pub fn describe() {
         match m.kind {
             catalog::Kind::Counter => metrics::describe_counter!(m.name, m.help),
             catalog::Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
-            catalog::Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+            // Described where they are rendered (histogram::render).
+            catalog::Kind::Histogram => {}
         }
     }
 }
@@ -374,9 +385,9 @@ fn tracer_provider(
         .build();
     Ok(SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            t.sampling_ratio,
-        ))))
+        // New traces (accesses) are sampled before their first span
+        // (trace::sample); everything else follows its parent.
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .with_resource(resource)
         .build())
 }

@@ -34,7 +34,9 @@ impl State {
                     for c in self.collectors.lock().iter() {
                         c();
                     }
-                    let mut r = Response::new(Full::new(Bytes::from(p.render())));
+                    let mut text = p.render();
+                    crate::histogram::render(&mut text);
+                    let mut r = Response::new(Full::new(Bytes::from(text)));
                     if let Ok(v) = "text/plain; version=0.0.4; charset=utf-8".parse() {
                         r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
                     }

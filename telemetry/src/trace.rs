@@ -11,7 +11,7 @@
 //! with traces on, the trace id an event shows is the trace id in the
 //! tracing backend.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
@@ -23,6 +23,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 pub const TARGET: &str = "portcullis_trace";
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// `sampling_ratio` as f64 bits.
+static RATIO: AtomicU64 = AtomicU64::new(0x3ff0_0000_0000_0000); // 1.0
 
 /// Whether spans are exported (`[telemetry.traces] enabled`).
 #[inline]
@@ -34,6 +36,26 @@ pub fn enabled() -> bool {
 /// OpenTelemetry layer is installed) and tests that install one.
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// The share of new traces kept (`[telemetry.traces] sampling_ratio`).
+pub fn set_ratio(ratio: f64) {
+    RATIO.store(ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+}
+
+/// Whether the trace of the access `id` is kept: decided before any span
+/// exists, from the last 32 bits of its UUIDv7 (random; the bits before
+/// them hold the uuid crate's monotonic counter), so an access that is not
+/// sampled costs no span at all (a tracer's sampler would decide only
+/// after the span's attributes were built).
+pub fn sample(id: &portcullis_schemas::EventId) -> bool {
+    let ratio = f64::from_bits(RATIO.load(Ordering::Relaxed));
+    if ratio >= 1.0 {
+        return true;
+    }
+    let mut tail = [0u8; 4];
+    tail.copy_from_slice(&id.as_bytes()[12..16]);
+    f64::from(u32::from_be_bytes(tail)) < ratio * 4_294_967_296.0
 }
 
 /// Whether `tc` says its trace is sampled.
@@ -105,5 +127,26 @@ pub fn set_attribute(
 ) {
     if !span.is_disabled() {
         span.set_attribute(key, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_keeps_about_the_ratio_of_accesses() {
+        set_ratio(0.01);
+        let kept = (0..100_000)
+            .filter(|_| sample(&portcullis_schemas::EventId::new()))
+            .count();
+        assert!(
+            (700..1300).contains(&kept),
+            "{kept} of 100,000 kept at 0.01"
+        );
+        set_ratio(0.0);
+        assert!(!(0..1000).any(|_| sample(&portcullis_schemas::EventId::new())));
+        set_ratio(1.0);
+        assert!((0..1000).all(|_| sample(&portcullis_schemas::EventId::new())));
     }
 }

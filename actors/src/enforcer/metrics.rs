@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge};
 use portcullis_schemas::{Decision, DecisionReason, OverflowSource, VerdictClass};
 use portcullis_telemetry::catalog;
+use portcullis_telemetry::Histogram;
 
 const REASONS: usize = DecisionReason::ALL.len();
 
@@ -35,7 +36,7 @@ impl EnforcerMetrics {
                 })
             }),
             latency: DecisionReason::ALL
-                .map(|r| metrics::histogram!(catalog::DECISION_LATENCY.name, "reason" => r.as_str())),
+                .map(|r| Histogram::new(&catalog::DECISION_LATENCY, &[("reason", r.as_str())])),
             overflows: OverflowSource::ALL
                 .map(|s| metrics::counter!(catalog::OVERFLOWS.name, "source" => s.as_str())),
             verdicts: VerdictClass::ALL

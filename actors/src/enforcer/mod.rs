@@ -405,7 +405,7 @@ impl Enforcer {
                 match cached {
                     Cached::Clean => {
                         if let Some(fd) = fd {
-                            self.mark_clean_in_kernel(&fd, key);
+                            self.mark_clean_in_kernel(access, &fd, key);
                         }
                     }
                     Cached::Infected { matches, sha256 } => {
@@ -603,7 +603,7 @@ impl Enforcer {
                 Verdict::Clean => {
                     self.remember(scan.key, Cached::Clean);
                     if let Some(fd) = &kernel_fd {
-                        self.mark_clean_in_kernel(fd, scan.key);
+                        self.mark_clean_in_kernel(scan_id, fd, scan.key);
                     }
                 }
                 Verdict::Infected { matches } => self.remember(
@@ -706,10 +706,10 @@ impl Enforcer {
     /// Places a kernel ignore mark, then checks the file is still the
     /// version that was scanned; if it changed in between, the mark is taken
     /// off again so the new content is scanned on its next open.
-    fn mark_clean_in_kernel(&mut self, fd: &Arc<OwnedFd>, key: FileKey) {
+    fn mark_clean_in_kernel(&mut self, access: EventId, fd: &Arc<OwnedFd>, key: FileKey) {
         let Some(fan) = &self.fanotify else { return };
         if let Err(e) = fan.ignore_until_modified(fd.as_fd()) {
-            tracing::debug!(error = %e, "kernel ignore mark not placed");
+            tracing::debug!(%access, error = %e, "kernel ignore mark not placed");
             return;
         }
         match portcullis_interceptor::procfs::file_identity(fd.as_fd()) {
@@ -720,7 +720,7 @@ impl Enforcer {
             }
             _ => {
                 if let Err(e) = fan.remove_ignore(fd.as_fd()) {
-                    tracing::warn!(error = %e, "could not take back an ignore mark on a changed file");
+                    tracing::warn!(%access, error = %e, "could not take back an ignore mark on a changed file");
                 }
             }
         }

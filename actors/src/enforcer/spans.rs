@@ -21,7 +21,7 @@ pub(super) fn access(
     container: Option<&ContainerRef>,
     queued: std::time::Duration,
 ) -> (Option<tracing::Span>, TraceContext) {
-    if !trace::enabled() {
+    if !trace::enabled() || !trace::sample(&access) {
         return (None, TraceContext::root_for(&access));
     }
     let span = tracing::info_span!(

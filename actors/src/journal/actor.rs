@@ -92,8 +92,8 @@ pub struct Journal {
 /// The journal's metrics (docs/observability.md).
 struct JournalMetrics {
     appends: metrics::Counter,
-    batch: metrics::Histogram,
-    commit: metrics::Histogram,
+    batch: portcullis_telemetry::Histogram,
+    commit: portcullis_telemetry::Histogram,
     last_seq: metrics::Gauge,
 }
 
@@ -102,8 +102,8 @@ impl JournalMetrics {
         use portcullis_telemetry::catalog;
         Self {
             appends: metrics::counter!(catalog::JOURNAL_APPENDS.name),
-            batch: metrics::histogram!(catalog::JOURNAL_COMMIT_BATCH.name),
-            commit: metrics::histogram!(catalog::JOURNAL_COMMIT_DURATION.name),
+            batch: portcullis_telemetry::Histogram::new(&catalog::JOURNAL_COMMIT_BATCH, &[]),
+            commit: portcullis_telemetry::Histogram::new(&catalog::JOURNAL_COMMIT_DURATION, &[]),
             last_seq: metrics::gauge!(catalog::JOURNAL_LAST_SEQ.name),
         }
     }

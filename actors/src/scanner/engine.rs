@@ -52,8 +52,8 @@ pub struct ScanEngine {
 /// scanner threads, a scanner service).
 struct ScanMetrics {
     scans: [metrics::Counter; VerdictClass::ALL.len()],
-    duration: [metrics::Histogram; VerdictClass::ALL.len()],
-    size: metrics::Histogram,
+    duration: [portcullis_telemetry::Histogram; VerdictClass::ALL.len()],
+    size: portcullis_telemetry::Histogram,
 }
 
 impl ScanMetrics {
@@ -62,9 +62,13 @@ impl ScanMetrics {
         Self {
             scans: VerdictClass::ALL
                 .map(|c| metrics::counter!(catalog::SCANS.name, "class" => c.as_str())),
-            duration: VerdictClass::ALL
-                .map(|c| metrics::histogram!(catalog::SCAN_DURATION.name, "class" => c.as_str())),
-            size: metrics::histogram!(catalog::SCAN_SIZE.name),
+            duration: VerdictClass::ALL.map(|c| {
+                portcullis_telemetry::Histogram::new(
+                    &catalog::SCAN_DURATION,
+                    &[("class", c.as_str())],
+                )
+            }),
+            size: portcullis_telemetry::Histogram::new(&catalog::SCAN_SIZE, &[]),
         }
     }
 }

@@ -93,7 +93,7 @@ pub struct RemoteScanner {
 /// `portcullis_remote_*` (docs/observability.md).
 #[derive(Clone)]
 struct RemoteMetrics {
-    latency: metrics::Histogram,
+    latency: portcullis_telemetry::Histogram,
     replied: metrics::Counter,
     failed: metrics::Counter,
     timed_out: metrics::Counter,
@@ -104,7 +104,7 @@ impl RemoteMetrics {
         let result =
             |r: &'static str| metrics::counter!(catalog::REMOTE_REQUESTS.name, "result" => r);
         Self {
-            latency: metrics::histogram!(catalog::REMOTE_SCAN_DURATION.name),
+            latency: portcullis_telemetry::Histogram::new(&catalog::REMOTE_SCAN_DURATION, &[]),
             replied: result("replied"),
             failed: result("failed"),
             timed_out: result("timed_out"),

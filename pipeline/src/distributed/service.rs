@@ -713,7 +713,7 @@ impl ScanThread {
                     // Never lose the request (its offset would stay open
                     // and hold back its partition's commits): dead-letter
                     // it, and start over with a fresh engine.
-                    tracing::error!("the scan panicked: request dead-lettered");
+                    tracing::error!(event_id = %request.request, "the scan panicked: request dead-lettered");
                     engine = ScanEngine::new(engine.ruleset().clone(), engine.limits());
                     let _ = self.failed.send(Failed::Request {
                         origin,
