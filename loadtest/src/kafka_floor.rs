@@ -159,9 +159,18 @@ impl RoundTrip {
             .create::<BaseConsumer>()
             .map_err(|e| err("the watermark reader", &e))
             .and_then(|c| {
-                c.fetch_watermarks(&names[1], reply_partition, BROKER_TIMEOUT)
-                    .map(|(_, h)| h)
-                    .map_err(|e| err("reading the reply partition's end", &e))
+                // A topic created a moment ago may not be in the broker's
+                // metadata yet (UnknownPartition): ask again, bounded.
+                let until = std::time::Instant::now() + BROKER_TIMEOUT;
+                loop {
+                    match c.fetch_watermarks(&names[1], reply_partition, BROKER_TIMEOUT) {
+                        Ok((_, h)) => break Ok(h),
+                        Err(_) if std::time::Instant::now() < until => {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        Err(e) => break Err(err("reading the reply partition's end", &e)),
+                    }
+                }
             });
         let high = match high {
             Ok(h) => h,
