@@ -316,7 +316,7 @@ impl Enforcer {
             &file.path,
             process.pid,
             container.as_ref(),
-            received.elapsed(),
+            received,
         );
         let otel = otel.as_ref();
         let scope = self.policies.scope(&Subject {

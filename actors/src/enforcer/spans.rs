@@ -19,7 +19,7 @@ pub(super) fn access(
     path: &FilePath,
     pid: u32,
     container: Option<&ContainerRef>,
-    queued: std::time::Duration,
+    received: std::time::Instant,
 ) -> (Option<tracing::Span>, TraceContext) {
     if !trace::enabled() || !trace::sample(&access) {
         return (None, TraceContext::root_for(&access));
@@ -35,7 +35,7 @@ pub(super) fn access(
         process.pid = pid,
         container.id = Empty,
         portcullis.policy = Empty,
-        portcullis.queue_us = u64::try_from(queued.as_micros()).unwrap_or(u64::MAX),
+        portcullis.queue_us = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX),
         portcullis.coalesced = Empty,
         portcullis.decision = Empty,
         portcullis.decision.reason = Empty,
