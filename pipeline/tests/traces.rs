@@ -233,6 +233,39 @@ fn an_access_in_the_agent_is_one_trace_from_interception_to_actions() {
 }
 
 #[test]
+fn an_access_left_out_by_sampling_makes_no_span_anywhere() {
+    require_privileges!("an_access_left_out_by_sampling_makes_no_span_anywhere");
+    let collector = Collector::start();
+    // Ratio 0: every access is left out. The infected file is opened twice
+    // (a verdict, then the cache): both paths end in actions, whose events
+    // derive child contexts from the access's, and the journal appends
+    // every event; none of them may export a span.
+    let o = scenario(
+        &format!("{}sampling_ratio = 0.0\n", collector.config()),
+        "",
+        r#"echo hello > clean.txt; printf '%s' "$EICAR" > eicar.com"#,
+        "try clean cat clean.txt; try eicar cat eicar.com; try again cat eicar.com",
+    );
+    assert_eq!(o.status("eicar"), 1, "{}", o.agent_log);
+    assert_eq!(o.status("again"), 1, "{}", o.agent_log);
+    // The agent has stopped, flushing its exporter; the collector is
+    // polled every 100 ms.
+    std::thread::sleep(Duration::from_secs(2));
+    let spans = collector.spans.lock().unwrap().clone();
+    assert!(
+        spans.is_empty(),
+        "spans exported for unsampled accesses: {:#?}",
+        spans
+            .iter()
+            .map(|s| (&s.name, &s.attributes))
+            .collect::<Vec<_>>()
+    );
+    // The events still carry a trace id (the access's), marked unsampled.
+    let accessed = o.accesses_of("eicar.com")[0];
+    assert!(accessed["trace"]["id"].is_string(), "{accessed}");
+}
+
+#[test]
 fn a_remote_scan_is_one_trace_across_the_node_the_scanner_and_siem_export() {
     let test = "a_remote_scan_is_one_trace_across_the_node_the_scanner_and_siem_export";
     require_privileges!(test);

@@ -135,7 +135,15 @@ impl TraceContext {
         self.span_id[..] == self.trace_id[8..16]
     }
 
-    /// A child span in the same trace.
+    /// The same context, marked as not sampled (W3C `trace-flags` 00).
+    pub fn unsampled(self) -> Self {
+        Self {
+            flags: self.flags & !1,
+            ..self
+        }
+    }
+
+    /// A child span in the same trace (sampled as its parent).
     pub fn child(&self, id: &EventId) -> Self {
         let mut span_id = [0u8; 8];
         span_id.copy_from_slice(&id.as_bytes()[8..16]);

@@ -21,8 +21,15 @@ pub(super) fn access(
     container: Option<&ContainerRef>,
     received: std::time::Instant,
 ) -> (Option<tracing::Span>, TraceContext) {
-    if !trace::enabled() || !trace::sample(&access) {
+    if !trace::enabled() {
         return (None, TraceContext::root_for(&access));
+    }
+    if !trace::sample(&access) {
+        // Left out by sampling: the context says so (W3C flags 00), so that
+        // nothing downstream — the journal, the actions, the scanner
+        // service, siem-export — makes a span for this trace, whatever
+        // child contexts are derived from it.
+        return (None, TraceContext::root_for(&access).unsampled());
     }
     let span = tracing::info_span!(
         target: TARGET,
