@@ -46,6 +46,8 @@ fn colour(target: TargetName, phase: Phase) -> RGBColor {
         (TargetName::KafkaFloor, Phase::Warm) => RGBColor(150, 215, 140),
         (TargetName::Portcullis, Phase::Cold | Phase::Warmup) => RGBColor(214, 39, 40),
         (TargetName::Portcullis, Phase::Warm) => RGBColor(250, 140, 60),
+        (TargetName::PortcullisTelemetry, Phase::Cold | Phase::Warmup) => RGBColor(148, 103, 189),
+        (TargetName::PortcullisTelemetry, Phase::Warm) => RGBColor(197, 176, 213),
     }
 }
 

@@ -121,6 +121,23 @@ pub struct NodeArgs {
     /// the run.
     #[arg(long, hide = true)]
     pub stall_floor: bool,
+    /// Adds a target after portcullis: the agent with its metrics listener
+    /// on, scraped by the tool (and traces with --trace-ratio), to set
+    /// against portcullis without telemetry in the same run.
+    #[arg(long)]
+    pub telemetry: bool,
+    /// With --telemetry: traces sampled at this ratio (0 to 1), exported
+    /// over OTLP/HTTP to a receiver in the tool (default: traces off).
+    #[arg(long, requires = "telemetry", value_parser = parse_ratio)]
+    pub trace_ratio: Option<f64>,
+    /// With --telemetry: between two scrapes of /metrics.
+    #[arg(long, requires = "telemetry", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub scrape_interval: Duration,
+}
+
+fn parse_ratio(s: &str) -> std::result::Result<f64, String> {
+    let r: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    crate::telemetry::ratio_flag(r).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -316,6 +333,10 @@ impl NodeArgs {
             scan_threads: self.scan_threads,
             kafka,
             floor_stalls: self.stall_floor,
+            telemetry: self.telemetry.then_some(crate::telemetry::TelemetrySpec {
+                trace_ratio: self.trace_ratio,
+                scrape_interval: self.scrape_interval,
+            }),
         })
     }
 }

@@ -37,6 +37,7 @@ pub mod progress;
 pub mod report;
 pub mod responder;
 pub mod scenario;
+pub mod telemetry;
 pub mod window;
 
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ use crate::report::{PhaseReport, Report, TargetName};
 pub const RESULTS_HEADER: &str = "| target | phase | ops | ops/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | denied | infected denied | hung |";
 
 /// The header of the ratio table.
-pub const RATIOS_HEADER: &str = "| phase | portcullis vs | p50 | p90 | p99 | p99.9 | throughput |";
+pub const RATIOS_HEADER: &str = "| target | phase | vs | p50 | p90 | p99 | p99.9 | throughput |";
 
 fn opt_ratio(r: Option<f64>) -> String {
     match r {
@@ -129,14 +129,15 @@ pub fn render(r: &Report) -> String {
     if !r.ratios.is_empty() {
         let _ = writeln!(
             out,
-            "\n## Ratios (same run)\n\nLatency: portcullis / reference (1.00× = as fast). Throughput: portcullis / reference (1.00× = as many).\n"
+            "\n## Ratios (same run)\n\nLatency: target / reference (1.00× = as fast). Throughput: target / reference (1.00× = as many).\n"
         );
         let _ = writeln!(out, "{RATIOS_HEADER}");
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         for x in &r.ratios {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                x.target,
                 x.phase,
                 x.versus,
                 opt_ratio(x.p50),
@@ -231,6 +232,30 @@ pub fn render(r: &Report) -> String {
                 k.lag_max,
                 k.lag_final,
                 k.samples.len()
+            );
+        }
+        if let Some(m) = &t.telemetry {
+            let traces = match m.trace_ratio {
+                Some(ratio) => format!(
+                    "; traces sampled at {ratio}: {} OTLP requests ({:.1} KiB), spans {}",
+                    m.otlp_requests,
+                    m.otlp_bytes as f64 / 1024.0,
+                    join(&m.spans)
+                ),
+                None => "; traces off".into(),
+            };
+            let _ = writeln!(
+                out,
+                "\nTelemetry ({}): /metrics on {} scraped every {:.1} s, {} scrapes ({} failed), slowest {:.1} ms, {:.1} KiB; decisions counted there: {}{traces}.",
+                t.name,
+                m.metrics_listen,
+                m.scrape_interval_s,
+                m.scrapes,
+                m.scrape_failures,
+                m.scrape_max_ms,
+                m.exposition_bytes as f64 / 1024.0,
+                m.decisions_in_metrics
+                    .map_or("none".to_string(), |d| d.to_string()),
             );
         }
     }

@@ -133,6 +133,9 @@ named_enum! {
         KafkaFloor = "kafka-floor",
         /// The real thing.
         Portcullis = "portcullis",
+        /// The real thing with its metrics scraped and, when asked, its
+        /// traces exported (`--telemetry`).
+        PortcullisTelemetry = "portcullis+telemetry",
     }
 }
 
@@ -148,6 +151,11 @@ impl TargetName {
         Self::KafkaFloor,
         Self::Portcullis,
     ];
+
+    /// Whether the target is the agent (with or without telemetry).
+    pub fn is_agent(self) -> bool {
+        matches!(self, Self::Portcullis | Self::PortcullisTelemetry)
+    }
 }
 
 named_enum! {
@@ -489,6 +497,8 @@ pub struct TargetRun {
     pub scanners: Vec<ScannerReport>,
     pub tally: Tally,
     pub kafka: Option<KafkaLag>,
+    /// The telemetry target's scrapes and traces.
+    pub telemetry: Option<crate::telemetry::TelemetryReport>,
     /// What went wrong around the measurement (a responder that did not
     /// stop cleanly); each is a check failure.
     pub problems: Vec<String>,
@@ -504,6 +514,7 @@ impl TargetRun {
             scanners: vec![],
             tally: Tally::default(),
             kafka: None,
+            telemetry: None,
             problems: vec![],
         }
     }
@@ -519,6 +530,7 @@ impl TargetRun {
             decisions: self.tally.decisions,
             verdicts: self.tally.verdicts.clone(),
             kafka: self.kafka.clone(),
+            telemetry: self.telemetry.clone(),
             problems: self.problems.clone(),
         }
     }
@@ -611,6 +623,8 @@ pub struct TargetReport {
     pub decisions: Decisions,
     pub verdicts: BTreeMap<String, u64>,
     pub kafka: Option<KafkaLag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<crate::telemetry::TelemetryReport>,
     pub problems: Vec<String>,
 }
 
@@ -648,6 +662,10 @@ pub struct KindReport {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RatioReport {
+    /// The target set against `versus` (absent in reports before
+    /// `--telemetry`: portcullis).
+    #[serde(default = "portcullis")]
+    pub target: TargetName,
     pub phase: Phase,
     pub versus: TargetName,
     pub p50: Option<f64>,
@@ -708,17 +726,41 @@ impl Report {
     }
 }
 
+fn portcullis() -> TargetName {
+    TargetName::Portcullis
+}
+
+/// Each agent target against the references of the same run; the
+/// telemetry target also against the agent without it.
 fn ratios(targets: &[TargetReport]) -> Vec<RatioReport> {
-    let Some(p) = targets.iter().find(|t| t.name == TargetName::Portcullis) else {
-        return vec![];
-    };
     let mut out = vec![];
+    let refs = [
+        TargetName::Baseline,
+        TargetName::Floor,
+        TargetName::KafkaFloor,
+    ];
+    for (name, versus) in [
+        (TargetName::Portcullis, &refs[..]),
+        (
+            TargetName::PortcullisTelemetry,
+            &[TargetName::Portcullis][..],
+        ),
+    ] {
+        if let Some(p) = targets.iter().find(|t| t.name == name) {
+            ratios_of(p, versus, targets, &mut out);
+        }
+    }
+    out
+}
+
+fn ratios_of(
+    p: &TargetReport,
+    versus: &[TargetName],
+    targets: &[TargetReport],
+    out: &mut Vec<RatioReport>,
+) {
     for phase in &p.phases {
-        for versus in [
-            TargetName::Baseline,
-            TargetName::Floor,
-            TargetName::KafkaFloor,
-        ] {
+        for &versus in versus {
             let Some(r) = targets
                 .iter()
                 .find(|t| t.name == versus)
@@ -728,6 +770,7 @@ fn ratios(targets: &[TargetReport]) -> Vec<RatioReport> {
             };
             let (a, b) = (&phase.latency_us, &r.latency_us);
             out.push(RatioReport {
+                target: p.name,
                 phase: phase.name,
                 versus,
                 p50: ratio(a.p50_us, b.p50_us),
@@ -738,7 +781,6 @@ fn ratios(targets: &[TargetReport]) -> Vec<RatioReport> {
             });
         }
     }
-    out
 }
 
 fn checks(targets: &[TargetReport]) -> Checks {
@@ -759,7 +801,7 @@ fn checks(targets: &[TargetReport]) -> Checks {
             c.hung_opens += p.hung_opens;
             c.clean_denied += p.counts.clean_denied;
             c.errors += p.counts.errors;
-            if t.name == TargetName::Portcullis {
+            if t.name.is_agent() {
                 c.infected_total += p.counts.infected_total;
                 c.infected_denied += p.counts.infected_denied;
             }

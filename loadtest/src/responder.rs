@@ -32,12 +32,14 @@ pub struct ResponderSettings {
     pub scan_threads: usize,
     /// The floor never answers (`--stall`): tests the watchdog.
     pub floor_stalls: bool,
+    /// The `[telemetry]` section of the telemetry target, verbatim.
+    pub telemetry_section: Option<String>,
 }
 
 /// The agent's configuration file: Enforce mode, block-only actions (an
 /// infected file stays, so the warm phase meets it again), the deadline
 /// and a scan timeout below it.
-pub fn agent_config(s: &ResponderSettings, quarantine: &Path) -> String {
+pub fn agent_config(s: &ResponderSettings, quarantine: &Path, telemetry: bool) -> String {
     let deadline_ms = s.deadline.as_millis().max(2);
     // The agent requires scan.timeout < enforcer.deadline.
     let scan_ms = (deadline_ms * 4 / 5).max(1);
@@ -64,6 +66,9 @@ quarantine_dir = "{quarantine}"
     if let Some(k) = &s.kafka_section {
         c.push('\n');
         c.push_str(k);
+    }
+    if let (true, Some(t)) = (telemetry, &s.telemetry_section) {
+        c.push_str(t);
     }
     c
 }
@@ -167,11 +172,13 @@ pub fn start(
                 .arg(&ready);
             (cmd, None)
         }
-        TargetName::Portcullis => {
-            let config = work.join("agent.toml");
-            let journal = work.join("journal");
-            let quarantine = work.join("quarantine");
-            std::fs::write(&config, agent_config(agent, &quarantine))
+        TargetName::Portcullis | TargetName::PortcullisTelemetry => {
+            // Each agent target has its own journal and quarantine.
+            let config = work.join(format!("{target}.toml"));
+            let journal = work.join(format!("{target}.journal"));
+            let quarantine = work.join(format!("{target}.quarantine"));
+            let telemetry = target == TargetName::PortcullisTelemetry;
+            std::fs::write(&config, agent_config(agent, &quarantine, telemetry))
                 .ctx(|| format!("writing {}", config.display()))?;
             let mut cmd = Command::new(&bins.portcullis);
             cmd.args(["--log", "warn", "run", "--config"])
@@ -290,8 +297,17 @@ mod tests {
                 kafka_section: None,
                 scan_threads: 0,
                 floor_stalls: false,
+                telemetry_section: Some(
+                    crate::telemetry::TelemetryRig::start(crate::telemetry::TelemetrySpec {
+                        trace_ratio: Some(0.5),
+                        scrape_interval: Duration::from_secs(1),
+                    })
+                    .unwrap()
+                    .section(),
+                ),
             },
             &dir.path().join("q"),
+            true,
         );
         let built = portcullis_pipeline::config::ConfigFile::parse(&text)
             .unwrap()
@@ -302,5 +318,6 @@ mod tests {
             .unwrap();
         assert_eq!(built.enforcer.deadline, Duration::from_secs(5));
         assert!(built.limits.timeout < built.enforcer.deadline);
+        assert!(built.telemetry.metrics_listen.is_some());
     }
 }

@@ -151,11 +151,16 @@ fn check_complete_run(dir: &Path, scenario: &str) -> Value {
     assert_eq!(r["params"]["files"], 120);
     // Over Kafka, the Kafka floor is measured in the same run.
     let over_kafka = !r["params"]["kafka"].is_null();
-    let expected: &[&str] = if over_kafka {
-        &["baseline", "floor", "kafka-floor", "portcullis"]
+    let mut expected = if over_kafka {
+        vec!["baseline", "floor", "kafka-floor", "portcullis"]
     } else {
-        &["baseline", "floor", "portcullis"]
+        vec!["baseline", "floor", "portcullis"]
     };
+    // With --telemetry, the agent with telemetry on comes last.
+    let telemetry = names(&r["targets"]).contains(&"portcullis+telemetry");
+    if telemetry {
+        expected.push("portcullis+telemetry");
+    }
     assert_eq!(names(&r["targets"]), expected, "{r:#}");
     for t in r["targets"].as_array().unwrap() {
         assert_eq!(names(&t["phases"]), ["cold", "warm"], "{}", t["name"]);
@@ -202,9 +207,15 @@ fn check_complete_run(dir: &Path, scenario: &str) -> Value {
     assert!(p["decisions"]["deny"].as_u64().unwrap() > 0);
     assert!(p["process"]["peak_rss_kib"].as_u64().unwrap() > 0);
     assert!(p["process"]["cpu_s"].as_f64().unwrap() >= 0.0);
-    // Portcullis against every reference, per phase.
+    // Portcullis against every reference, per phase (and the telemetry
+    // target against portcullis).
     let ratios = r["ratios"].as_array().unwrap();
-    assert_eq!(ratios.len(), 2 * (expected.len() - 1), "{ratios:?}");
+    let references = expected.len() - 1 - usize::from(telemetry);
+    assert_eq!(
+        ratios.len(),
+        2 * references + 2 * usize::from(telemetry),
+        "{ratios:?}"
+    );
     if over_kafka {
         assert!(
             ratios
@@ -466,6 +477,61 @@ fn node_smoke_run() {
     assert!(exec["infected_total"].as_u64().unwrap() > 0, "{cold:#}");
     assert_eq!(exec["infected_denied"], exec["infected_total"]);
     assert!(target(&r, "floor")["process"]["pid"].as_u64().is_some());
+}
+
+#[test]
+fn node_with_telemetry_smoke_run() {
+    if !privileged("node_with_telemetry_smoke_run") {
+        return;
+    }
+    agent_built();
+    let (o, dir) = run(&[&["node", "--telemetry", "--trace-ratio", "1.0"], SMALL].concat());
+    assert!(o.status.success(), "{}", explain(&o));
+    let r = check_complete_run(dir.path(), "node");
+    let t = target(&r, "portcullis+telemetry");
+    // Infected files denied with telemetry on too (the checks count both
+    // agent targets: more infected accesses than portcullis alone saw).
+    let infected_of = |name: &str| -> u64 {
+        target(&r, name)["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["infected_denied"].as_u64().unwrap())
+            .sum()
+    };
+    assert!(infected_of("portcullis+telemetry") > 0);
+    assert_eq!(
+        r["checks"]["infected_denied"].as_u64().unwrap(),
+        infected_of("portcullis") + infected_of("portcullis+telemetry")
+    );
+    let m = &t["telemetry"];
+    assert!(m["scrapes"].as_u64().unwrap() >= 1, "{m:#}");
+    assert_eq!(m["scrape_failures"], 0, "{m:#}");
+    assert!(m["metrics_listen"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    // The metrics count what the journal holds.
+    let journal =
+        t["decisions"]["allow"].as_u64().unwrap() + t["decisions"]["deny"].as_u64().unwrap();
+    assert_eq!(m["decisions_in_metrics"].as_u64(), Some(journal), "{m:#}");
+    // Every access traced: the spans arrived at the tool's receiver.
+    assert_eq!(m["trace_ratio"], 1.0);
+    assert!(m["otlp_requests"].as_u64().unwrap() > 0, "{m:#}");
+    for span in ["access", "scan", "journal append"] {
+        assert!(m["spans"][span].as_u64().unwrap_or(0) > 0, "{span}: {m:#}");
+    }
+    // Traces at 1.0: an access span per decision that reached the agent.
+    assert_eq!(m["spans"]["access"].as_u64(), Some(journal), "{m:#}");
+    assert!(r["ratios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["target"] == "portcullis+telemetry" && x["versus"] == "portcullis"));
+    // The plain agent has no telemetry section.
+    assert!(target(&r, "portcullis").get("telemetry").is_none());
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("Telemetry (portcullis+telemetry)"), "{md}");
 }
 
 #[test]

@@ -28,6 +28,7 @@ use crate::progress::Progress;
 use crate::report::{Params, Phase, ProcessReport, Scenario, TargetName, TargetRun};
 use crate::responder::{self, Binaries, ResponderSettings};
 use crate::scenario::{run_phases, work_dir, Common, Pass};
+use crate::telemetry::{TelemetryRig, TelemetrySpec};
 
 /// A node or cluster run.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct NodeSpec {
     pub kafka: Option<KafkaSpec>,
     /// The floor never answers (tests the watchdog).
     pub floor_stalls: bool,
+    /// Adds the `portcullis+telemetry` target.
+    pub telemetry: Option<TelemetrySpec>,
 }
 
 impl NodeSpec {
@@ -66,7 +69,7 @@ impl NodeSpec {
                     .into()
             }
             TargetName::KafkaFloor => "portcullis-floor --cache --kafka: each event's content (read through its fd on a worker thread) goes through the Kafka round trip alone (portcullis's request producer, an echo in a consumer group with its reply producer, its reply reader) before ALLOW".into(),
-            TargetName::Portcullis => {
+            TargetName::Portcullis | TargetName::PortcullisTelemetry => {
                 let how = match rig {
                     Some(r) if r.params.scanners_started => format!(
                         "distributed mode, {} scanner service(s) over Kafka",
@@ -78,8 +81,19 @@ impl NodeSpec {
                     ),
                     None => "embedded scanners".into(),
                 };
+                let telemetry = match (target, &self.telemetry) {
+                    (TargetName::PortcullisTelemetry, Some(t)) => format!(
+                        "; telemetry on: /metrics scraped every {:.1} s, {}",
+                        t.scrape_interval.as_secs_f64(),
+                        match t.trace_ratio {
+                            Some(r) => format!("traces sampled at {r} exported over OTLP/HTTP to a receiver in the tool"),
+                            None => "traces off".into(),
+                        }
+                    ),
+                    _ => String::new(),
+                };
                 format!(
-                    "portcullis run, Enforce, built-in ruleset, block on detection, deadline {:.1} s, {how}",
+                    "portcullis run, Enforce, built-in ruleset, block on detection, deadline {:.1} s, {how}{telemetry}",
                     self.common.deadline.as_secs_f64()
                 )
             }
@@ -162,11 +176,13 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
         }
         None => None,
     };
+    let telemetry = spec.telemetry.map(TelemetryRig::start).transpose()?;
     let agent = ResponderSettings {
         deadline: c.deadline,
         kafka_section: rig.as_ref().map(|r| r.section.clone()),
         scan_threads: spec.scan_threads,
         floor_stalls: spec.floor_stalls,
+        telemetry_section: telemetry.as_ref().map(TelemetryRig::section),
     };
 
     let base = PhaseSpec {
@@ -189,16 +205,24 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
     };
 
     let mut targets = vec![];
-    let names: &[TargetName] = if rig.is_some() {
-        &TargetName::OVER_KAFKA
+    let mut names: Vec<TargetName> = if rig.is_some() {
+        TargetName::OVER_KAFKA.to_vec()
     } else {
-        &TargetName::ALL
+        TargetName::ALL.to_vec()
     };
-    'targets: for &name in names {
+    if telemetry.is_some() {
+        // Right after portcullis: the two agent runs stay close in time.
+        names.push(TargetName::PortcullisTelemetry);
+    }
+    'targets: for name in names {
         let mut t = TargetRun::new(name, spec.description(name, rig.as_deref()));
         let running = responder::start(name, &spec.bins, &mnt, work.path(), &agent)?;
         let at_start = running.usage();
-        let kafka_here = name == TargetName::Portcullis;
+        let scraper = match &telemetry {
+            Some(rig) if name == TargetName::PortcullisTelemetry => Some(rig.scrape()),
+            _ => None,
+        };
+        let kafka_here = name.is_agent();
         let sampler = match &rig {
             Some(r) if kafka_here => {
                 r.mark_start();
@@ -220,6 +244,10 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
             }))?;
         t.phases = phases;
         let at_end = running.usage();
+        let seen = match (&telemetry, scraper) {
+            (Some(rig), Some(s)) => Some(rig.report(s)),
+            _ => None,
+        };
         if let (Some(s), Some(r)) = (sampler, rig.as_deref()) {
             t.kafka = Some(s.finish(r));
             t.scanners = r.scanner_reports();
@@ -235,6 +263,14 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
         }
         t.tally = stopped.tally;
         t.problems.extend(stopped.trouble);
+        if let (Some(rig), Some(mut seen)) = (&telemetry, seen) {
+            // The agent flushed its last spans as it stopped.
+            rig.add_traces(&mut seen);
+            let decisions = t.tally.decisions.allow + t.tally.decisions.deny;
+            t.problems
+                .extend(crate::telemetry::check(&seen, decisions, decisions));
+            t.telemetry = Some(seen);
+        }
         targets.push(t);
         if aborted {
             progress.say(&format!(

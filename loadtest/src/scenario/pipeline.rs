@@ -267,6 +267,12 @@ async fn run_target(
         }
         TargetName::Floor => "a minimal actor answers ALLOW at once (one mailbox hop)".to_string(),
         TargetName::KafkaFloor => "the Kafka round trip alone: each access's content produced as a scan request, an echo thread in a consumer group answers with a reply of a scanner's size, read back on the reply partition (portcullis's clients and settings, same broker)".to_string(),
+        TargetName::PortcullisTelemetry => {
+            return Err(Error::flag(
+                "telemetry",
+                "the telemetry target runs in the node and cluster scenarios",
+            ))
+        }
         TargetName::Portcullis => format!(
             "the Enforcer (Enforce, deadline {:.1} s), the journal (sled) and {}",
             c.deadline.as_secs_f64(),
@@ -306,7 +312,8 @@ async fn run_target(
             kafka_floor = Some(f);
             sink
         }
-        TargetName::Portcullis => {
+        // (the telemetry target is refused above)
+        TargetName::Portcullis | TargetName::PortcullisTelemetry => {
             let node = NodeId("loadtest".into());
             let jcfg = JournalConfig::new(work.join("journal"), node.clone());
             let store =
