@@ -170,6 +170,10 @@ impl Agent {
                 t.health()
                     .heartbeat("enforcer", std::time::Duration::from_secs(10)),
             );
+            if let Some(w) = t.watchdog() {
+                tracing::info!(every = ?w.every(), "systemd watchdog pinged from the Enforcer's tick");
+                enforcer = enforcer.with_watchdog(w);
+            }
         }
         let enforcer = enforcer.start();
         // Attribution: the Bridge names each access's container from the

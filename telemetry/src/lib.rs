@@ -7,7 +7,9 @@
 //!   `siem-export`) installs once its configuration is loaded;
 //! - [`init_logs`]: the log output alone, for the other commands;
 //! - [`trace`]: span helpers and the W3C context events and messages carry;
-//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`health`]: `/healthz` and `/readyz`;
+//! - [`notify`]: systemd's `READY=1`, `STOPPING=1` and watchdog (the
+//!   agent, under `Type=notify`).
 //!
 //! Metrics go through the `metrics` facade: a handle taken before a
 //! recorder is installed (or without one) does nothing, so with
@@ -17,6 +19,7 @@ pub mod catalog;
 pub mod config;
 pub mod health;
 pub mod histogram;
+pub mod notify;
 mod server;
 pub mod trace;
 
@@ -40,6 +43,7 @@ pub use catalog::Role;
 pub use config::{Protocol, TelemetrySection, TelemetrySettings, TracesSettings};
 pub use health::{Health, Heartbeat, Probe};
 pub use histogram::Histogram;
+pub use notify::{Notifier, NotifyError, Watchdog};
 pub use server::Collector;
 
 /// Log output format (`--log-format`).
@@ -78,6 +82,8 @@ pub enum TelemetryError {
     Exporter { endpoint: String, message: String },
     #[error("telemetry.metrics_listen: a metrics recorder is installed already")]
     RecorderInstalled,
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
 }
 
 type BoxedLayer = Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync>;
@@ -126,6 +132,8 @@ pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
     runtime: Option<tokio::runtime::Runtime>,
     listening: Option<SocketAddr>,
+    /// systemd's socket (the agent under `Type=notify`).
+    notifier: Option<Arc<Notifier>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -149,6 +157,12 @@ impl Telemetry {
         waiting_for: &str,
     ) -> Result<Telemetry, TelemetryError> {
         let health = Health::new(waiting_for);
+        // Only the agent tells systemd it is ready (its marks are placed)
+        // and keeps a watchdog; the services' units are Type=exec.
+        let notifier = match role {
+            Role::Agent => Notifier::from_env()?,
+            _ => None,
+        };
         let runtime = if settings.metrics_listen.is_some() || settings.traces.is_some() {
             Some(
                 tokio::runtime::Builder::new_multi_thread()
@@ -235,13 +249,39 @@ impl Telemetry {
         if let Some(t) = &settings.traces {
             tracing::info!(endpoint = %t.endpoint, protocol = ?t.protocol, sampling_ratio = t.sampling_ratio, "telemetry: traces exported over OTLP");
         }
+        if let Some(n) = &notifier {
+            tracing::info!(?n, "telemetry: systemd notifications");
+        }
         Ok(Telemetry {
             health,
             state,
             provider,
             runtime,
             listening,
+            notifier,
         })
+    }
+
+    /// Ready: `/readyz` answers 200, and systemd hears `READY=1` with
+    /// `status`.
+    pub fn ready(&self, status: &str) {
+        self.health.set_ready();
+        if let Some(n) = &self.notifier {
+            n.ready(status);
+        }
+    }
+
+    /// Stopping: `/readyz` answers 503, and systemd hears `STOPPING=1`.
+    pub fn stopping(&self, status: &str) {
+        self.health.set_not_ready("stopping");
+        if let Some(n) = &self.notifier {
+            n.stopping(status);
+        }
+    }
+
+    /// systemd's watchdog, when the unit has `WatchdogSec=`.
+    pub fn watchdog(&self) -> Option<Arc<Watchdog>> {
+        self.notifier.as_ref().and_then(Notifier::watchdog)
     }
 
     pub fn health(&self) -> &Arc<Health> {

@@ -138,6 +138,8 @@ pub struct Enforcer {
     counters: Counters,
     metrics: metrics::EnforcerMetrics,
     heartbeat: Option<portcullis_telemetry::Heartbeat>,
+    /// systemd's watchdog, pinged from the tick.
+    watchdog: Option<Arc<portcullis_telemetry::Watchdog>>,
     /// `portcullis.scan.location` of the scan spans: local or remote.
     scan_location: &'static str,
     stopping: bool,
@@ -178,6 +180,7 @@ impl Enforcer {
             counters: Counters::default(),
             metrics: metrics::EnforcerMetrics::new(),
             heartbeat: None,
+            watchdog: None,
             scan_location: "local",
             stopping: false,
         }
@@ -192,6 +195,13 @@ impl Enforcer {
     /// Beats on every tick (`/healthz`).
     pub fn with_heartbeat(mut self, hb: portcullis_telemetry::Heartbeat) -> Self {
         self.heartbeat = Some(hb);
+        self
+    }
+
+    /// Pings systemd's watchdog from the tick: while this actor answers
+    /// opens, and only then.
+    pub fn with_watchdog(mut self, w: Arc<portcullis_telemetry::Watchdog>) -> Self {
+        self.watchdog = Some(w);
         self
     }
 
@@ -818,6 +828,9 @@ impl Actor for Enforcer {
             act.metrics.cache_entries.set(act.cache.len() as f64);
             if let Some(hb) = &act.heartbeat {
                 hb.beat();
+            }
+            if let Some(w) = &act.watchdog {
+                w.tick();
             }
         });
     }

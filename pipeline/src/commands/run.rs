@@ -48,20 +48,38 @@ pub fn run(args: RunArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
     )?;
     raise_fd_limit();
     let system = actix_rt::System::new();
-    let health = telemetry.health().clone();
     system.block_on(async {
         let journal = open_journal(&settings)?;
         let agent = Agent::start(&settings, journal, Some(&telemetry)).await?;
-        health.set_ready();
+        // /readyz, systemd's READY=1 (Type=notify) and --ready-file: the
+        // marks are in place.
+        telemetry.ready(&ready_status(&settings));
         signal_ready(args.ready_file.as_deref())?;
         let signal = wait_for_signal().await?;
         tracing::info!(signal, "stopping");
-        health.set_not_ready("stopping");
+        telemetry.stopping(&format!(
+            "{signal}: answering every pending decision, then exiting"
+        ));
         agent.shutdown(Some(signal)).await?;
         anyhow::Ok(())
     })?;
     drop(telemetry);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the agent tells systemd once ready (`systemctl status` shows it).
+fn ready_status(settings: &Settings) -> String {
+    let mode = settings.enforcer.mode;
+    let mounts = settings.protect.len();
+    let containers = if settings.containers.enabled {
+        " and every container"
+    } else {
+        ""
+    };
+    format!(
+        "protecting {mounts} mount{}{containers} ({mode} mode)",
+        if mounts == 1 { "" } else { "s" }
+    )
 }
 
 /// A stop flag for a service loop: turns true at SIGINT or SIGTERM, after

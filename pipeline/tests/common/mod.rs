@@ -139,6 +139,8 @@ impl Outcome {
 /// Runs a scenario. `setup` runs before the agent starts (its opens are
 /// not seen), `script` while it runs. Both run in the tmpfs as cwd, with
 /// `$MNT` the mount and `try NAME CMD...` recording CMD's exit status.
+/// `setup` may set `AGENT_WRAPPER` (a command the agent runs under, e.g.
+/// strace) and export variables for the agent.
 pub fn scenario(config: &str, args: &str, setup: &str, script: &str) -> Outcome {
     scenario_with_hook(config, args, setup, script, None)
 }
@@ -178,13 +180,17 @@ wait_hook() {{ for _ in $(seq 1 600); do [ -f "$WORK/hook-done" ] && return 0; s
 wait_journal() {{ local end=$((SECONDS + 15)); while [ $SECONDS -lt $end ]; do [ -n "$(timeout 5 {bin} replay --journal "$WORK/journal" "$@" 2>/dev/null)" ] && return 0; sleep 0.1; done; echo "journal_timeout 1" >> "$WORK/results"; }}
 try() {{ local name=$1; shift; local err; err=$(timeout 20 "$@" 2>&1 >/dev/null); echo "$name $? ${{err//$'\n'/ }}" >> "$WORK/results"; }}
 {setup}
-{bin} --log info run --config "$WORK/config.toml" --protect "$MNT" --journal "$WORK/journal" --ready-file "$WORK/ready" {args} 2> "$WORK/agent.log" &
+${{AGENT_WRAPPER:-}} {bin} --log info run --config "$WORK/config.toml" --protect "$MNT" --journal "$WORK/journal" --ready-file "$WORK/ready" {args} 2> "$WORK/agent.log" &
 AGENT=$!
 trap 'kill -9 $AGENT 2>/dev/null' EXIT
 for _ in $(seq 1 200); do [ -f "$WORK/ready" ] && break; kill -0 $AGENT 2>/dev/null || break; sleep 0.05; done
 [ -f "$WORK/ready" ] || {{ echo "agent_exit 91 not ready" >> "$WORK/results"; exit 0; }}
 {script}
-kill -TERM $AGENT
+# Under AGENT_WRAPPER the agent is the wrapper's child: signal it, and the
+# wrapper (strace) ends with it.
+STOP_PID=$AGENT
+[ -n "${{AGENT_WRAPPER:-}}" ] && STOP_PID=$(pgrep -x portcullis -P $AGENT | head -n 1)
+kill -TERM ${{STOP_PID:-$AGENT}}
 timeout 30 tail --pid=$AGENT -f /dev/null
 wait $AGENT; echo "agent_exit $?" >> "$WORK/results"
 cd /; umount "$MNT"; rmdir "$MNT"
