@@ -18,6 +18,17 @@ use portcullis_interceptor::MarkScope;
 
 use crate::kafka::{KafkaSection, KafkaSettings};
 use portcullis_schemas::{Mode, NodeId};
+
+/// The node id when the file sets none (then the host name).
+pub const NODE_ID_ENV: &str = "PORTCULLIS_NODE_ID";
+
+/// The node id without `node_id`: the variable (a DaemonSet passes the
+/// node's name from the downward API), else the host name.
+fn default_node_id(env: Option<String>) -> String {
+    env.map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(hostname)
+}
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +55,8 @@ pub enum ConfigError {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// This node's id in every event. Default: the host name.
+    /// This node's id in every event. Default: env `PORTCULLIS_NODE_ID`,
+    /// else the host name.
     pub node_id: Option<String>,
     /// `enforce` (default) or `audit`; takes precedence over policy modes.
     #[serde(default)]
@@ -375,7 +387,7 @@ impl ConfigFile {
                 return Err(invalid("node_id", "must not be empty".into()))
             }
             Some(n) => n,
-            None => hostname(),
+            None => default_node_id(std::env::var(NODE_ID_ENV).ok()),
         };
         let threads = if self.scan.threads == 0 {
             std::thread::available_parallelism()
@@ -473,6 +485,14 @@ fn hostname() -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn the_node_id_defaults_to_the_variable_then_the_host_name() {
+        assert_eq!(default_node_id(Some(" node-7 ".into())), "node-7");
+        assert_eq!(default_node_id(Some("  ".into())), hostname());
+        assert_eq!(default_node_id(None), hostname());
+        assert!(!hostname().is_empty());
+    }
+
     use super::*;
 
     fn build(text: &str) -> Result<Settings, String> {

@@ -126,6 +126,12 @@ pub struct KafkaSection {
     /// "security.protocol" = "ssl".
     #[serde(default, deserialize_with = "passthrough")]
     pub librdkafka: Passthrough,
+    /// librdkafka settings read from environment variables at load: key →
+    /// variable name, e.g. "sasl.password" = "KAFKA_SASL_PASSWORD" (a
+    /// Kubernetes Secret or systemd credential passed as a variable, kept
+    /// out of the configuration file). Checked like `librdkafka`.
+    #[serde(default)]
+    pub librdkafka_env: BTreeMap<String, String>,
 }
 
 /// Partitions of each topic (every one defaults to 12).
@@ -215,6 +221,7 @@ impl Default for KafkaSection {
             scanner_group: None,
             events_retention: d_retention(),
             librdkafka: Passthrough::default(),
+            librdkafka_env: BTreeMap::new(),
         }
     }
 }
@@ -394,7 +401,11 @@ impl KafkaSection {
                 format!("`{}` is too long", self.events_retention),
             ));
         }
-        check_passthrough_keys(&self.librdkafka)?;
+        let mut librdkafka = self.librdkafka;
+        merge_env(&mut librdkafka, &self.librdkafka_env, |v| {
+            std::env::var(v).ok()
+        })?;
+        check_passthrough_keys(&librdkafka)?;
         let settings = KafkaSettings {
             bootstrap,
             topics: Topics::new(&self.topic_prefix),
@@ -405,7 +416,7 @@ impl KafkaSection {
             reply_partition: self.reply_partition,
             scanner_group,
             events_retention,
-            librdkafka: self.librdkafka,
+            librdkafka,
         };
         if let Some(v) = settings.librdkafka.get("message.max.bytes") {
             let need = settings.max_message_bytes();
@@ -440,6 +451,33 @@ impl KafkaSection {
 
 /// Refuses the keys portcullis owns, then lets librdkafka check each
 /// remaining name and value on its own (so the error names the key).
+/// Adds the `librdkafka_env` settings to `map`, each from its variable
+/// (`lookup`). A variable unset or empty, or a key set in both tables, is
+/// an error naming the field and the variable.
+fn merge_env(
+    map: &mut Passthrough,
+    from_env: &BTreeMap<String, String>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(), Invalid> {
+    for (key, var) in from_env {
+        let field = format!("kafka.librdkafka_env.{key:?}");
+        if map.contains_key(key) {
+            return Err(invalid(
+                &field,
+                "also set in kafka.librdkafka; keep one".to_string(),
+            ));
+        }
+        let value = lookup(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+            invalid(
+                &field,
+                format!("the environment variable {var} is not set (or empty)"),
+            )
+        })?;
+        map.0.insert(key.clone(), value);
+    }
+    Ok(())
+}
+
 fn check_passthrough_keys(map: &BTreeMap<String, String>) -> Result<(), Invalid> {
     for key in map.keys() {
         let normalized = key.trim().to_ascii_lowercase();
@@ -523,6 +561,51 @@ mod tests {
         let (field, message) = build(text).unwrap_err();
         assert!(!message.is_empty());
         field
+    }
+
+    #[test]
+    fn librdkafka_settings_come_from_the_environment_and_are_checked() {
+        let s = parse(
+            "[librdkafka_env]\n\"sasl.username\" = \"U\"\n\"sasl.password\" = \"P\"\n[librdkafka]\n\"security.protocol\" = \"sasl_plaintext\"\n",
+        );
+        let env = |v: &str| match v {
+            "U" => Some("alice".to_string()),
+            "P" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        let mut map = s.librdkafka.clone();
+        merge_env(&mut map, &s.librdkafka_env, env).unwrap();
+        assert_eq!(map.get("sasl.username").unwrap(), "alice");
+        assert_eq!(map.get("sasl.password").unwrap(), "s3cret");
+        assert!(!format!("{map:?}").contains("s3cret"), "{map:?}");
+
+        // Unset, empty, or given twice: the field and the variable named.
+        let (field, msg) =
+            merge_env(&mut s.librdkafka.clone(), &s.librdkafka_env, |_| None).unwrap_err();
+        assert_eq!(field, "kafka.librdkafka_env.\"sasl.password\"");
+        assert!(msg.contains("P is not set"), "{msg}");
+        let (_, msg) = merge_env(&mut s.librdkafka.clone(), &s.librdkafka_env, |_| {
+            Some(String::new())
+        })
+        .unwrap_err();
+        assert!(msg.contains("(or empty)"), "{msg}");
+        let twice =
+            parse("[librdkafka_env]\n\"linger.ms\" = \"L\"\n[librdkafka]\n\"linger.ms\" = \"1\"\n");
+        let (field, _) = merge_env(&mut twice.librdkafka.clone(), &twice.librdkafka_env, |_| {
+            Some("2".into())
+        })
+        .unwrap_err();
+        assert_eq!(field, "kafka.librdkafka_env.\"linger.ms\"");
+        // Keys the guarantees depend on are refused from the environment too.
+        let mut owned = Passthrough::default();
+        merge_env(
+            &mut owned,
+            &[("acks".to_string(), "A".to_string())].into(),
+            |_| Some("0".into()),
+        )
+        .unwrap();
+        let (field, _) = check_passthrough_keys(&owned).unwrap_err();
+        assert_eq!(field, "kafka.librdkafka.\"acks\"");
     }
 
     #[test]
