@@ -5,6 +5,11 @@
 //! runs, and becomes ready in a container.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod common;
+
+use common::free_port;
+
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -124,15 +129,6 @@ fn the_portcullis_image_runs_this_checkout_unprivileged_and_scans() {
     let o = podman(&["image", "inspect", "-f", "{{.Size}}", IMAGE]);
     let size: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
     assert!(size < 200 << 20, "{IMAGE} is {} MiB", size >> 20);
-}
-
-/// A free port on 127.0.0.1 (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Removes the container however the test ends.

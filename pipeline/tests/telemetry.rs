@@ -17,15 +17,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// A free port on 127.0.0.1 (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A plain HTTP/1.0 GET: (status, body); `None` when nothing listens.
 fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     let addr: SocketAddr = addr.parse().unwrap();
