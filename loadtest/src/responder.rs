@@ -39,7 +39,8 @@ pub struct ResponderSettings {
 /// The agent's configuration file: Enforce mode, block-only actions (an
 /// infected file stays, so the warm phase meets it again), the deadline
 /// and a scan timeout below it.
-pub fn agent_config(s: &ResponderSettings, quarantine: &Path, telemetry: bool) -> String {
+/// `telemetry`: the `[telemetry]` section of the telemetry target.
+pub fn agent_config(s: &ResponderSettings, quarantine: &Path, telemetry: Option<&str>) -> String {
     let deadline_ms = s.deadline.as_millis().max(2);
     // The agent requires scan.timeout < enforcer.deadline.
     let scan_ms = (deadline_ms * 4 / 5).max(1);
@@ -67,7 +68,7 @@ quarantine_dir = "{quarantine}"
         c.push('\n');
         c.push_str(k);
     }
-    if let (true, Some(t)) = (telemetry, &s.telemetry_section) {
+    if let Some(t) = telemetry {
         c.push_str(t);
     }
     c
@@ -177,7 +178,10 @@ pub fn start(
             let config = work.join(format!("{target}.toml"));
             let journal = work.join(format!("{target}.journal"));
             let quarantine = work.join(format!("{target}.quarantine"));
-            let telemetry = target == TargetName::PortcullisTelemetry;
+            let telemetry = agent
+                .telemetry_section
+                .as_deref()
+                .filter(|_| target == TargetName::PortcullisTelemetry);
             std::fs::write(&config, agent_config(agent, &quarantine, telemetry))
                 .ctx(|| format!("writing {}", config.display()))?;
             let mut cmd = Command::new(&bins.portcullis);
@@ -291,23 +295,24 @@ mod tests {
     #[test]
     fn the_agent_config_is_valid_for_the_agent() {
         let dir = tempfile::tempdir().unwrap();
+        let settings = ResponderSettings {
+            deadline: Duration::from_secs(5),
+            kafka_section: None,
+            scan_threads: 0,
+            floor_stalls: false,
+            telemetry_section: Some(
+                crate::telemetry::TelemetryRig::start(crate::telemetry::TelemetrySpec {
+                    trace_ratio: Some(0.5),
+                    scrape_interval: Duration::from_secs(1),
+                })
+                .unwrap()
+                .section(),
+            ),
+        };
         let text = agent_config(
-            &ResponderSettings {
-                deadline: Duration::from_secs(5),
-                kafka_section: None,
-                scan_threads: 0,
-                floor_stalls: false,
-                telemetry_section: Some(
-                    crate::telemetry::TelemetryRig::start(crate::telemetry::TelemetrySpec {
-                        trace_ratio: Some(0.5),
-                        scrape_interval: Duration::from_secs(1),
-                    })
-                    .unwrap()
-                    .section(),
-                ),
-            },
+            &settings,
             &dir.path().join("q"),
-            true,
+            settings.telemetry_section.as_deref(),
         );
         let built = portcullis_pipeline::config::ConfigFile::parse(&text)
             .unwrap()

@@ -18,6 +18,7 @@ use portcullis_interceptor::MarkScope;
 
 use crate::kafka::{KafkaSection, KafkaSettings};
 use portcullis_schemas::{Mode, NodeId};
+use serde::Deserialize;
 
 /// The node id when the file sets none (then the host name).
 pub const NODE_ID_ENV: &str = "PORTCULLIS_NODE_ID";
@@ -29,7 +30,6 @@ fn default_node_id(env: Option<String>) -> String {
         .filter(|n| !n.is_empty())
         .unwrap_or_else(hostname)
 }
-use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -485,6 +485,8 @@ fn hostname() -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_node_id_defaults_to_the_variable_then_the_host_name() {
         assert_eq!(default_node_id(Some(" node-7 ".into())), "node-7");
@@ -492,8 +494,6 @@ mod tests {
         assert_eq!(default_node_id(None), hostname());
         assert!(!hostname().is_empty());
     }
-
-    use super::*;
 
     fn build(text: &str) -> Result<Settings, String> {
         ConfigFile::parse(text)

@@ -267,8 +267,7 @@ pub fn run(spec: &NodeSpec) -> Result<(Params, Vec<TargetRun>)> {
             // The agent flushed its last spans as it stopped.
             rig.add_traces(&mut seen);
             let decisions = t.tally.decisions.allow + t.tally.decisions.deny;
-            t.problems
-                .extend(crate::telemetry::check(&seen, decisions, decisions));
+            t.problems.extend(crate::telemetry::check(&seen, decisions));
             t.telemetry = Some(seen);
         }
         targets.push(t);

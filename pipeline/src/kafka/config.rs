@@ -449,8 +449,6 @@ impl KafkaSection {
     }
 }
 
-/// Refuses the keys portcullis owns, then lets librdkafka check each
-/// remaining name and value on its own (so the error names the key).
 /// Adds the `librdkafka_env` settings to `map`, each from its variable
 /// (`lookup`). A variable unset or empty, or a key set in both tables, is
 /// an error naming the field and the variable.
@@ -478,6 +476,8 @@ fn merge_env(
     Ok(())
 }
 
+/// Refuses the keys portcullis owns, then lets librdkafka check each
+/// remaining name and value on its own (so the error names the key).
 fn check_passthrough_keys(map: &BTreeMap<String, String>) -> Result<(), Invalid> {
     for key in map.keys() {
         let normalized = key.trim().to_ascii_lowercase();
