@@ -723,19 +723,31 @@ sleep 2"#
         .collect();
     let published = consume_all(&own, &format!("{prefix}.events.v1"));
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut topic_log = String::new();
     for m in &published {
         use rdkafka::Message;
         let env = portcullis_schemas::codec::decode(m.payload().unwrap()).unwrap();
         *seen.entry(env.event_id.to_string()).or_default() += 1;
+        topic_log += &format!("p{} o{} {}\n", m.partition(), m.offset(), env.event_id);
     }
     let missing: Vec<_> = journal_ids
         .iter()
         .filter(|id| !seen.contains_key(*id))
         .collect();
+    // On failure: the journal in order, the topic in order and the agent's
+    // log, to tell a lost delivery from a cursor moved too far.
     assert!(
         missing.is_empty(),
-        "{} journal events never published: {missing:?}",
-        missing.len()
+        "{} journal events never published: {missing:?}\njournal:\n{}\ntopic:\n{topic_log}\nagent log:\n{}",
+        missing.len(),
+        o.events
+            .iter()
+            .map(|e| format!(
+                "{} {} {}\n",
+                e["event"]["id"], e["portcullis"]["kind"], e["@timestamp"]
+            ))
+            .collect::<String>(),
+        o.agent_log
     );
     let dup: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dup.is_empty(), "published more than once: {dup:?}");

@@ -108,6 +108,7 @@ fn run(
     published: &AtomicU64,
 ) {
     let mut backoff = Duration::from_millis(50);
+    let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
         let from = published.load(Ordering::Relaxed) + 1;
         let batch = match reader.raw_from(from, BATCH) {
@@ -129,6 +130,9 @@ fn run(
                 }
                 published.store(last, Ordering::Relaxed);
                 backoff = Duration::from_millis(50);
+                if std::mem::take(&mut failing) {
+                    tracing::info!(from_seq = from, to_seq = last, "outbox: publishing again");
+                }
             }
             Err((delivered, e)) => {
                 if let Some(last) = delivered {
@@ -136,7 +140,8 @@ fn run(
                         published.store(last, Ordering::Relaxed);
                     }
                 }
-                tracing::warn!(error = %e, retry_in = ?backoff, "outbox: publishing failed; will retry");
+                failing = true;
+                tracing::warn!(error = %e, from_seq = from, delivered_to = ?delivered, retry_in = ?backoff, "outbox: publishing failed; will retry");
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
