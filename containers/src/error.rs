@@ -18,6 +18,10 @@ pub enum ContainersError {
         #[source]
         source: portcullis_interceptor::InterceptError,
     },
+    /// Left unmarked on purpose (`[[containers.skip]]`, or the agent's own
+    /// container).
+    #[error("container {container} not protected: {reason}")]
+    Skipped { container: String, reason: String },
     #[error("{what}: no answer within {timeout:?}")]
     Timeout {
         what: String,

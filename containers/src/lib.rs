@@ -25,6 +25,7 @@ mod oci;
 mod protect;
 mod registry;
 pub mod runtime;
+pub mod skip;
 pub mod spool;
 
 pub use error::ContainersError;
@@ -33,3 +34,4 @@ pub use oci::{bundle_annotations, read_bundle, Bundle, OciState};
 pub use portcullis_schemas::ContainerDiscovery as Discovery;
 pub use protect::{layer_dirs, ContainerEvent, Observer, Protector, ProtectorConfig};
 pub use registry::{now_ms, Container, Labels, Registry};
+pub use skip::{SkipDecision, SkipRule, SkipRules};

@@ -8,7 +8,7 @@
 //! - the `/proc` scan at start ([`Protector::scan`]): containers that ran
 //!   before the agent, or while it was restarting;
 //! - the watcher ([`Protector::spawn_watcher`]): a scan after every mount
-//!   change of the host (`POLLPRI` on `/proc/self/mountinfo`; a runtime
+//!   change of the host (`POLLPRI` on `/proc/1/mountinfo`; a runtime
 //!   mounts a container's root there before starting it) and every
 //!   `rescan` interval, for runtimes without a hook.
 
@@ -30,6 +30,7 @@ use crate::error::ContainersError;
 use crate::meta::ContainerMeta;
 use crate::registry::{now_ms, Container, Registry};
 use crate::runtime::Runtime;
+use crate::skip::{SkipDecision, SkipRules};
 use portcullis_schemas::ContainerDiscovery as Discovery;
 
 /// What happened to a container: the agent journals these.
@@ -71,6 +72,8 @@ pub struct ProtectorConfig {
     pub watch_mounts: bool,
     /// How many gone containers keep their metadata.
     pub gone_capacity: usize,
+    /// Containers left unmarked on purpose ([`crate::skip`]).
+    pub skip: SkipRules,
 }
 
 /// Called for every [`ContainerEvent`]; must not block.
@@ -85,8 +88,18 @@ pub struct Protector {
     describe: Sender<ContainerRef>,
     /// Local metadata sources, read while marking.
     local: Vec<Box<dyn Runtime>>,
-    /// Runtimes with an API the metadata thread asks.
-    remote_kinds: Vec<portcullis_schemas::ContainerRuntime>,
+    /// Runtimes with an API: the metadata thread asks them after marking;
+    /// a skip rule that needs more than the local sources know asks them
+    /// before.
+    remote: Arc<Vec<Box<dyn Runtime>>>,
+    /// The agent's own container, when it runs in one: never marked.
+    own_container: Option<String>,
+    /// Containers skipped, by id, with their latest pid: a rescan does not
+    /// decide (and journal) them again while they run.
+    skipped: parking_lot::Mutex<std::collections::HashMap<String, (u32, String)>>,
+    /// Containers the scan could not mark, by id: since when, and whether
+    /// that was journaled ([`Self::report_refusal`]).
+    refused: parking_lot::Mutex<std::collections::HashMap<String, (Instant, bool)>>,
     /// Serializes marking: the hook and the watcher may race for one
     /// container.
     marking: parking_lot::Mutex<()>,
@@ -113,14 +126,20 @@ impl Protector {
         observer: Observer,
     ) -> Result<Arc<Self>, ContainersError> {
         let (local, remote): (Vec<_>, Vec<_>) = runtimes.into_iter().partition(|r| r.is_local());
-        let remote_kinds = remote.iter().map(|r| r.kind()).collect();
+        let remote = Arc::new(remote);
         let (tx, rx) = bounded(1024);
         let timeout = config.metadata_timeout;
         let reg = registry.clone();
         let obs = observer.clone();
+        let apis = remote.clone();
+        let own_container =
+            portcullis_interceptor::procfs::container_of(std::process::id()).map(|c| c.id);
+        if let Some(id) = &own_container {
+            tracing::info!(container = %id, "the agent runs in a container; that container is never marked");
+        }
         std::thread::Builder::new()
             .name("pc-containers-meta".into())
-            .spawn(move || describe_loop(rx, remote, reg, obs, timeout))
+            .spawn(move || describe_loop(rx, &apis, reg, obs, timeout))
             .map_err(|source| ContainersError::Io {
                 what: "starting the container metadata thread".into(),
                 source,
@@ -132,7 +151,10 @@ impl Protector {
             observer,
             describe: tx,
             local,
-            remote_kinds,
+            remote,
+            own_container,
+            skipped: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            refused: parking_lot::Mutex::new(std::collections::HashMap::new()),
             marking: parking_lot::Mutex::new(()),
         }))
     }
@@ -170,6 +192,41 @@ impl Protector {
                 return Ok(self.describe(&container.id, meta).unwrap_or(c));
             }
         }
+        if let Some(reason) = self.skipped_already(&container.id, pid) {
+            return Err(ContainersError::Skipped {
+                container: container.id,
+                reason,
+            });
+        }
+        // What the local sources say, before marking: the skip rules need
+        // it, and the first accesses then carry the container's name.
+        let mut meta = meta;
+        for rt in self.local.iter().filter(|r| r.kind() == container.runtime) {
+            match rt.inspect(&container.id) {
+                Ok(Some(m)) => meta.merge(m),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(container = %container.id, error = %e, "local container metadata unreadable")
+                }
+            }
+        }
+        if let Some(reason) = self.skip_reason(&container, &mut meta) {
+            self.skipped
+                .lock()
+                .insert(container.id.clone(), (pid, reason.clone()));
+            let mut named = container;
+            meta.apply_to(&mut named);
+            tracing::info!(container = %named.id, name = ?named.name, image = ?named.image, pid, %reason, "container skipped");
+            (self.observer)(ContainerEvent::Refused {
+                container: named.clone(),
+                pid,
+                reason: reason.clone(),
+            });
+            return Err(ContainersError::Skipped {
+                container: named.id,
+                reason,
+            });
+        }
         let root = root.unwrap_or_else(|| PathBuf::from(format!("/proc/{pid}/root")));
         let layers = backing_devices(&root);
         let refused = self.refused_for(&root, &layers);
@@ -177,7 +234,10 @@ impl Protector {
             .fan
             .mark_container_root(&root, self.config.watch, &refused)
         {
-            Ok(m) => m,
+            Ok(m) => {
+                self.refused.lock().remove(&container.id);
+                m
+            }
             Err(source) => {
                 let e = ContainersError::Mark {
                     what: format!(
@@ -187,11 +247,13 @@ impl Protector {
                     ),
                     source,
                 };
-                (self.observer)(ContainerEvent::Refused {
-                    container,
-                    pid,
-                    reason: e.to_string(),
-                });
+                if self.report_refusal(&container.id, via) {
+                    (self.observer)(ContainerEvent::Refused {
+                        container,
+                        pid,
+                        reason: e.to_string(),
+                    });
+                }
                 return Err(e);
             }
         };
@@ -208,16 +270,6 @@ impl Protector {
                     Err(e) => {
                         tracing::warn!(container = %container.id, volume = %v.display(), error = %e, "volume not marked")
                     }
-                }
-            }
-        }
-        let mut meta = meta;
-        for rt in self.local.iter().filter(|r| r.kind() == container.runtime) {
-            match rt.inspect(&container.id) {
-                Ok(Some(m)) => meta.merge(m),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(container = %container.id, error = %e, "local container metadata unreadable")
                 }
             }
         }
@@ -247,12 +299,74 @@ impl Protector {
             "container protected"
         );
         (self.observer)(ContainerEvent::Protected(c.clone()));
-        if self.remote_kinds.contains(&container.runtime) {
+        if self.remote.iter().any(|r| r.kind() == container.runtime) {
             if let Err(TrySendError::Full(_)) = self.describe.try_send(container) {
                 tracing::warn!("the container metadata queue is full; the runtime is not asked about this container");
             }
         }
         Ok(c)
+    }
+
+    /// The reason `container` was skipped with `pid`, if it was.
+    /// Whether a failure to mark container `id` is journaled now. A hook's
+    /// is, at once. A scan finds a container while its runtime creates it
+    /// (`runc init` is in the container's cgroup before it has switched to
+    /// the container's root): its failures are journaled only once they
+    /// last [`SETTLE`], and then once while it runs.
+    fn report_refusal(&self, id: &str, via: Discovery) -> bool {
+        if via != Discovery::Scan {
+            return true;
+        }
+        let mut refused = self.refused.lock();
+        let (first, reported) = refused
+            .entry(id.to_string())
+            .or_insert((Instant::now(), false));
+        if *reported || first.elapsed() < SETTLE {
+            tracing::debug!(container = %id, "not marked (yet); a later scan tries again");
+            return false;
+        }
+        *reported = true;
+        true
+    }
+
+    /// A container's processes come and go while it starts (`runc init`,
+    /// then its init), so the pid is only updated.
+    fn skipped_already(&self, id: &str, pid: u32) -> Option<String> {
+        self.skipped.lock().get_mut(id).map(|(p, reason)| {
+            *p = pid;
+            reason.clone()
+        })
+    }
+
+    /// Why `container` must not be marked, if it must not: it is the
+    /// agent's own, or a skip rule matches. A rule that needs a field the
+    /// local sources did not give asks the runtime's API once (bounded by
+    /// its timeout); what is still unknown then does not match.
+    fn skip_reason(&self, container: &ContainerRef, meta: &mut ContainerMeta) -> Option<String> {
+        if self.own_container.as_deref() == Some(container.id.as_str()) {
+            return Some(OWN_CONTAINER.into());
+        }
+        let rules = &self.config.skip;
+        if rules.is_empty() {
+            return None;
+        }
+        let mut decision = rules.decide(meta);
+        if decision == SkipDecision::Undecided {
+            for rt in self.remote.iter().filter(|r| r.kind() == container.runtime) {
+                match rt.inspect(&container.id) {
+                    Ok(Some(m)) => meta.merge(m),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(container = %container.id, error = %e, "inspect for the skip rules failed")
+                    }
+                }
+            }
+            decision = rules.decide_final(meta);
+        }
+        match decision {
+            SkipDecision::Skip { reason, .. } => Some(reason),
+            SkipDecision::Protect | SkipDecision::Undecided => None,
+        }
     }
 
     /// Merges `meta` into what is known of container `id`; journals a
@@ -288,7 +402,17 @@ impl Protector {
     /// ones that are gone. Returns how many were newly protected.
     pub fn scan(&self) -> usize {
         let mut added = 0;
-        for found in discover::running() {
+        let running = discover::running();
+        // Forget skipped containers that are gone (a new container with the
+        // id is decided again).
+        self.skipped.lock().retain(|id, (pid, _)| {
+            running.iter().any(|f| f.container.id == *id)
+                || portcullis_interceptor::procfs::container_of(*pid).is_some_and(|c| c.id == *id)
+        });
+        self.refused
+            .lock()
+            .retain(|id, _| running.iter().any(|f| f.container.id == *id));
+        for found in running {
             if self.registry.is_running(&found.container.id) {
                 continue;
             }
@@ -342,9 +466,26 @@ impl Protector {
 
     fn watch_loop(&self, stop: &AtomicBool) {
         let mountinfo = if self.config.watch_mounts {
-            File::open("/proc/self/mountinfo")
-                .map_err(|e| tracing::warn!(error = %e, "cannot watch /proc/self/mountinfo; rescanning on the interval only"))
-                .ok()
+            // pid 1's table: the host's mount namespace, where runtimes
+            // mount container roots, also when the agent runs in a container
+            // of its own (with the host's pid namespace) or in a private
+            // mount namespace.
+            HOST_MOUNT_TABLES
+                .iter()
+                .find_map(|t| match File::open(t) {
+                    Ok(f) => {
+                        tracing::debug!(table = t, "watching the mount table");
+                        Some(f)
+                    }
+                    Err(e) => {
+                        tracing::warn!(table = t, error = %e, "cannot watch this mount table");
+                        None
+                    }
+                })
+                .or_else(|| {
+                    tracing::warn!("no mount table to watch; rescanning on the interval only");
+                    None
+                })
         } else {
             tracing::info!("mount watcher off; rescanning on the interval only");
             None
@@ -391,6 +532,17 @@ impl Protector {
         }
     }
 }
+
+/// How long a container found by a scan may stay unmarkable before that is
+/// journaled: its runtime is still setting it up until then.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// The mount tables the watcher polls, the first it can open: the host's
+/// (pid 1's), else the agent's own.
+const HOST_MOUNT_TABLES: [&str; 2] = ["/proc/1/mountinfo", "/proc/self/mountinfo"];
+
+/// The reason journaled for the agent's own container.
+const OWN_CONTAINER: &str = "the agent's own container (never marked)";
 
 /// Scans after a mount change of the host, in ms: a runtime mounts a
 /// container's root before it creates the container's process, and the
@@ -503,7 +655,7 @@ fn describe(
 
 fn describe_loop(
     rx: Receiver<ContainerRef>,
-    runtimes: Vec<Box<dyn Runtime>>,
+    runtimes: &[Box<dyn Runtime>],
     registry: Arc<Registry>,
     observer: Observer,
     timeout: Duration,

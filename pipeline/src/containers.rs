@@ -12,7 +12,9 @@ use anyhow::Context as _;
 use portcullis_containers::control::{ControlServer, PolicyNames, DEFAULT_SOCKET};
 use portcullis_containers::nri::NriConfig;
 use portcullis_containers::spool::{self, HookDecision};
-use portcullis_containers::{runtime, ContainerEvent, Protector, ProtectorConfig, Registry};
+use portcullis_containers::{
+    runtime, ContainerEvent, Protector, ProtectorConfig, Registry, SkipRule, SkipRules,
+};
 use portcullis_interceptor::{Fanotify, Watch};
 use portcullis_schemas::{
     ContainerChange, ContainerObserved, ContainerRef, ContainerRuntime, EventBody, FilePath,
@@ -110,6 +112,59 @@ fn d_nri_index() -> String {
     "10".into()
 }
 
+/// One `[[containers.skip]]` rule as written: a container it matches is
+/// never marked. Every field given must match; `*` and `?` are wildcards.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkipSection {
+    /// The container's name.
+    pub name: Option<String>,
+    /// The image reference it was created from.
+    pub image: Option<String>,
+    /// Its pod's Kubernetes namespace.
+    pub namespace: Option<String>,
+    /// Labels (keys exact, values patterns; `"*"`: any value).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl SkipSection {
+    fn build(self, index: usize) -> Result<SkipRule, (String, String)> {
+        let field = |f: &str| format!("containers.skip[{index}].{f}");
+        for (f, v) in [
+            ("name", &self.name),
+            ("image", &self.image),
+            ("namespace", &self.namespace),
+        ] {
+            if v.as_deref().is_some_and(str::is_empty) {
+                return Err((
+                    field(f),
+                    "an empty pattern matches nothing; use \"*\" for any".into(),
+                ));
+            }
+        }
+        if let Some(k) = self.labels.keys().find(|k| k.is_empty()) {
+            return Err((
+                field(&format!("labels.{k:?}")),
+                "a label key cannot be empty".into(),
+            ));
+        }
+        let rule = SkipRule {
+            name: self.name,
+            image: self.image,
+            namespace: self.namespace,
+            labels: self.labels.into_iter().collect(),
+        };
+        if rule.is_empty() {
+            return Err((
+                format!("containers.skip[{index}]"),
+                "names no name, image, namespace or labels: it would leave every container unprotected".into(),
+            ));
+        }
+        Ok(rule)
+    }
+}
+
 /// `[containers]` as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +215,9 @@ pub struct ContainersSection {
     /// Gone containers whose metadata is kept for late events.
     #[serde(default = "d_gone")]
     pub recently_gone: usize,
+    /// Containers never marked (docs/containers.md).
+    #[serde(default)]
+    pub skip: Vec<SkipSection>,
     #[serde(default)]
     pub hook: HookSection,
     #[serde(default)]
@@ -184,6 +242,7 @@ impl Default for ContainersSection {
             rescan_interval: d_rescan(),
             watch_mounts: true,
             recently_gone: d_gone(),
+            skip: Vec::new(),
             hook: HookSection::default(),
             nri: NriSection::default(),
         }
@@ -245,6 +304,7 @@ pub struct ContainersSettings {
     pub rescan_interval: Duration,
     pub watch_mounts: bool,
     pub recently_gone: usize,
+    pub skip: SkipRules,
     pub hook: HookSettings,
     /// The NRI plugin, when containerd or CRI-O is protected and
     /// `nri.enabled`.
@@ -402,8 +462,16 @@ impl ContainersSection {
             }
             None => None,
         };
+        let skip = SkipRules(
+            self.skip
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| r.build(i))
+                .collect::<Result<_, _>>()?,
+        );
         Ok(ContainersSettings {
             nri,
+            skip,
             enabled: self.enabled,
             runtimes,
             local: runtime::LocalRoots {
@@ -478,6 +546,7 @@ impl ContainerProtection {
                 rescan: settings.rescan_interval,
                 watch_mounts: settings.watch_mounts,
                 gone_capacity: settings.recently_gone,
+                skip: settings.skip.clone(),
             },
             registry,
             runtimes,
@@ -657,9 +726,43 @@ mod tests {
                 "[hook]\nspool_dir = \"spool\"\n",
                 "containers.hook.spool_dir",
             ),
+            ("[[skip]]\n", "containers.skip[0]"),
+            (
+                "[[skip]]\nname = \"a*\"\n[[skip]]\nimage = \"\"\n",
+                "containers.skip[1].image",
+            ),
+            (
+                "[[skip]]\nlabels = { \"\" = \"x\" }\n",
+                "containers.skip[0].labels.\"\"",
+            ),
         ] {
             assert_eq!(build(text).unwrap_err().0, field, "{text}");
         }
         assert!(toml::from_str::<ContainersSection>("runtimes = [\"lxc\"]\n").is_err());
+    }
+
+    #[test]
+    fn skip_rules_keep_their_order_and_fields() {
+        let s = build(
+            "[[skip]]\nname = \"portcullis-*\"\n\n[[skip]]\nnamespace = \"kube-system\"\nlabels = { tier = \"*\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.skip,
+            SkipRules(vec![
+                SkipRule {
+                    name: Some("portcullis-*".into()),
+                    ..SkipRule::default()
+                },
+                SkipRule {
+                    namespace: Some("kube-system".into()),
+                    labels: vec![("tier".into(), "*".into())],
+                    ..SkipRule::default()
+                },
+            ])
+        );
+        assert!(build("").unwrap().skip.is_empty());
+        let e = toml::from_str::<ContainersSection>("[[skip]]\nnames = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `names`"), "{e}");
     }
 }

@@ -439,3 +439,130 @@ host = true
     let reason = decision_of(&events, tmp[0]);
     assert_eq!(reason["event"]["reason"], "not_in_scope");
 }
+
+#[test]
+fn skip_rules_leave_named_containers_unmarked_and_say_so_once() {
+    require_privileges!("skip_rules_leave_named_containers_unmarked_and_say_so_once");
+    require_containers!("skip_rules_leave_named_containers_unmarked_and_say_so_once");
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Rescans every 200 ms: a skipped container must not be decided (and
+    // journaled) again at each one.
+    let mut w = World::with_scans(
+        "allow",
+        "",
+        "rescan_interval = \"200ms\"\n[[containers.skip]]\nimage = \"docker.io/*\"\n[[containers.skip]]\nname = \"pc-test-skipme-*\"\n",
+    );
+    // One skipped container found by the /proc scan at start, one at its
+    // hook; one protected beside them.
+    let early = w.start_sleeper("skipme-early");
+    let agent = w.agent();
+    let late = w.start_sleeper("skipme-late");
+    let kept = w.start_sleeper("kept");
+    let (early_id, late_id, kept_id) = (id_of(&early), id_of(&late), id_of(&kept));
+    wait_for(Duration::from_secs(10), "the kept container", || {
+        find(&agent.containers(), &kept_id).is_some()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let listed = agent.containers();
+    for id in [&early_id, &late_id] {
+        assert!(find(&listed, id).is_none(), "{id} is skipped: {listed:#}");
+    }
+    for name in [&early, &late] {
+        let o = exec(name, "cat /data/eicar.com");
+        assert!(
+            o.status.success(),
+            "{name} is skipped, its opens are not intercepted: {}",
+            text(&o)
+        );
+    }
+    assert!(denied(&exec(&kept, "cat /data/eicar.com")));
+
+    let (events, log) = agent.stop();
+    for (id, name) in [(&early_id, &early), (&late_id, &late)] {
+        // (The early one also started while the agent was away: the hook
+        // spooled that fact, journaled at the agent's start.)
+        let skipped: Vec<_> = observed(&events, id, "container-unprotected")
+            .into_iter()
+            .filter(|e| {
+                e["event"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("skipped by")
+            })
+            .collect();
+        assert_eq!(skipped.len(), 1, "one fact per skipped container: {log}");
+        assert_eq!(skipped[0]["container"]["name"], name.as_str());
+        assert_eq!(
+            skipped[0]["event"]["reason"],
+            "skipped by containers.skip[1] (name = \"pc-test-skipme-*\")",
+            "{:#}",
+            skipped[0]
+        );
+        assert!(observed(&events, id, "container-protected").is_empty());
+        assert!(accesses(&events, id, "/data/eicar.com").is_empty());
+    }
+    assert_eq!(observed(&events, &kept_id, "container-protected").len(), 1);
+    let u = observed(&events, &kept_id, "container-unprotected");
+    assert!(u.is_empty(), "{u:#?}");
+}
+
+#[test]
+fn a_container_the_scan_cannot_mark_is_journaled_once_not_at_every_rescan() {
+    require_privileges!("a_container_the_scan_cannot_mark_is_journaled_once_not_at_every_rescan");
+    require_containers!("a_container_the_scan_cannot_mark_is_journaled_once_not_at_every_rescan");
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut w = World::with_scans("allow", "", "rescan_interval = \"200ms\"");
+    // A container whose root is a host directory (`--rootfs`): never
+    // marked (the host's filesystem is refused).
+    let rootfs = w.path("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    let tmp = w.name("rootfs-src");
+    assert!(podman(&["create", "--name", &tmp, IMAGE]).status.success());
+    let tar = w.path("rootfs.tar");
+    assert!(podman(&["export", "-o", tar.to_str().unwrap(), &tmp])
+        .status
+        .success());
+    let untar = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&rootfs)
+        .output()
+        .unwrap();
+    assert!(untar.status.success(), "{}", text(&untar));
+    let name = w.name("hostdir");
+    let o = w.run(&[
+        "-d",
+        "--name",
+        &name,
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "sleep",
+        "600",
+    ]);
+    assert!(o.status.success(), "podman run --rootfs: {}", text(&o));
+    let id = id_of(&name);
+    let agent = w.agent();
+    // Rescans every 200 ms for well over the settling time.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(find(&agent.containers(), &id).is_none());
+    let (events, log) = agent.stop();
+    let refused: Vec<_> = observed(&events, &id, "container-unprotected")
+        .into_iter()
+        .filter(|e| {
+            e["event"]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("protecting")
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}\n{log}");
+    assert!(
+        refused[0]["event"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("refusing to mark"),
+        "{:#}",
+        refused[0]
+    );
+}

@@ -95,6 +95,7 @@ fn protector() -> (Arc<Protector>, Events) {
             rescan: Duration::from_secs(60),
             watch_mounts: false,
             gone_capacity: 8,
+            skip: crate::SkipRules::default(),
         },
         Arc::new(Registry::new(8)),
         Vec::new(),
