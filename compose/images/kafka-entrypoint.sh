@@ -9,6 +9,11 @@
 #   KAFKA_LISTEN_HOST      address the client port binds (default 0.0.0.0)
 #   KAFKA_PORT             client port (default 9092)
 #   KAFKA_CONTROLLER_PORT  controller port, inside the container (9093)
+#   KAFKA_EXTERNAL_PORT    a second client listener on this container port,
+#                          for clients outside the container network (a
+#                          published port); unset: none
+#   KAFKA_EXTERNAL_ADVERTISED  HOST:PORT those clients reach it as (default
+#                          127.0.0.1:$KAFKA_EXTERNAL_PORT)
 #   KAFKA_CLUSTER_ID       cluster id for the first format (default: fixed,
 #                          so a re-created container keeps its volume)
 #   KAFKA_HEAP_OPTS        JVM heap (default -Xms256m -Xmx512m)
@@ -22,6 +27,15 @@ CPORT=${KAFKA_CONTROLLER_PORT:-9093}
 HOST=${KAFKA_ADVERTISED_HOST:-$(hostname)}
 # base64url of the 16 bytes "portcullis-kafka"
 CLUSTER_ID=${KAFKA_CLUSTER_ID:-cG9ydGN1bGxpcy1rYWZrYQ}
+XPORT=${KAFKA_EXTERNAL_PORT:-}
+LISTENERS="PLAINTEXT://$LISTEN:$PORT,CONTROLLER://127.0.0.1:$CPORT"
+ADVERTISED="PLAINTEXT://$HOST:$PORT"
+PROTOCOLS="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+if [ -n "$XPORT" ]; then
+  LISTENERS="$LISTENERS,EXTERNAL://$LISTEN:$XPORT"
+  ADVERTISED="$ADVERTISED,EXTERNAL://${KAFKA_EXTERNAL_ADVERTISED:-127.0.0.1:$XPORT}"
+  PROTOCOLS="$PROTOCOLS,EXTERNAL:PLAINTEXT"
+fi
 LOG4J=/var/lib/kafka/log4j2.properties
 java_run() {
   # shellcheck disable=SC2086
@@ -56,9 +70,9 @@ cat >"$CONF" <<CONF
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CPORT
-listeners=PLAINTEXT://$LISTEN:$PORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$LISTENERS
+advertised.listeners=$ADVERTISED
+listener.security.protocol.map=$PROTOCOLS
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs=$DATA
@@ -85,5 +99,5 @@ if [ ! -f "$DATA/meta.properties" ]; then
     -cp "$LIBS/*" kafka.tools.StorageTool format \
     --standalone -t "$CLUSTER_ID" -c "$CONF" >&2
 fi
-echo "kafka-entrypoint: starting Kafka on :$PORT (advertised $HOST:$PORT)" >&2
+echo "kafka-entrypoint: starting Kafka (advertised $ADVERTISED)" >&2
 java_run kafka.Kafka "$CONF"

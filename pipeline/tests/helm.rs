@@ -266,7 +266,9 @@ fn full_values_render_the_services_kafka_secrets_and_policies() {
         return;
     };
     let full = chart().join("ci/full-values.yaml");
-    let objects = t.render(&["-f", full.to_str().unwrap()]).unwrap();
+    let objects = t
+        .render(&["-f", full.to_str().unwrap(), "--namespace", "security"])
+        .unwrap();
     let scanner = find(&objects, "Deployment", "portcullis-scanner");
     let siem = find(&objects, "Deployment", "portcullis-siem-export");
     assert_eq!(scanner["spec"]["replicas"], 3);
@@ -325,4 +327,36 @@ fn full_values_render_the_services_kafka_secrets_and_policies() {
     let file = portcullis_pipeline::config::ConfigFile::parse(agent_toml).unwrap();
     let policies: Vec<String> = file.policies.iter().map(|p| p.name.clone()).collect();
     assert_eq!(policies, ["workloads", "host-tools"]);
+    // Skip rules: the release's own scanner services and siem-export, then
+    // the values' rules, each field as written.
+    let skip: Vec<(Option<&str>, Option<&str>, Option<&str>, Vec<(&str, &str)>)> = file
+        .containers
+        .skip
+        .iter()
+        .map(|r| {
+            (
+                r.name.as_deref(),
+                r.image.as_deref(),
+                r.namespace.as_deref(),
+                r.labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        skip,
+        vec![
+            (Some("scanner"), None, Some("security"), vec![]),
+            (Some("siem-export"), None, Some("security"), vec![]),
+            (
+                None,
+                None,
+                Some("kafka"),
+                vec![("app.kubernetes.io/name", "kafka"), ("tier", "broker*")]
+            ),
+            (None, Some("registry.example.com/vetted/*"), None, vec![]),
+        ]
+    );
 }

@@ -137,7 +137,8 @@ struct Container(String);
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = podman(&["rm", "-f", "-t", "5", &self.0]);
+        // -v: the broker's anonymous data volume goes with it.
+        let _ = podman(&["rm", "-f", "-v", "-t", "5", &self.0]);
     }
 }
 
