@@ -329,7 +329,14 @@ fn full_values_render_the_services_kafka_secrets_and_policies() {
     assert_eq!(policies, ["workloads", "host-tools"]);
     // Skip rules: the release's own scanner services and siem-export, then
     // the values' rules, each field as written.
-    let skip: Vec<(Option<&str>, Option<&str>, Option<&str>, Vec<(&str, &str)>)> = file
+    /// name, image, namespace, labels.
+    type Rule<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        Vec<(&'a str, &'a str)>,
+    );
+    let skip: Vec<Rule> = file
         .containers
         .skip
         .iter()
