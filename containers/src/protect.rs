@@ -185,6 +185,21 @@ impl Protector {
         via: Discovery,
         meta: ContainerMeta,
     ) -> Result<Container, ContainersError> {
+        self.protect_found(container, pid, root, via, meta, false)
+    }
+
+    /// [`Self::protect`]; `by_proc_scan` when the container was found in
+    /// `/proc`, maybe while its runtime still creates it
+    /// ([`Self::report_refusal`]).
+    fn protect_found(
+        &self,
+        container: ContainerRef,
+        pid: u32,
+        root: Option<PathBuf>,
+        via: Discovery,
+        meta: ContainerMeta,
+        by_proc_scan: bool,
+    ) -> Result<Container, ContainersError> {
         let guard = self.marking.lock();
         if let Some(c) = self.registry.get(&container.id) {
             if c.gone_at_ms.is_none() && c.pid == pid {
@@ -201,15 +216,7 @@ impl Protector {
         // What the local sources say, before marking: the skip rules need
         // it, and the first accesses then carry the container's name.
         let mut meta = meta;
-        for rt in self.local.iter().filter(|r| r.kind() == container.runtime) {
-            match rt.inspect(&container.id) {
-                Ok(Some(m)) => meta.merge(m),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(container = %container.id, error = %e, "local container metadata unreadable")
-                }
-            }
-        }
+        fill_meta(&self.local, &container, &mut meta);
         if let Some(reason) = self.skip_reason(&container, &mut meta) {
             self.skipped
                 .lock()
@@ -247,7 +254,7 @@ impl Protector {
                     ),
                     source,
                 };
-                if self.report_refusal(&container.id, via) {
+                if self.report_refusal(&container.id, by_proc_scan) {
                     (self.observer)(ContainerEvent::Refused {
                         container,
                         pid,
@@ -307,14 +314,13 @@ impl Protector {
         Ok(c)
     }
 
-    /// The reason `container` was skipped with `pid`, if it was.
     /// Whether a failure to mark container `id` is journaled now. A hook's
-    /// is, at once. A scan finds a container while its runtime creates it
-    /// (`runc init` is in the container's cgroup before it has switched to
-    /// the container's root): its failures are journaled only once they
-    /// last [`SETTLE`], and then once while it runs.
-    fn report_refusal(&self, id: &str, via: Discovery) -> bool {
-        if via != Discovery::Scan {
+    /// (or NRI's) is, at once. The `/proc` scan finds a container while its
+    /// runtime creates it (`runc init` is in the container's cgroup before
+    /// it has switched to the container's root): its failures are journaled
+    /// only once they last [`SETTLE`], and then once while it runs.
+    fn report_refusal(&self, id: &str, by_proc_scan: bool) -> bool {
+        if !by_proc_scan {
             return true;
         }
         let mut refused = self.refused.lock();
@@ -329,8 +335,9 @@ impl Protector {
         true
     }
 
-    /// A container's processes come and go while it starts (`runc init`,
-    /// then its init), so the pid is only updated.
+    /// The reason container `id` was skipped, if it was. A container's
+    /// processes come and go while it starts (`runc init`, then its init),
+    /// so the pid is only updated.
     fn skipped_already(&self, id: &str, pid: u32) -> Option<String> {
         self.skipped.lock().get_mut(id).map(|(p, reason)| {
             *p = pid;
@@ -352,15 +359,7 @@ impl Protector {
         }
         let mut decision = rules.decide(meta);
         if decision == SkipDecision::Undecided {
-            for rt in self.remote.iter().filter(|r| r.kind() == container.runtime) {
-                match rt.inspect(&container.id) {
-                    Ok(Some(m)) => meta.merge(m),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(container = %container.id, error = %e, "inspect for the skip rules failed")
-                    }
-                }
-            }
+            fill_meta(&self.remote, container, meta);
             decision = rules.decide_final(meta);
         }
         match decision {
@@ -417,12 +416,13 @@ impl Protector {
                 continue;
             }
             if self
-                .protect(
+                .protect_found(
                     found.container,
                     found.pid,
                     None,
                     Discovery::Scan,
                     ContainerMeta::default(),
+                    true,
                 )
                 .is_ok()
             {
@@ -528,6 +528,20 @@ impl Protector {
                     tracing::debug!(added = n, changed, "watcher protected new containers");
                 }
                 last_scan = now;
+            }
+        }
+    }
+}
+
+/// Merges what `runtimes` of `container`'s kind say about it into `meta`
+/// (one inspect each; failures are logged and left out).
+fn fill_meta(runtimes: &[Box<dyn Runtime>], container: &ContainerRef, meta: &mut ContainerMeta) {
+    for rt in runtimes.iter().filter(|r| r.kind() == container.runtime) {
+        match rt.inspect(&container.id) {
+            Ok(Some(m)) => meta.merge(m),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(container = %container.id, runtime = container.runtime.as_str(), error = %e, "container metadata unreadable")
             }
         }
     }

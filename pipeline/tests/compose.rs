@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::free_port;
+use common::{free_port, podman};
 use serde_json::Value;
 
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../compose/docker-compose.yml");
@@ -45,16 +45,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn podman(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("120")
-        .arg("podman")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 /// podman-compose from `scripts/compose setup`, if installed.

@@ -54,17 +54,6 @@ macro_rules! require_containers {
     };
 }
 
-/// `podman ARGS` under a timeout.
-fn podman(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("120")
-        .arg("podman")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 const LIMITS: [&str; 4] = [
     "--ulimit",
     "nofile=1024:1024",

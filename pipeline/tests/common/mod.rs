@@ -289,3 +289,14 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `podman ARGS` under a timeout of two minutes, stdin closed.
+pub fn podman(args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .arg("120")
+        .arg("podman")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
