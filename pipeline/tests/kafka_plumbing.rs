@@ -64,7 +64,7 @@ async fn recv<C: ConsumerContext + 'static>(
 /// The next message of a polled reader (the node's reply reader), within
 /// `within`; `None` if none comes.
 fn poll_within(
-    consumer: &rdkafka::consumer::BaseConsumer,
+    consumer: &portcullis_pipeline::kafka::AssignedConsumer,
     within: Duration,
 ) -> Option<OwnedMessage> {
     let until = std::time::Instant::now() + within;

@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use crate::kafka::stats::{self, ClientStats};
 use crate::kafka::trace as kafka_trace;
 use crate::kafka::{
-    idempotent_producer, reply_consumer, request_producer, shared_verdict_consumer, DeadLetter,
-    DeadLetters, DlqStage, KafkaSettings, LargeFiles, Topic,
+    idempotent_producer, reply_consumer, request_producer, shared_verdict_consumer,
+    AssignedConsumer, DeadLetter, DeadLetters, DlqStage, KafkaSettings, LargeFiles, Topic,
 };
 
 /// Shared verdicts known to this node, by `wire::shared_verdict_key`.
@@ -366,7 +366,7 @@ struct ReplyReader {
 }
 
 impl ReplyReader {
-    fn run(self, consumer: &BaseConsumer) {
+    fn run(self, consumer: &AssignedConsumer) {
         while !self.stopping.load(Ordering::Relaxed) {
             match consumer.poll(READER_POLL) {
                 Some(Ok(m)) => match wire::decode::<ScanReplied>(m.payload().unwrap_or_default()) {
@@ -413,7 +413,7 @@ struct SharedReader {
 }
 
 impl SharedReader {
-    fn run(self, consumer: &BaseConsumer, parts: Vec<i32>, loaded: oneshot::Sender<usize>) {
+    fn run(self, consumer: &AssignedConsumer, parts: Vec<i32>, loaded: oneshot::Sender<usize>) {
         // Until every partition reached its end once, the node is still
         // loading what the cluster already knows.
         let mut loading: std::collections::HashSet<i32> = parts.into_iter().collect();

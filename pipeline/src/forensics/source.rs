@@ -18,7 +18,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use portcullis_actors::journal::export::ExportError;
 use portcullis_actors::journal::{ExportReader, JournalStore};
 use portcullis_schemas::{SourcePosition, Timestamp};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -260,7 +260,7 @@ fn from_export<R: io::Read>(
 /// Per partition: where to start, and where to stop (exclusive; `None`
 /// while following).
 struct KafkaPlan {
-    consumer: BaseConsumer,
+    consumer: crate::kafka::AssignedConsumer,
     topic: String,
     ranges: Vec<(i32, i64, Option<i64>)>,
 }

@@ -12,9 +12,9 @@
 //! | [`group_consumer`] | `StreamConsumer<GroupContext>` | `group.id`, `enable.auto.commit=false`, `enable.auto.offset.store=false`, `isolation.level=read_committed`, `auto.offset.reset=earliest` |
 //! | [`request_consumer`] | `BaseConsumer<GroupContext>` | the same, but `read_uncommitted` and the [request/reply defaults](REQUEST_REPLY_CONSUMER) |
 //! | [`assigned_consumer`] | `StreamConsumer` | `assign()` only; `read_committed`, no commits |
-//! | [`reply_consumer`] | `BaseConsumer` | `assign()` only; `read_uncommitted`, the request/reply defaults, no commits |
+//! | [`reply_consumer`] | [`AssignedConsumer`] | `assign()` only; `read_uncommitted`, the request/reply defaults, no commits |
 //! | [`shared_verdict_producer`] | `ThreadedProducer<C>` | idempotent, [lingering](SHARED_VERDICT_PRODUCER) |
-//! | [`shared_verdict_consumer`] | `BaseConsumer` | as `reply_consumer`, with [its own defaults](SHARED_VERDICT_CONSUMER) |
+//! | [`shared_verdict_consumer`] | [`AssignedConsumer`] | as `reply_consumer`, with [its own defaults](SHARED_VERDICT_CONSUMER) |
 //! | [`admin_client`] | `AdminClient` | — |
 //!
 //! **Two paths, two guarantees.** The events topic (the outbox) and
@@ -397,7 +397,7 @@ pub fn reply_consumer(
     partitions: &[i32],
     from: Offset,
     eof: bool,
-) -> Result<BaseConsumer, KafkaSetupError> {
+) -> Result<AssignedConsumer, KafkaSetupError> {
     assigned_uncommitted(
         request_consumer_config(settings, client_id),
         client_id,
@@ -417,7 +417,7 @@ pub fn shared_verdict_consumer(
     topic: &str,
     partitions: &[i32],
     from: Offset,
-) -> Result<BaseConsumer, KafkaSetupError> {
+) -> Result<AssignedConsumer, KafkaSetupError> {
     assigned_uncommitted(
         uncommitted_consumer_config(settings, client_id, SHARED_VERDICT_CONSUMER),
         client_id,
@@ -435,12 +435,12 @@ fn assigned_uncommitted(
     partitions: &[i32],
     from: Offset,
     eof: bool,
-) -> Result<BaseConsumer, KafkaSetupError> {
+) -> Result<AssignedConsumer, KafkaSetupError> {
     c.set("group.id", format!("{client_id}.assigned"));
     if eof {
         c.set("enable.partition.eof", "true");
     }
-    let consumer: BaseConsumer = create(c, client_id, DefaultConsumerContext)?;
+    let consumer: AssignedConsumer = create(c, client_id, EofExpected)?;
     assign(&consumer, client_id, topic, partitions, from)?;
     Ok(consumer)
 }
@@ -597,13 +597,35 @@ pub fn assigned_consumer(
 pub fn replay_consumer(
     settings: &KafkaSettings,
     client_id: &str,
-) -> Result<BaseConsumer, KafkaSetupError> {
+) -> Result<AssignedConsumer, KafkaSetupError> {
     let mut c = consumer_config(settings, client_id);
     c.set("group.id", format!("{client_id}.assigned"));
     c.set("enable.partition.eof", "true");
-    c.create()
-        .map_err(|e| KafkaSetupError::setting_or_client(client_id, e))
+    create(c, client_id, EofExpected)
 }
+
+/// A consumer with assigned partitions (no group membership), whose
+/// end-of-partition events are expected ([`EofExpected`]).
+pub type AssignedConsumer = BaseConsumer<EofExpected>;
+
+/// The context of the consumers that ask for end-of-partition events
+/// (`enable.partition.eof`): librdkafka also reports each one to the
+/// client's error callback, which the default context logs at ERROR
+/// ("Global error: PartitionEOF") at every start of the agent. Those are
+/// dropped; every other error is logged as the default context does.
+#[derive(Debug)]
+pub struct EofExpected;
+
+impl ClientContext for EofExpected {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
+        tracing::error!(target: "rdkafka::client", "librdkafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for EofExpected {}
 
 /// An admin client (topic creation and description).
 pub fn admin_client(

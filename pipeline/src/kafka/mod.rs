@@ -33,9 +33,9 @@ pub mod txn;
 pub use clients::{
     admin_client, assigned_consumer, base_config, group_consumer, idempotent_producer,
     replay_consumer, reply_consumer, reply_producer, request_consumer, request_producer,
-    shared_verdict_consumer, shared_verdict_producer, transactional_producer, GroupContext,
-    RevokeHook, REQUEST_REPLY_CONSUMER, REQUEST_REPLY_PRODUCER, SHARED_VERDICT_CONSUMER,
-    SHARED_VERDICT_PRODUCER,
+    shared_verdict_consumer, shared_verdict_producer, transactional_producer, AssignedConsumer,
+    EofExpected, GroupContext, RevokeHook, REQUEST_REPLY_CONSUMER, REQUEST_REPLY_PRODUCER,
+    SHARED_VERDICT_CONSUMER, SHARED_VERDICT_PRODUCER,
 };
 pub use config::{KafkaSection, KafkaSettings, LargeFiles, Passthrough, TopicPartitions};
 pub use dlq::{dlq_headers, DeadLetter, DeadLetters, DlqStage};
