@@ -59,12 +59,10 @@ fn podman_compose() -> Option<PathBuf> {
         .then(|| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
 }
 
-/// What this test needs, or why it cannot run.
+/// What this test needs besides root and fanotify (`require_privileges!`),
+/// or why it cannot run.
 fn requirements(test: &str) -> Option<PathBuf> {
     let mut missing = Vec::new();
-    if let Some(why) = common::unavailable() {
-        missing.push(why);
-    }
     for image in IMAGES {
         let ok = Command::new("timeout")
             .args(["30", "podman", "image", "exists", image])
