@@ -38,7 +38,7 @@ use opentelemetry_sdk::trace::{
 use portcullis_actors::enforcer::{AccessRequest, Enforcer, EnforcerConfig, Responder};
 use portcullis_actors::journal::{Journal, JournalConfig, JournalStore};
 use portcullis_actors::policy::Policies;
-use portcullis_actors::scanner::{start_scanners, Ruleset, ScanContent, ScanLimits};
+use portcullis_actors::scanner::{start_scanners, LiveRules, Ruleset, ScanContent, ScanLimits};
 use portcullis_schemas::{AccessKind, Decision, EventId, FileInfo, FilePath, NodeId, ProcessInfo};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -188,7 +188,7 @@ fn start_node() -> Node {
             let journal = Journal::new(store, &cfg).start_on_own_thread();
             let scanner = start_scanners(
                 1,
-                rules.clone(),
+                LiveRules::new(rules.clone()),
                 ScanLimits {
                     max_size: 0,
                     timeout: Duration::from_secs(10),

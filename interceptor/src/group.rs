@@ -207,6 +207,17 @@ impl Fanotify {
         )
     }
 
+    /// Takes back every ignore mark of the group at once (a rules reload:
+    /// files found clean by the old rules must be scanned by the new ones).
+    ///
+    /// `FAN_MARK_FLUSH` without `FAN_MARK_MOUNT`/`FAN_MARK_FILESYSTEM`
+    /// removes the group's inode marks, and the only inode marks a group
+    /// ever gets are these ignore marks: the mount and filesystem marks
+    /// that intercept stay.
+    pub fn flush_ignore_marks(&self) -> io::Result<()> {
+        sys::flush_inode_marks(self.fd.as_fd())
+    }
+
     fn ignore_mask(&self) -> u64 {
         match self.class {
             GroupClass::Permission => fan::FAN_OPEN_PERM | fan::FAN_OPEN_EXEC_PERM,

@@ -137,6 +137,26 @@ pub(crate) fn mark_fd(
     }
 }
 
+/// `fanotify_mark(group, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL)`: removes every
+/// inode mark of the group (mount and filesystem marks stay).
+pub(crate) fn flush_inode_marks(group: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: FAN_MARK_FLUSH ignores mask and path; no pointer is read.
+    let rc = unsafe {
+        libc::fanotify_mark(
+            group.as_raw_fd(),
+            libc::FAN_MARK_FLUSH,
+            0,
+            libc::AT_FDCWD,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// A non-blocking, close-on-exec eventfd (the reader's stop signal).
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; a non-negative return is a new fd we own.

@@ -14,11 +14,11 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use portcullis_actors::actions::Actions;
 use portcullis_actors::bridge::{self, Bridge};
-use portcullis_actors::enforcer::{Enforcer, EnforcerStats, GetStats, Shutdown};
+use portcullis_actors::enforcer::{Enforcer, EnforcerStats, GetStats, Shutdown, SwapRules};
 use portcullis_actors::journal::{
     export, Append, ExportServer, Journal, JournalReader, JournalStore, Record, Sync,
 };
-use portcullis_actors::scanner::{start_scanners, Ruleset};
+use portcullis_actors::scanner::{start_scanners, LiveRules, Ruleset};
 use portcullis_interceptor::{spawn_reader, Fanotify, GroupClass, ReaderHandle, Watch};
 use portcullis_schemas::{AgentStarted, AgentStopped, EventBody, FilePath, Mode, RulesLoaded};
 
@@ -26,7 +26,7 @@ use crate::config::Settings;
 use crate::containers::{self, ContainerProtection};
 use crate::distributed::outbox::Outbox;
 use crate::distributed::remote::{self, RemoteHandles};
-use crate::rules::load_ruleset;
+use crate::rules::{load_ruleset, reload_loop, ReloadTarget};
 use portcullis_containers::Registry;
 use portcullis_telemetry::{catalog, Telemetry};
 
@@ -94,10 +94,11 @@ impl Agent {
             Mode::Audit => GroupClass::Notification,
         };
         let fan = Fanotify::init(class).context("creating the fanotify group")?;
-        let local = start_scanners(settings.scan_threads, ruleset.clone(), settings.limits);
+        let live = LiveRules::new(ruleset.clone());
+        let local = start_scanners(settings.scan_threads, live.clone(), settings.limits);
         // Distributed mode swaps the transport between Enforcer and scanners.
         let (scanner, remote, outbox) = match &settings.kafka {
-            None => (local.recipient(), None, None),
+            None => (local.clone().recipient(), None, None),
             Some(kafka) => {
                 crate::kafka::ensure_topics(kafka)
                     .await
@@ -113,8 +114,8 @@ impl Agent {
                 let mut remote = remote::start(
                     kafka.clone(),
                     settings.node_id.clone(),
-                    ruleset.version().clone(),
-                    local.recipient(),
+                    live.clone(),
+                    local.clone().recipient(),
                     reply_timeout,
                 )
                 .await?;
@@ -159,6 +160,7 @@ impl Agent {
             journal.clone().recipient(),
         )
         .with_fanotify(fan.clone())
+        .with_live_rules(live.clone(), local.recipient())
         .with_actions(actions.recipient());
         if settings.kafka.is_some() {
             enforcer = enforcer.with_remote_scans();
@@ -257,6 +259,22 @@ impl Agent {
             rules: ruleset.rule_count(),
             files: ruleset.files().to_vec(),
         }));
+        // Reloads (SIGHUP, and the directory watch): compiled off the
+        // executor, then swapped in by the Enforcer.
+        let target = AgentRules {
+            enforcer: enforcer.clone(),
+            journal: journal.clone(),
+        };
+        let (dir, watch, first) = (
+            settings.rules.clone(),
+            settings.rules_watch,
+            ruleset.clone(),
+        );
+        actix_rt::spawn(async move {
+            if let Err(e) = reload_loop(dir, watch, first, target).await {
+                tracing::error!("rules reloads are off: {e:#}");
+            }
+        });
         tracing::info!(
             mode = %settings.enforcer.mode,
             protected = ?settings.protect,
@@ -358,6 +376,32 @@ impl Agent {
             "portcullis agent stopped"
         );
         Ok(answered)
+    }
+}
+
+/// Where the agent's reloads go: the Enforcer swaps, the journal records.
+struct AgentRules {
+    enforcer: Addr<Enforcer>,
+    journal: Addr<Journal>,
+}
+
+impl ReloadTarget for AgentRules {
+    fn apply(&mut self, ruleset: Arc<Ruleset>) -> futures::future::LocalBoxFuture<'_, ()> {
+        Box::pin(async move {
+            match self.enforcer.send(SwapRules(ruleset)).await {
+                Ok(s) => tracing::info!(
+                    cache_entries = s.cache_entries,
+                    kernel_marks_flushed = s.kernel_marks_flushed,
+                    flush_us = u64::try_from(s.flush.as_micros()).unwrap_or(u64::MAX),
+                    "verdict caches emptied for the new rules"
+                ),
+                Err(e) => tracing::error!(error = %e, "the Enforcer did not take the new rules"),
+            }
+        })
+    }
+
+    fn record(&mut self, body: EventBody) {
+        self.journal.do_send(Append(Record::new(body)));
     }
 }
 

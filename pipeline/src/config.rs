@@ -125,6 +125,13 @@ pub struct ScanSection {
     /// Reuse verdicts of unchanged files (user-space cache + kernel marks).
     #[serde(default = "d_true")]
     pub skip_unchanged: bool,
+    /// Reload when the files of `rules` change (SIGHUP always reloads).
+    #[serde(default)]
+    pub watch_rules: bool,
+    /// How often the rules directory is looked at; a change is loaded once
+    /// two looks in a row agree (the debounce).
+    #[serde(default = "d_watch_interval")]
+    pub watch_interval: String,
 }
 
 impl Default for ScanSection {
@@ -136,6 +143,8 @@ impl Default for ScanSection {
             timeout: d_scan_timeout(),
             threads: 0,
             skip_unchanged: true,
+            watch_rules: false,
+            watch_interval: d_watch_interval(),
         }
     }
 }
@@ -222,6 +231,10 @@ fn d_allow() -> Fallback {
 fn d_max_mb() -> u64 {
     100
 }
+fn d_watch_interval() -> String {
+    "1s".into()
+}
+
 fn d_scan_timeout() -> String {
     "10s".into()
 }
@@ -269,6 +282,8 @@ pub struct Settings {
     pub allow_root_mount: bool,
     pub scan_mode: ScanMode,
     pub rules: Option<PathBuf>,
+    /// `scan.watch_rules`: the interval the rules directory is polled at.
+    pub rules_watch: Option<Duration>,
     pub limits: ScanLimits,
     pub scan_threads: usize,
     pub enforcer: EnforcerConfig,
@@ -335,6 +350,21 @@ impl ConfigFile {
             }
         }
         let scan_timeout = duration("scan.timeout", &self.scan.timeout)?;
+        let rules = o.rules.or(self.scan.rules);
+        let watch_interval = duration("scan.watch_interval", &self.scan.watch_interval)?;
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&watch_interval) {
+            return Err(invalid(
+                "scan.watch_interval",
+                format!("{} is not between 100ms and 1h", self.scan.watch_interval),
+            ));
+        }
+        if self.scan.watch_rules && rules.is_none() {
+            return Err(invalid(
+                "scan.watch_rules",
+                "needs scan.rules (or --rules): the built-in ruleset never changes".into(),
+            ));
+        }
+        let rules_watch = self.scan.watch_rules.then_some(watch_interval);
         let deadline = duration("enforcer.deadline", &self.enforcer.deadline)?;
         if deadline.is_zero() {
             return Err(invalid(
@@ -438,7 +468,8 @@ impl ConfigFile {
             },
             allow_root_mount: self.allow_root_mount,
             scan_mode: self.scan.mode,
-            rules: o.rules.or(self.scan.rules),
+            rules,
+            rules_watch,
             limits: ScanLimits {
                 max_size: self.scan.max_object_size_mb.saturating_mul(1024 * 1024),
                 timeout: scan_timeout,
@@ -555,6 +586,36 @@ mod tests {
     fn unknown_fields_are_rejected_with_their_name_and_line() {
         let err = build("[scan]\nmode = \"open\"\ntimeot = \"5s\"\n").unwrap_err();
         assert!(err.contains("timeot") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn watching_the_rules_needs_a_directory_and_a_sane_interval() {
+        let build = |text: &str, rules: Option<&str>| {
+            ConfigFile::parse(text).unwrap().build(
+                "test.toml",
+                Overrides {
+                    rules: rules.map(PathBuf::from),
+                    ..Overrides::default()
+                },
+            )
+        };
+        let err = build("[scan]\nwatch_rules = true\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.toml: scan.watch_rules: needs scan.rules"),
+            "{err}"
+        );
+        let s = build("[scan]\nwatch_rules = true\n", Some("/r")).unwrap();
+        assert_eq!(s.rules_watch, Some(Duration::from_secs(1)));
+        let s = build("[scan]\nwatch_interval = \"5s\"\n", Some("/r")).unwrap();
+        assert_eq!(s.rules_watch, None, "off unless asked");
+        for bad in ["10ms", "2h", "soon"] {
+            let err = build(&format!("[scan]\nwatch_interval = \"{bad}\"\n"), None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("test.toml: scan.watch_interval: "), "{err}");
+        }
     }
 
     #[test]

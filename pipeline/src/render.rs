@@ -58,6 +58,9 @@ pub fn details(body: &EventBody) -> String {
                 e.files.join(", ")
             )
         }
+        EventBody::RulesRejected(e) => {
+            format!("rules rejected, ruleset {} stays: {}", e.kept, e.error)
+        }
         EventBody::FileAccessed(e) => {
             let mut s = format!(
                 "{} {} by pid {} ({}) uid {}",

@@ -159,6 +159,12 @@ const FM_011: CefSignature = sig(
 const PC_001: CefSignature = sig("PC-001", "Agent started", 3, "AgentStarted");
 const PC_002: CefSignature = sig("PC-002", "Agent stopped", 5, "AgentStopped");
 const PC_003: CefSignature = sig("PC-003", "Rules loaded", 2, "RulesLoaded");
+const PC_004: CefSignature = sig(
+    "PC-004",
+    "Rules rejected",
+    6,
+    "RulesRejected (a reload refused; the rules in force stay)",
+);
 const PC_010: CefSignature = sig(
     "PC-010",
     "Event queue overflowed",
@@ -190,8 +196,8 @@ const PC_023: CefSignature = sig(
 /// one keeps working across versions; new events get new ids.
 pub const SIGNATURES: &[CefSignature] = &[
     FFTP_001, FFTP_002, FFTP_003, FFTP_004, FFTP_005, FFTP_006, FFTP_010, FFTP_011, FFTP_012,
-    FFTP_020, FM_001, FM_002, FM_003, FM_010, FM_011, PC_001, PC_002, PC_003, PC_010, PC_020,
-    PC_021, PC_022, PC_023,
+    FFTP_020, FM_001, FM_002, FM_003, FM_010, FM_011, PC_001, PC_002, PC_003, PC_004, PC_010,
+    PC_020, PC_021, PC_022, PC_023,
 ];
 
 /// The table row of an envelope.
@@ -200,6 +206,7 @@ pub fn signature_of(env: &Envelope) -> &'static CefSignature {
         EventBody::AgentStarted(_) => &PC_001,
         EventBody::AgentStopped(_) => &PC_002,
         EventBody::RulesLoaded(_) => &PC_003,
+        EventBody::RulesRejected(_) => &PC_004,
         EventBody::QueueOverflowed(_) => &PC_010,
         EventBody::ContainerObserved(e) => match e.change {
             ContainerChange::Protected { .. } => &PC_020,
@@ -221,7 +228,10 @@ pub fn signature_of(env: &Envelope) -> &'static CefSignature {
         },
         EventBody::DecisionMade(e) => match (e.decision, e.reason) {
             (Decision::Allow, _) => &FM_010,
-            (Decision::Deny, DecisionReason::Verdict | DecisionReason::CacheHit) => &FFTP_002,
+            (
+                Decision::Deny,
+                DecisionReason::Verdict | DecisionReason::CacheHit | DecisionReason::KnownBadHash,
+            ) => &FFTP_002,
             (Decision::Deny, _) => &FM_011,
         },
         EventBody::ActionTaken(e) => match (&e.outcome, e.action) {
@@ -300,6 +310,13 @@ pub fn write_cef(
         EventBody::RulesLoaded(e) => {
             x.labeled("cs2", "ruleset", &e.ruleset.0)?;
             x.labeled_num("cn2", "rules", e.rules)?;
+        }
+        EventBody::RulesRejected(e) => {
+            x.labeled("cs2", "ruleset", &e.kept.0)?;
+            x.text("reason", &e.error)?;
+            if let Some(file) = &e.file {
+                x.text("fname", file)?;
+            }
         }
         EventBody::FileAccessed(e) => {
             let p = &e.process;

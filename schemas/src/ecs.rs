@@ -893,6 +893,12 @@ impl<'a> EcsDocument<'a> {
                 pc.rules = Some(e.rules);
                 pc.rule_files = Some(&e.files);
             }
+            EventBody::RulesRejected(e) => {
+                (ev.category, ev.ty) = (&[C::Configuration], &[T::Change]);
+                (ev.action, ev.outcome) = ("rules-rejected", EcsOutcome::Failure);
+                ev.reason = Some(&e.error);
+                doc.rule = Some(EcsRule::version(&e.kept));
+            }
             EventBody::FileAccessed(e) => {
                 (ev.category, ev.ty) = (&[C::File], &[T::Access]);
                 ev.action = e.kind.as_str();

@@ -24,6 +24,7 @@ pub enum EventBody {
     ActionTaken(ActionTaken),
     QueueOverflowed(QueueOverflowed),
     ContainerObserved(ContainerObserved),
+    RulesRejected(RulesRejected),
 }
 
 impl EventBody {
@@ -40,6 +41,7 @@ impl EventBody {
             Self::ActionTaken(_) => EventKind::ActionTaken,
             Self::QueueOverflowed(_) => EventKind::QueueOverflowed,
             Self::ContainerObserved(_) => EventKind::ContainerObserved,
+            Self::RulesRejected(_) => EventKind::RulesRejected,
         }
     }
 
@@ -83,10 +85,11 @@ pub enum EventKind {
     ActionTaken,
     QueueOverflowed,
     ContainerObserved,
+    RulesRejected,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         Self::AgentStarted,
         Self::AgentStopped,
         Self::RulesLoaded,
@@ -97,6 +100,7 @@ impl EventKind {
         Self::ActionTaken,
         Self::QueueOverflowed,
         Self::ContainerObserved,
+        Self::RulesRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +115,7 @@ impl EventKind {
             Self::ActionTaken => "action_taken",
             Self::QueueOverflowed => "queue_overflowed",
             Self::ContainerObserved => "container_observed",
+            Self::RulesRejected => "rules_rejected",
         }
     }
 }
@@ -179,6 +184,22 @@ pub struct RulesLoaded {
     pub ruleset: RulesetVersion,
     pub rules: u32,
     pub files: Vec<String>,
+}
+
+/// A reload found a ruleset that does not load (a rule that does not
+/// compile, a bad hash list line, an unreadable file): it was refused and
+/// the ruleset in force stays.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesRejected {
+    /// The ruleset that stays in force.
+    pub kept: RulesetVersion,
+    /// What was wrong, one line: `file:line:column: message` when the
+    /// error has a place.
+    pub error: String,
+    /// The file at fault, when one is.
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
 }
 
 /// The content hash of a compiled ruleset's sources (hex sha256, shortened).
@@ -498,10 +519,14 @@ pub enum DecisionReason {
     OwnProcess,
     /// The agent stopped while the decision was pending.
     Shutdown,
+    /// The content's sha256 is on a trusted list: allowed without a scan.
+    TrustedHash,
+    /// The content's sha256 is on a known-bad list: infected without a scan.
+    KnownBadHash,
 }
 
 impl DecisionReason {
-    pub const ALL: [DecisionReason; 8] = [
+    pub const ALL: [DecisionReason; 10] = [
         Self::Verdict,
         Self::CacheHit,
         Self::Deadline,
@@ -510,6 +535,8 @@ impl DecisionReason {
         Self::NotInScope,
         Self::OwnProcess,
         Self::Shutdown,
+        Self::TrustedHash,
+        Self::KnownBadHash,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -522,6 +549,8 @@ impl DecisionReason {
             Self::NotInScope => "not_in_scope",
             Self::OwnProcess => "own_process",
             Self::Shutdown => "shutdown",
+            Self::TrustedHash => "trusted_hash",
+            Self::KnownBadHash => "known_bad_hash",
         }
     }
 }

@@ -1126,6 +1126,7 @@ impl<'a> OcsfEvent<'a> {
             EventBody::AgentStarted(_)
             | EventBody::AgentStopped(_)
             | EventBody::RulesLoaded(_)
+            | EventBody::RulesRejected(_)
             | EventBody::ScanRequested(_)
             | EventBody::VerdictIssued(_)
             | EventBody::DecisionMade(_)

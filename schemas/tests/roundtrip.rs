@@ -192,7 +192,8 @@ proptest! {
             | EventBody::AgentStopped(_)
             | EventBody::RulesLoaded(_)
             | EventBody::QueueOverflowed(_)
-            | EventBody::ContainerObserved(_) => None,
+            | EventBody::ContainerObserved(_)
+            | EventBody::RulesRejected(_) => None,
         };
         prop_assert_eq!(env.access_id(), want);
     }
@@ -289,6 +290,10 @@ fn strategies_cover_every_variant() {
             }
             EventBody::AgentStopped(e) => opt(&mut seen, "signal", &e.signal),
             EventBody::RulesLoaded(_) => {}
+            EventBody::RulesRejected(e) => {
+                tag(&mut seen, "rules_rejected".to_owned());
+                opt(&mut seen, "rule_file", &e.file);
+            }
             EventBody::FileAccessed(e) => {
                 tag(&mut seen, format!("access:{}", e.kind.as_str()));
                 path(&mut seen, &e.file.path);

@@ -134,7 +134,7 @@ macro_rules! metric {
 
 // Decisions.
 metric!(DECISIONS, "portcullis_decisions_total", Counter, ["outcome", "reason"], A,
-    "Decisions on accesses, by outcome (allow, deny) and reason (verdict, cache_hit, not_in_scope, audit_mode, deadline, overload, shutdown). Deadline answers are reason=\"deadline\".");
+    "Decisions on accesses, by outcome (allow, deny) and reason (verdict, cache_hit, not_in_scope, audit_mode, deadline, overload, shutdown, trusted_hash, known_bad_hash). Deadline answers are reason=\"deadline\".");
 metric!(
     DECISION_LATENCY,
     "portcullis_decision_latency_seconds",
@@ -329,6 +329,22 @@ metric!(
     "Rules in the loaded ruleset."
 );
 metric!(
+    RULES_RELOADS,
+    "portcullis_rules_reloads_total",
+    Counter,
+    ["result"],
+    AS,
+    "Rules reloads (SIGHUP or the rules directory watch), by result: loaded, rejected (the old rules stay in force), unchanged."
+);
+metric!(
+    RESCANS,
+    "portcullis_rescans_total",
+    Counter,
+    [],
+    A,
+    "Scans started again on the local scanners because their verdict came from a ruleset other than the one in force (a reload while they ran, or a scanner service on other rules)."
+);
+metric!(
     BUILD_INFO,
     "portcullis_build_info",
     Gauge,
@@ -381,6 +397,8 @@ pub const METRICS: &[Metric] = &[
     CONTAINERS_PROTECTED,
     RULES_INFO,
     RULES_LOADED,
+    RULES_RELOADS,
+    RESCANS,
     BUILD_INFO,
     READY,
 ];

@@ -105,6 +105,31 @@ pub struct OverflowNoticed {
 #[rtype(result = "u64")]
 pub struct Shutdown;
 
+/// Puts a reloaded ruleset in force: publishes it to the scanners, empties
+/// the user-space verdict cache and flushes the kernel's ignore marks, in
+/// one step of the actor (no verdict is handled in between).
+#[derive(Message)]
+#[rtype(result = "Swapped")]
+pub struct SwapRules(pub Arc<crate::scanner::Ruleset>);
+
+impl std::fmt::Debug for SwapRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SwapRules").field(self.0.version()).finish()
+    }
+}
+
+/// What a [`SwapRules`] cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Swapped {
+    /// User-space cache entries dropped.
+    pub cache_entries: usize,
+    /// The kernel's ignore marks were flushed (`false` without a group, or
+    /// when the flush failed: logged).
+    pub kernel_marks_flushed: bool,
+    /// How long the flush took (the Enforcer answers nothing meanwhile).
+    pub flush: std::time::Duration,
+}
+
 /// A snapshot of the Enforcer's counters.
 #[derive(Message, Debug)]
 #[rtype(result = "EnforcerStats")]

@@ -14,6 +14,12 @@
 //! is modified, so the next open of an unchanged clean file costs no round
 //! trip at all. Opens of a file whose scan is already running wait for that
 //! scan instead of starting another.
+//!
+//! A rules reload ([`SwapRules`]) empties both caches (the kernel's ignore
+//! marks are flushed) and every opener decided after it is judged by the
+//! new ruleset: a verdict of the old ruleset that arrives later is not used,
+//! its file is scanned again (locally, in distributed mode: a node decides
+//! only by the ruleset it runs).
 
 mod config;
 mod messages;
@@ -36,13 +42,14 @@ use portcullis_schemas::{
 pub use config::{EnforcerConfig, Fallback, ScanMode};
 pub use messages::{
     AccessRequest, ContainerLabels, EnforcerStats, GetStats, OverflowNoticed, Responder, Shutdown,
+    SwapRules, Swapped,
 };
 pub(crate) use metrics::mailbox_gauge;
 
 use crate::actions::ActOnDetection;
 use crate::journal::{Append, Record};
 use crate::policy::{Policies, Scope, Subject};
-use crate::scanner::{ScanContent, ScanFile, ScanOutcome};
+use crate::scanner::{HashListKind, LiveRules, ScanContent, ScanFile, ScanOutcome};
 
 /// Identity of a file version: a verdict is reused while all of it holds.
 ///
@@ -125,6 +132,11 @@ pub struct Enforcer {
     ruleset: RulesetVersion,
     fanotify: Option<Arc<Fanotify>>,
     scanner: Recipient<ScanFile>,
+    /// Where verdicts of another ruleset are scanned again: the local
+    /// scanners (in embedded mode, `scanner` itself).
+    rescanner: Option<Recipient<ScanFile>>,
+    /// Where [`SwapRules`] publishes the new ruleset to the scanners.
+    live: Option<LiveRules>,
     journal: Recipient<Append>,
     actions: Option<Recipient<ActOnDetection>>,
     /// Running scans, keyed by the event id of the access that started them.
@@ -169,6 +181,8 @@ impl Enforcer {
             ruleset,
             fanotify: None,
             scanner,
+            rescanner: None,
+            live: None,
             journal,
             actions: None,
             scans: HashMap::new(),
@@ -202,6 +216,15 @@ impl Enforcer {
     /// opens, and only then.
     pub fn with_watchdog(mut self, w: Arc<portcullis_telemetry::Watchdog>) -> Self {
         self.watchdog = Some(w);
+        self
+    }
+
+    /// Rules reloads: [`SwapRules`] publishes to `live`, and verdicts of a
+    /// ruleset other than the one in force are scanned again by
+    /// `rescanner` (the local scanners).
+    pub fn with_live_rules(mut self, live: LiveRules, rescanner: Recipient<ScanFile>) -> Self {
+        self.live = Some(live);
+        self.rescanner = Some(rescanner);
         self
     }
 
@@ -547,16 +570,28 @@ impl Enforcer {
                 span,
             },
         );
-        let req = self.scanner.send(ScanFile {
+        let scanner = self.scanner.clone();
+        self.dispatch(&scanner, access, content, trace, ctx);
+    }
+
+    /// Sends a scan and routes its outcome to [`Self::on_verdict`].
+    fn dispatch(
+        &self,
+        scanner: &Recipient<ScanFile>,
+        access: EventId,
+        content: ScanContent,
+        trace: TraceContext,
+        ctx: &mut Context<Self>,
+    ) {
+        let req = scanner.send(ScanFile {
             access,
             content,
             trace,
         });
-        ctx.spawn(req.into_actor(self).map(move |res, act, _| match res {
-            Ok(outcome) => act.on_verdict(access, outcome),
-            Err(e) => act.on_verdict(
-                access,
-                ScanOutcome {
+        ctx.spawn(req.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(outcome) => act.on_verdict(access, outcome, ctx),
+            Err(e) => {
+                let outcome = ScanOutcome {
                     verdict: Verdict::Error {
                         message: format!("scanner unavailable: {e}"),
                     },
@@ -564,12 +599,47 @@ impl Enforcer {
                     size: 0,
                     ruleset: act.ruleset.clone(),
                     duration: Duration::ZERO,
-                },
-            ),
+                    hash_list: None,
+                };
+                act.on_verdict(access, outcome, ctx)
+            }
         }));
     }
 
-    fn on_verdict(&mut self, scan_id: EventId, outcome: ScanOutcome) {
+    /// A verdict of a ruleset other than the one in force (it was running
+    /// when the rules were swapped, or a scanner service runs other rules):
+    /// the scan starts again on the local scanners, its openers keep
+    /// waiting under their deadlines. Returns `false` when it cannot (no
+    /// local scanners, or stopping): the verdict is then used as it is.
+    fn rescan_stale(
+        &mut self,
+        scan_id: EventId,
+        outcome: &ScanOutcome,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        if outcome.ruleset == self.ruleset || self.stopping {
+            return false;
+        }
+        let (Some(rescanner), Some(scan)) = (self.rescanner.clone(), self.scans.get(&scan_id))
+        else {
+            return false;
+        };
+        tracing::info!(
+            event_id = %scan_id,
+            verdict_ruleset = %outcome.ruleset,
+            ruleset = %self.ruleset,
+            "verdict of another ruleset: scanning again with the rules in force"
+        );
+        self.metrics.rescans.increment(1);
+        let (content, trace) = (scan.content.clone(), scan.trace);
+        self.dispatch(&rescanner, scan_id, content, trace, ctx);
+        true
+    }
+
+    fn on_verdict(&mut self, scan_id: EventId, outcome: ScanOutcome, ctx: &mut Context<Self>) {
+        if self.rescan_stale(scan_id, &outcome, ctx) {
+            return;
+        }
         let Some(scan) = self.scans.remove(&scan_id) else {
             return;
         };
@@ -581,12 +651,15 @@ impl Enforcer {
         let class = outcome.verdict.class();
         self.metrics.verdict(class);
         spans::verdict(scan.span.as_ref(), &outcome.verdict);
+        let by_verdict = match outcome.hash_list {
+            Some(HashListKind::Trusted) => DecisionReason::TrustedHash,
+            Some(HashListKind::KnownBad) => DecisionReason::KnownBadHash,
+            None => DecisionReason::Verdict,
+        };
         let (decision, reason) = match class {
-            VerdictClass::Clean | VerdictClass::Skipped => {
-                (Decision::Allow, DecisionReason::Verdict)
-            }
+            VerdictClass::Clean | VerdictClass::Skipped => (Decision::Allow, by_verdict),
             VerdictClass::Infected => match self.cfg.mode {
-                Mode::Enforce => (Decision::Deny, DecisionReason::Verdict),
+                Mode::Enforce => (Decision::Deny, by_verdict),
                 Mode::Audit => (Decision::Allow, DecisionReason::AuditMode),
             },
             VerdictClass::Error => (self.cfg.on_scan_error.decision(), DecisionReason::Verdict),
@@ -886,6 +959,44 @@ impl Handler<Shutdown> for Enforcer {
         // kernel allows whatever is still queued.
         self.fanotify = None;
         n
+    }
+}
+
+impl Handler<SwapRules> for Enforcer {
+    type Result = MessageResult<SwapRules>;
+
+    fn handle(&mut self, SwapRules(ruleset): SwapRules, _: &mut Self::Context) -> Self::Result {
+        let old = std::mem::replace(&mut self.ruleset, ruleset.version().clone());
+        if let Some(live) = &self.live {
+            live.publish(ruleset);
+        }
+        let cache_entries = self.cache.len();
+        self.cache.clear();
+        let started = Instant::now();
+        let kernel_marks_flushed = match &self.fanotify {
+            Some(fan) => match fan.flush_ignore_marks() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not flush the kernel ignore marks: files found clean by the old rules are not scanned again until modified");
+                    false
+                }
+            },
+            None => false,
+        };
+        let flush = started.elapsed();
+        tracing::info!(
+            from = %old,
+            to = %self.ruleset,
+            cache_entries,
+            kernel_marks_flushed,
+            flush_us = u64::try_from(flush.as_micros()).unwrap_or(u64::MAX),
+            "rules swapped: verdict caches emptied"
+        );
+        MessageResult(Swapped {
+            cache_entries,
+            kernel_marks_flushed,
+            flush,
+        })
     }
 }
 

@@ -60,6 +60,7 @@ impl Handler<ScanFile> for FakeScanner {
                 size: bytes.len() as u64,
                 ruleset: RulesetVersion("test".into()),
                 duration: Duration::from_micros(10),
+                hash_list: None,
             }
         })
     }
@@ -546,4 +547,198 @@ async fn a_close_after_write_scan_caches_its_verdict_for_the_next_open() {
         DecisionReason::CacheHit
     );
     assert_eq!(*h.scans.lock().unwrap(), 1);
+}
+
+// ------------------------------------------------------------ rule reloads
+
+fn ruleset(rules: &[(&str, &str)], lists: &[(&str, String)]) -> Arc<crate::scanner::Ruleset> {
+    let owned = |v: &[(&str, String)]| -> Vec<(std::path::PathBuf, String)> {
+        v.iter().map(|(n, t)| ((*n).into(), t.clone())).collect()
+    };
+    let rules: Vec<(&str, String)> = rules.iter().map(|(n, t)| (*n, (*t).to_owned())).collect();
+    Arc::new(
+        crate::scanner::Ruleset::compile_with_lists(
+            std::path::Path::new("/test"),
+            &owned(&rules),
+            &owned(lists),
+        )
+        .unwrap(),
+    )
+}
+
+const MARKER_RULE: &str = r#"rule marker { strings: $m = "reload-marker" condition: $m }"#;
+const OTHER_RULE: &str = r#"rule other { strings: $m = "something else" condition: $m }"#;
+
+/// An Enforcer on real scanners following `live`; `scanner` answers the
+/// first scans (the real ones too, unless given).
+fn start_live(
+    first: Arc<crate::scanner::Ruleset>,
+    scanner: Option<Recipient<ScanFile>>,
+) -> (Harness, crate::scanner::LiveRules) {
+    let live = crate::scanner::LiveRules::new(first.clone());
+    let local =
+        crate::scanner::start_scanners(1, live.clone(), crate::scanner::ScanLimits::default());
+    let (gate, _) = watch::channel(true);
+    let journal = Journal::default();
+    let acts = Acts::default();
+    let enforcer = Enforcer::new(
+        EnforcerConfig::default(),
+        Arc::new(Policies::build(&[]).unwrap()),
+        first.version().clone(),
+        scanner.unwrap_or_else(|| local.clone().recipient()),
+        journal.clone().start().recipient(),
+    )
+    .with_live_rules(live.clone(), local.recipient())
+    .with_actions(acts.clone().start().recipient())
+    .start();
+    let h = Harness {
+        enforcer,
+        journal,
+        acts,
+        gate,
+        scans: Arc::new(Mutex::new(0)),
+    };
+    (h, live)
+}
+
+impl Journal {
+    fn verdicts(&self) -> Vec<VerdictIssued> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| match &r.body {
+                EventBody::VerdictIssued(v) => Some(v.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[actix_rt::test]
+async fn a_swap_empties_the_cache_and_the_next_open_is_judged_by_the_new_rules() {
+    let a = ruleset(&[("a.yar", OTHER_RULE)], &[]);
+    let b = ruleset(&[("a.yar", OTHER_RULE), ("b.yar", MARKER_RULE)], &[]);
+    let (h, live) = start_live(a.clone(), None);
+    let f = file("/srv/marked", 40, 1);
+
+    for expected_reason in [DecisionReason::Verdict, DecisionReason::CacheHit] {
+        let (req, rx) = request(f.clone(), "reload-marker", true);
+        h.enforcer.do_send(req);
+        assert_eq!(answer(&rx).await, Some(Decision::Allow));
+        quiesce(&h).await;
+        assert_eq!(
+            h.journal.decisions().last().unwrap().reason,
+            expected_reason
+        );
+    }
+
+    let swapped = h.enforcer.send(SwapRules(b.clone())).await.unwrap();
+    assert_eq!(swapped.cache_entries, 1);
+    assert!(!swapped.kernel_marks_flushed, "no fanotify group here");
+    assert_eq!(
+        live.current().version(),
+        b.version(),
+        "published to the scanners"
+    );
+
+    let (req, rx) = request(f, "reload-marker", true);
+    h.enforcer.do_send(req);
+    assert_eq!(answer(&rx).await, Some(Decision::Deny));
+    quiesce(&h).await;
+    assert_eq!(
+        h.journal.decisions().last().unwrap().reason,
+        DecisionReason::Verdict
+    );
+    let v = h.journal.verdicts().pop().unwrap();
+    assert_eq!(&v.ruleset, b.version());
+    assert!(matches!(&v.verdict, Verdict::Infected { matches } if matches[0].rule == "marker"));
+}
+
+#[actix_rt::test]
+async fn a_verdict_of_another_ruleset_is_not_used_the_file_is_scanned_again() {
+    // The first scanner answers with ruleset "test" (a scanner service on
+    // other rules, or a scan that ran across a swap): infected. The rules
+    // in force find the file clean, and they decide.
+    let rules = ruleset(&[("a.yar", OTHER_RULE)], &[]);
+    let calls = Arc::new(Mutex::new(0));
+    let (_gate, rx) = watch::channel(true);
+    let stale = FakeScanner {
+        gate: rx,
+        calls: calls.clone(),
+    }
+    .start();
+    let (h, _live) = start_live(rules.clone(), Some(stale.recipient()));
+    let (req, rx) = request(file("/srv/x", 41, 1), "EICAR but not the test file", true);
+    h.enforcer.do_send(req);
+    assert_eq!(answer(&rx).await, Some(Decision::Allow));
+    quiesce(&h).await;
+    assert_eq!(
+        *calls.lock().unwrap(),
+        1,
+        "the stale scanner was asked once"
+    );
+    let v = h.journal.verdicts();
+    assert_eq!(
+        v.len(),
+        1,
+        "only the verdict of the rules in force is journaled"
+    );
+    assert_eq!(&v[0].ruleset, rules.version());
+    assert_eq!(v[0].verdict, Verdict::Clean);
+    assert!(h.acts.0.lock().unwrap().is_empty());
+}
+
+#[actix_rt::test]
+async fn hash_lists_give_their_own_decision_reasons() {
+    use sha2::Digest as _;
+    let digest = |s: &str| hex::encode(sha2::Sha256::digest(s.as_bytes()));
+    let rules = ruleset(
+        &[("m.yar", MARKER_RULE)],
+        &[
+            (
+                "v.trusted.sha256",
+                format!("{}  ok\n", digest("reload-marker")),
+            ),
+            (
+                "f.known-bad.sha256",
+                format!("{}\n", digest("innocent-looking")),
+            ),
+        ],
+    );
+    let (h, _live) = start_live(rules, None);
+    // Trusted although a rule matches; known bad although none does.
+    let cases = [
+        (
+            "reload-marker",
+            50,
+            Decision::Allow,
+            DecisionReason::TrustedHash,
+        ),
+        (
+            "innocent-looking",
+            51,
+            Decision::Deny,
+            DecisionReason::KnownBadHash,
+        ),
+    ];
+    for (content, inode, decision, reason) in cases {
+        let (req, rx) = request(file("/srv/h", inode, 1), content, true);
+        h.enforcer.do_send(req);
+        assert_eq!(answer(&rx).await, Some(decision), "{content}");
+        quiesce(&h).await;
+        let d = h.journal.decisions().pop().unwrap();
+        assert_eq!((d.decision, d.reason), (decision, reason), "{content}");
+    }
+    let bad = h.journal.verdicts().pop().unwrap();
+    let Verdict::Infected { matches } = &bad.verdict else {
+        panic!("{bad:?}");
+    };
+    assert_eq!(matches[0].rule, "known_bad_hash");
+    assert_eq!(matches[0].namespace, "f.known-bad.sha256");
+    assert_eq!(
+        h.acts.0.lock().unwrap().len(),
+        1,
+        "actions apply to known-bad files"
+    );
 }

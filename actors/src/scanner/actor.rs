@@ -2,14 +2,13 @@
 //! `SyncArbiter` thread.
 
 use std::fmt;
-use std::sync::Arc;
 
 use actix::{Actor, Addr, Handler, MessageResult, SyncArbiter, SyncContext};
 
 use super::config::ScanLimits;
 use super::engine::ScanEngine;
+use super::live::LiveRules;
 use super::messages::ScanFile;
-use super::rules::Ruleset;
 
 /// One scanner worker. Scans are CPU-bound, so workers run on a
 /// [`SyncArbiter`] (one OS thread each), off the async executor; each owns
@@ -59,15 +58,12 @@ impl Handler<ScanFile> for ScannerWorker {
 }
 
 /// Starts `threads` scanner workers (at least one) on a [`SyncArbiter`],
-/// each with its own [`ScanEngine`] over `ruleset`. Messages sent to the
-/// returned address go to the next idle worker. Must be called from within
-/// a running actix `System`.
-pub fn start_scanners(
-    threads: usize,
-    ruleset: Arc<Ruleset>,
-    limits: ScanLimits,
-) -> Addr<ScannerWorker> {
+/// each with its own [`ScanEngine`] following `rules` (a reload published
+/// there is taken by each worker before its next scan). Messages sent to
+/// the returned address go to the next idle worker. Must be called from
+/// within a running actix `System`.
+pub fn start_scanners(threads: usize, rules: LiveRules, limits: ScanLimits) -> Addr<ScannerWorker> {
     SyncArbiter::start(threads.max(1), move || {
-        ScannerWorker::new(ScanEngine::new(Arc::clone(&ruleset), limits))
+        ScannerWorker::new(ScanEngine::live(rules.clone(), limits))
     })
 }

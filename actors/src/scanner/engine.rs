@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::config::ScanLimits;
 use super::content::{self, ScanContent};
+use super::hashes::{HashListHit, HashListKind};
+use super::live::LiveRules;
 use super::rules::Ruleset;
 
 /// After a scan that needed a read buffer larger than this, the buffer is
@@ -34,17 +36,44 @@ pub struct ScanOutcome {
     pub ruleset: RulesetVersion,
     /// Time spent reading, hashing and scanning.
     pub duration: Duration,
+    /// Set when a hash list decided, without running the rules.
+    pub hash_list: Option<HashListKind>,
 }
 
-/// A reusable scanner for one thread: owns a `yara_x::Scanner<'static>`
-/// (over the leaked rules of its [`Ruleset`]) and a read buffer it reuses
-/// from scan to scan. One per worker thread; it scans one object at a time.
+/// A reusable scanner for one thread: owns a YARA-X scanner over the rules
+/// of its [`Ruleset`] and a read buffer it reuses from scan to scan. One
+/// per worker thread; it scans one object at a time.
+///
+/// Built on [`LiveRules`], it follows reloads: before each scan it compares
+/// the generation and, when it moved, takes the new ruleset.
 pub struct ScanEngine {
-    ruleset: Arc<Ruleset>,
-    limits: ScanLimits,
+    /// Borrows the rules of `ruleset`: declared first so it is dropped
+    /// first (see [`scanner_over`]).
     scanner: yara_x::Scanner<'static>,
+    ruleset: Arc<Ruleset>,
+    live: Option<(LiveRules, u64)>,
+    limits: ScanLimits,
     buf: Vec<u8>,
     metrics: ScanMetrics,
+}
+
+/// A YARA-X scanner over the rules of `ruleset`.
+///
+/// `yara_x::Scanner<'r>` borrows its rules. The rules sit in a `Box` owned
+/// by the `Ruleset`, so their address is stable for as long as the
+/// `Arc<Ruleset>` lives; every holder of the returned scanner also holds
+/// that `Arc` and drops the scanner first (field order in [`ScanEngine`],
+/// and [`ScanEngine::take`] replaces the scanner before the ruleset).
+fn scanner_over(ruleset: &Arc<Ruleset>, limits: ScanLimits) -> yara_x::Scanner<'static> {
+    let rules: *const yara_x::Rules = ruleset.rules();
+    // SAFETY: see above: the pointee outlives the scanner, never moves, and
+    // is never mutated (a `Ruleset` has no `&mut` access to its rules).
+    let rules: &'static yara_x::Rules = unsafe { &*rules };
+    let mut scanner = yara_x::Scanner::new(rules);
+    if !limits.timeout.is_zero() {
+        scanner.set_timeout(limits.timeout);
+    }
+    scanner
 }
 
 /// `portcullis_scans_total`, `portcullis_scan_duration_seconds` and
@@ -74,18 +103,57 @@ impl ScanMetrics {
 }
 
 impl ScanEngine {
+    /// An engine on a fixed ruleset.
     pub fn new(ruleset: Arc<Ruleset>, limits: ScanLimits) -> Self {
-        let mut scanner = yara_x::Scanner::new(ruleset.rules());
-        if !limits.timeout.is_zero() {
-            scanner.set_timeout(limits.timeout);
-        }
         Self {
+            scanner: scanner_over(&ruleset, limits),
             ruleset,
+            live: None,
             limits,
-            scanner,
             buf: Vec::new(),
             metrics: ScanMetrics::new(),
         }
+    }
+
+    /// An engine that follows the reloads of `live`.
+    pub fn live(live: LiveRules, limits: ScanLimits) -> Self {
+        let generation = live.generation();
+        let mut engine = Self::new(live.current(), limits);
+        engine.live = Some((live, generation));
+        engine
+    }
+
+    /// A fresh engine on the same rules (following the same reloads) and
+    /// limits: after a scan panicked, nothing of the old one is reused.
+    pub fn renewed(&self) -> Self {
+        match &self.live {
+            Some((live, _)) => Self::live(live.clone(), self.limits),
+            None => Self::new(self.ruleset.clone(), self.limits),
+        }
+    }
+
+    /// Takes the published ruleset if a reload moved the generation.
+    fn follow(&mut self) {
+        let Some((live, seen)) = &mut self.live else {
+            return;
+        };
+        let now = live.generation();
+        if now != *seen {
+            *seen = now;
+            let ruleset = live.current();
+            self.take(ruleset);
+        }
+    }
+
+    fn take(&mut self, ruleset: Arc<Ruleset>) {
+        if Arc::ptr_eq(&ruleset, &self.ruleset) {
+            return;
+        }
+        // The new scanner first: the old one (dropped here) borrows the old
+        // ruleset, which is only released on the next line.
+        self.scanner = scanner_over(&ruleset, self.limits);
+        self.ruleset = ruleset;
+        tracing::debug!(ruleset = %self.ruleset.version(), "scanner took the reloaded rules");
     }
 
     pub fn ruleset(&self) -> &Arc<Ruleset> {
@@ -98,12 +166,13 @@ impl ScanEngine {
 
     /// Scans `content` against the ruleset, within the limits.
     pub fn scan(&mut self, content: &ScanContent) -> ScanOutcome {
+        self.follow();
         let started = Instant::now();
-        let (verdict, sha256, size) = match content {
+        let judged = match content {
             ScanContent::Bytes(bytes) => self.scan_bytes(bytes),
             ScanContent::Fd(fd) => self.scan_fd(fd.as_fd(), &"event fd"),
         };
-        self.outcome(started, verdict, sha256, size)
+        self.outcome(started, judged)
     }
 
     /// Opens `path` and scans it, for one-shot scans from the CLI. The path
@@ -111,26 +180,27 @@ impl ScanEngine {
     /// anything but a regular file is an error. Never used for intercepted
     /// accesses: those are read through the event fd.
     pub fn scan_path(&mut self, path: &Path) -> ScanOutcome {
+        self.follow();
         let started = Instant::now();
         let what = format!("`{}`", path.display());
         let opened = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path);
-        let (verdict, sha256, size) = match opened {
+        let judged = match opened {
             Ok(file) => self.scan_fd(file.as_fd(), &what),
-            Err(err) => (error(format!("cannot open {what}: {err}")), None, 0),
+            Err(err) => Judged::unread(error(format!("cannot open {what}: {err}")), 0),
         };
-        self.outcome(started, verdict, sha256, size)
+        self.outcome(started, judged)
     }
 
-    fn outcome(
-        &self,
-        started: Instant,
-        verdict: Verdict,
-        sha256: Option<[u8; 32]>,
-        size: u64,
-    ) -> ScanOutcome {
+    fn outcome(&self, started: Instant, judged: Judged) -> ScanOutcome {
+        let Judged {
+            verdict,
+            sha256,
+            size,
+            hash_list,
+        } = judged;
         let duration = started.elapsed();
         let class = verdict.class() as usize;
         self.metrics.scans[class].increment(1);
@@ -142,6 +212,7 @@ impl ScanEngine {
             size,
             ruleset: self.ruleset.version().clone(),
             duration,
+            hash_list,
         }
     }
 
@@ -152,35 +223,28 @@ impl ScanEngine {
         })
     }
 
-    fn scan_bytes(&mut self, bytes: &[u8]) -> (Verdict, Option<[u8; 32]>, u64) {
+    fn scan_bytes(&mut self, bytes: &[u8]) -> Judged {
         let size = bytes.len() as u64;
         if let Some(skipped) = self.too_large(size) {
-            return (skipped, None, size);
+            return Judged::unread(skipped, size);
         }
-        let sha256 = Sha256::digest(bytes).into();
-        let verdict = run_rules(&mut self.scanner, bytes);
-        (verdict, Some(sha256), size)
+        judge(&mut self.scanner, &self.ruleset, bytes)
     }
 
     /// Reads and scans an fd; `what` names it in error messages.
-    fn scan_fd(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        what: &dyn fmt::Display,
-    ) -> (Verdict, Option<[u8; 32]>, u64) {
+    fn scan_fd(&mut self, fd: BorrowedFd<'_>, what: &dyn fmt::Display) -> Judged {
         let stat = match content::fstat(fd) {
             Ok(stat) => stat,
-            Err(err) => return (error(format!("cannot stat {what}: {err}")), None, 0),
+            Err(err) => return Judged::unread(error(format!("cannot stat {what}: {err}")), 0),
         };
         if !stat.regular {
-            return (
+            return Judged::unread(
                 error(format!("cannot scan {what}: not a regular file")),
-                None,
                 stat.size,
             );
         }
         if let Some(skipped) = self.too_large(stat.size) {
-            return (skipped, None, stat.size);
+            return Judged::unread(skipped, stat.size);
         }
 
         // Read one byte past the limit, to notice a file that grew over it
@@ -188,16 +252,14 @@ impl ScanEngine {
         let cap = (self.limits.max_size > 0).then(|| self.limits.max_size.saturating_add(1));
         let read = content::read_to_buf(fd, &mut self.buf, cap, stat.size);
         let result = match read {
-            Err(err) => (error(format!("cannot read {what}: {err}")), None, stat.size),
+            Err(err) => Judged::unread(error(format!("cannot read {what}: {err}")), stat.size),
             Ok(n) => {
                 let size = n as u64;
                 if let Some(skipped) = self.too_large(size) {
-                    (skipped, None, size.max(stat.size))
+                    Judged::unread(skipped, size.max(stat.size))
                 } else {
                     let data = self.buf.get(..n).unwrap_or_default();
-                    let sha256 = Sha256::digest(data).into();
-                    let verdict = run_rules(&mut self.scanner, data);
-                    (verdict, Some(sha256), size)
+                    judge(&mut self.scanner, &self.ruleset, data)
                 }
             }
         };
@@ -220,6 +282,57 @@ impl fmt::Debug for ScanEngine {
 
 fn error(message: String) -> Verdict {
     Verdict::Error { message }
+}
+
+/// What a scan found, before it becomes a [`ScanOutcome`].
+struct Judged {
+    verdict: Verdict,
+    sha256: Option<[u8; 32]>,
+    size: u64,
+    hash_list: Option<HashListKind>,
+}
+
+impl Judged {
+    /// A verdict reached without reading the content.
+    fn unread(verdict: Verdict, size: u64) -> Self {
+        Self {
+            verdict,
+            sha256: None,
+            size,
+            hash_list: None,
+        }
+    }
+}
+
+/// Judges content read whole: its digest against the hash lists first,
+/// then the rules.
+fn judge(scanner: &mut yara_x::Scanner<'static>, ruleset: &Ruleset, data: &[u8]) -> Judged {
+    let sha256: [u8; 32] = Sha256::digest(data).into();
+    let size = data.len() as u64;
+    if let Some(hit) = ruleset.hash_lists().lookup(&sha256) {
+        return Judged {
+            verdict: hash_list_verdict(&hit, &sha256),
+            sha256: Some(sha256),
+            size,
+            hash_list: Some(hit.kind),
+        };
+    }
+    Judged {
+        verdict: run_rules(scanner, data),
+        sha256: Some(sha256),
+        size,
+        hash_list: None,
+    }
+}
+
+/// The verdict of a digest found on a hash list.
+pub fn hash_list_verdict(hit: &HashListHit, sha256: &[u8; 32]) -> Verdict {
+    match hit.kind {
+        HashListKind::Trusted => Verdict::Clean,
+        HashListKind::KnownBad => Verdict::Infected {
+            matches: vec![hit.rule_match(sha256)],
+        },
+    }
 }
 
 /// Runs the rules over `data` and turns the result into a verdict.

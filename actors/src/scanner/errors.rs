@@ -34,6 +34,13 @@ pub enum RulesError {
     /// `line` and `column` are 1-based and point at the first error of the
     /// file (0 when the compiler gave no location). `report` is the full
     /// report as YARA-X renders it, with the offending source line.
+    #[error("{}:{line}: {message}", file.display())]
+    HashList {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+
     #[error("{}:{line}:{column}: {message}", file.display())]
     Compile {
         file: PathBuf,

@@ -20,16 +20,20 @@ mod config;
 mod content;
 mod engine;
 mod errors;
+pub mod hashes;
+mod live;
 mod messages;
 mod rules;
 
 pub use actor::{start_scanners, ScannerWorker};
 pub use config::ScanLimits;
 pub use content::{Loaded, ScanContent};
-pub use engine::{ScanEngine, ScanOutcome};
+pub use engine::{hash_list_verdict, ScanEngine, ScanOutcome};
 pub use errors::RulesError;
+pub use hashes::{HashListHit, HashListKind, HashLists};
+pub use live::LiveRules;
 pub use messages::ScanFile;
-pub use rules::{Ruleset, RULE_EXTENSIONS};
+pub use rules::{source_files, Ruleset, SourceFiles, RULE_EXTENSIONS};
 
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ use portcullis_schemas::RulesetVersion;
 use sha2::{Digest, Sha256};
 
 use super::errors::RulesError;
+use super::hashes::{HashListKind, HashLists};
 
 /// File name extensions compiled by [`Ruleset::compile_dir`].
 pub const RULE_EXTENSIONS: [&str; 2] = ["yar", "yara"];
@@ -15,15 +16,20 @@ pub const RULE_EXTENSIONS: [&str; 2] = ["yar", "yara"];
 /// Hex digits of the sha256 kept in a [`RulesetVersion`].
 const VERSION_HEX_LEN: usize = 16;
 
-/// A compiled set of YARA rules and the identity of its sources.
+/// A compiled set of YARA rules, the hash lists beside them, and the
+/// identity of their sources.
 ///
-/// The compiled rules are leaked on purpose, see [`Ruleset::rules`].
+/// A reload compiles a new `Ruleset` and swaps it in ([`super::LiveRules`]);
+/// the old one is freed once the last scanner holding it has moved on.
 pub struct Ruleset {
     version: RulesetVersion,
     files: Vec<String>,
     rule_count: u32,
     warnings: Vec<String>,
-    rules: &'static yara_x::Rules,
+    /// Boxed so that its address never changes while the ruleset lives
+    /// ([`super::ScanEngine`] keeps a scanner borrowing it).
+    rules: Box<yara_x::Rules>,
+    hashes: HashLists,
 }
 
 impl Ruleset {
@@ -39,17 +45,30 @@ impl Ruleset {
     /// Fails on an unreadable directory or file, on a directory without rule
     /// files, and on the first file that does not compile, naming the file,
     /// the line and the column.
+    ///
+    /// The hash lists of the directory (`*.trusted.sha256`,
+    /// `*.known-bad.sha256`, see [`super::hashes`]) are loaded with the
+    /// rules; a bad line fails the load, naming the file and the line.
     pub fn compile_dir(dir: &Path) -> Result<Ruleset, RulesError> {
-        let paths = rule_files(dir)?;
-        let mut sources = Vec::with_capacity(paths.len());
-        for path in paths {
+        let found = source_files(dir)?;
+        let read = |path: PathBuf| {
             let text = fs::read_to_string(&path).map_err(|source| RulesError::ReadFile {
                 file: path.clone(),
                 source,
             })?;
-            sources.push((path, text));
-        }
-        Self::compile_sources(dir, &sources)
+            Ok::<_, RulesError>((path, text))
+        };
+        let sources = found
+            .rules
+            .into_iter()
+            .map(read)
+            .collect::<Result<Vec<_>, _>>()?;
+        let lists = found
+            .hash_lists
+            .into_iter()
+            .map(read)
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::compile_with_lists(dir, &sources, &lists)
     }
 
     /// Compiles `(path, source)` pairs, in the given order.
@@ -59,6 +78,16 @@ impl Ruleset {
     pub fn compile_sources(
         dir: &Path,
         sources: &[(PathBuf, String)],
+    ) -> Result<Ruleset, RulesError> {
+        Self::compile_with_lists(dir, sources, &[])
+    }
+
+    /// Compiles `(path, source)` rule files and loads `(path, text)` hash
+    /// lists (their kind from their file name), in the given order.
+    pub fn compile_with_lists(
+        dir: &Path,
+        sources: &[(PathBuf, String)],
+        lists: &[(PathBuf, String)],
     ) -> Result<Ruleset, RulesError> {
         if sources.is_empty() {
             return Err(RulesError::NoRuleFiles {
@@ -102,22 +131,37 @@ impl Ruleset {
             files.push(name);
         }
 
-        let rules = compiler.build();
+        let mut hashes = HashLists::default();
+        for (path, text) in lists {
+            let name = file_name(path);
+            let Some(kind) = HashListKind::of_file(&name) else {
+                continue;
+            };
+            // A marker no rule file name can hold keeps the lists' share of
+            // the digest apart from the rules'.
+            hasher.update(b"\0hash-list\0");
+            for part in [name.as_bytes(), text.as_bytes()] {
+                hasher.update((part.len() as u64).to_le_bytes());
+                hasher.update(part);
+            }
+            hashes.add(path, kind, text)?;
+        }
+
+        // Compiled rules are no longer leaked: a hot reload would leak one
+        // ruleset per reload. The engine's scanner borrows them through the
+        // `Arc<Ruleset>` it holds (see `ScanEngine`).
+        let rules = Box::new(compiler.build());
         let rule_count = u32::try_from(rules.iter().len()).unwrap_or(u32::MAX);
         let digest = hex::encode(hasher.finalize());
         let version = RulesetVersion(digest[..VERSION_HEX_LEN].to_owned());
 
-        // The one deliberate leak: `yara_x::Scanner<'r>` borrows its rules,
-        // and scanners live in long-running worker threads. Leaking the
-        // compiled rules gives them a `'static` lifetime without `unsafe`
-        // or self-referential structs. It costs one compiled ruleset per
-        // version loaded, i.e. per (rare) rules reload, never per scan.
-        let rules: &'static yara_x::Rules = Box::leak(Box::new(rules));
-
+        let (trusted, known_bad) = hashes.counts();
         tracing::info!(
             ruleset = %version,
             rules = rule_count,
             files = files.len(),
+            trusted_hashes = trusted,
+            known_bad_hashes = known_bad,
             "compiled rules"
         );
 
@@ -127,6 +171,7 @@ impl Ruleset {
             rule_count,
             warnings,
             rules,
+            hashes,
         })
     }
 
@@ -152,10 +197,14 @@ impl Ruleset {
         &self.warnings
     }
 
-    /// The compiled rules. `'static` because each ruleset version is leaked
-    /// once when compiled (see [`Ruleset::compile_dir`]).
-    pub fn rules(&self) -> &'static yara_x::Rules {
-        self.rules
+    /// The compiled rules.
+    pub fn rules(&self) -> &yara_x::Rules {
+        &self.rules
+    }
+
+    /// The hash lists loaded with the rules.
+    pub fn hash_lists(&self) -> &HashLists {
+        &self.hashes
     }
 }
 
@@ -170,32 +219,52 @@ impl fmt::Debug for Ruleset {
     }
 }
 
-/// The rule files directly in `dir`, sorted by file name.
-fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, RulesError> {
+/// The files of a rules directory that make a ruleset.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SourceFiles {
+    /// `*.yar`, `*.yara`, sorted by file name.
+    pub rules: Vec<PathBuf>,
+    /// `*.trusted.sha256`, `*.known-bad.sha256`, sorted by file name.
+    pub hash_lists: Vec<PathBuf>,
+}
+
+/// The rule files and hash lists directly in `dir`, each sorted by file
+/// name. Hidden files are ignored. Fails when there is no rule file.
+pub fn source_files(dir: &Path) -> Result<SourceFiles, RulesError> {
     let read_dir_err = |source| RulesError::ReadDir {
         dir: dir.to_path_buf(),
         source,
     };
-    let mut paths = Vec::new();
+    let mut found = SourceFiles::default();
     for entry in fs::read_dir(dir).map_err(read_dir_err)? {
         let path = entry.map_err(read_dir_err)?.path();
         let name = file_name(&path);
+        // `is_file` follows symlinks, so a link to a rule file counts.
+        if name.starts_with('.') || !path.is_file() {
+            continue;
+        }
         let is_rule_file = path
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| RULE_EXTENSIONS.contains(&e));
-        // `is_file` follows symlinks, so a link to a rule file counts.
-        if is_rule_file && !name.starts_with('.') && path.is_file() {
-            paths.push(path);
+        if is_rule_file {
+            found.rules.push(path);
+        } else if HashListKind::of_file(&name).is_some() {
+            found.hash_lists.push(path);
         }
     }
-    paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-    if paths.is_empty() {
+    found
+        .rules
+        .sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    found
+        .hash_lists
+        .sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    if found.rules.is_empty() {
         return Err(RulesError::NoRuleFiles {
             dir: dir.to_path_buf(),
         });
     }
-    Ok(paths)
+    Ok(found)
 }
 
 fn file_name(path: &Path) -> String {

@@ -497,7 +497,7 @@ fn actor_answers_scan_file_through_sync_arbiter() {
     let dir = tempfile::tempdir().unwrap();
     let eicar_fd = fd_of(dir.path(), "eicar", EICAR.as_bytes());
     let outcomes = actix_rt::System::new().block_on(async move {
-        let addr = start_scanners(2, default_ruleset(), limits());
+        let addr = start_scanners(2, LiveRules::new(default_ruleset()), limits());
         let infected = addr.send(ScanFile {
             access: EventId::new(),
             content: eicar_fd,
@@ -529,4 +529,82 @@ fn in_memory_sources_give_the_same_version_as_the_directory() {
         Ruleset::compile_sources(Path::new("<built-in>"), &[]),
         Err(RulesError::NoRuleFiles { .. })
     ));
+}
+
+#[test]
+fn hash_lists_are_loaded_beside_the_rules_and_version_the_ruleset() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(
+        default_rules_dir().join("eicar.yar"),
+        dir.path().join("eicar.yar"),
+    )
+    .unwrap();
+    let without = Ruleset::compile_dir(dir.path()).unwrap();
+    let eicar = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    let digest = hex::encode(Sha256::digest(eicar));
+    fs::write(
+        dir.path().join("vendor.trusted.sha256"),
+        format!("# ok\n{digest}  eicar.com\n"),
+    )
+    .unwrap();
+    // Not a list (wrong suffix), not read.
+    fs::write(dir.path().join("notes.sha256"), "garbage").unwrap();
+    let with = Ruleset::compile_dir(dir.path()).unwrap();
+    assert_ne!(
+        with.version(),
+        without.version(),
+        "a list is part of the version"
+    );
+    assert_eq!(with.hash_lists().files(), ["vendor.trusted.sha256"]);
+
+    let mut engine = ScanEngine::new(Arc::new(with), limits());
+    let out = engine.scan(&ScanContent::Bytes(eicar.to_vec()));
+    assert_eq!(
+        out.verdict,
+        Verdict::Clean,
+        "trusted: the rules did not run"
+    );
+    assert_eq!(out.hash_list, Some(HashListKind::Trusted));
+    let out = engine.scan(&ScanContent::Bytes(b"other".to_vec()));
+    assert_eq!(out.hash_list, None);
+
+    fs::write(dir.path().join("feed.known-bad.sha256"), "abc\n").unwrap();
+    let err = Ruleset::compile_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.ends_with("feed.known-bad.sha256:1: expected a sha256 digest (64 hex digits), found `abc` (3 characters)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_engine_on_live_rules_takes_a_published_ruleset_before_its_next_scan() {
+    let compile = |rule: &str| {
+        Arc::new(
+            Ruleset::compile_sources(
+                Path::new("/t"),
+                &[(PathBuf::from("r.yar"), rule.to_owned())],
+            )
+            .unwrap(),
+        )
+    };
+    let a = compile(r#"rule a { strings: $a = "first" condition: $a }"#);
+    let b = compile(r#"rule b { strings: $b = "second" condition: $b }"#);
+    let live = LiveRules::new(a.clone());
+    let mut engine = ScanEngine::live(live.clone(), limits());
+    let scan = |e: &mut ScanEngine| e.scan(&ScanContent::Bytes(b"first second".to_vec()));
+    let out = scan(&mut engine);
+    assert_eq!(&out.ruleset, a.version());
+    assert!(matches!(&out.verdict, Verdict::Infected { matches } if matches[0].rule == "a"));
+
+    let generation = live.generation();
+    let old = live.publish(b.clone());
+    assert_eq!(old.version(), a.version());
+    assert_eq!(live.generation(), generation + 1);
+    drop((old, a));
+    let out = scan(&mut engine);
+    assert_eq!(&out.ruleset, b.version());
+    assert!(matches!(&out.verdict, Verdict::Infected { matches } if matches[0].rule == "b"));
+    // A renewed engine (after a panic) still follows the live rules.
+    let mut renewed = engine.renewed();
+    assert_eq!(&scan(&mut renewed).ruleset, b.version());
 }

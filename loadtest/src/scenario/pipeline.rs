@@ -31,7 +31,9 @@ use portcullis_actors::journal::{
     Committed, Journal, JournalConfig, JournalStore, Subscribe, Sync as JournalSync,
 };
 use portcullis_actors::policy::Policies;
-use portcullis_actors::scanner::{start_scanners, Ruleset, ScanContent, ScanFile, ScanLimits};
+use portcullis_actors::scanner::{
+    start_scanners, LiveRules, Ruleset, ScanContent, ScanFile, ScanLimits,
+};
 use portcullis_pipeline::distributed::remote;
 use portcullis_schemas::{
     AccessKind, Decision, EventId, FileInfo, FilePath, Mode, NodeId, ProcessInfo,
@@ -327,13 +329,14 @@ async fn run_target(
             // Over Kafka the local scanner only takes files past the inline
             // limit (none here): one thread.
             let local_threads = if rig.is_some() { 1 } else { threads };
-            let local = start_scanners(local_threads, Arc::clone(ruleset), ScanLimits::default());
+            let live = LiveRules::new(Arc::clone(ruleset));
+            let local = start_scanners(local_threads, live.clone(), ScanLimits::default());
             let scanner: Recipient<ScanFile> = match rig {
                 Some(r) => {
                     let h = remote::start(
                         Arc::clone(&r.settings),
                         node,
-                        ruleset.version().clone(),
+                        live,
                         local.recipient(),
                         c.deadline,
                     )

@@ -1,4 +1,5 @@
-//! `portcullis rules check DIR`.
+//! `portcullis rules check DIR`: the dry run of a reload (the same
+//! compile, rule files and hash lists, without touching a running agent).
 
 use std::process::ExitCode;
 
@@ -17,6 +18,14 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
                     rules.files().join(", "),
                     rules.version()
                 );
+                let lists = rules.hash_lists();
+                if !lists.files().is_empty() {
+                    let (trusted, bad) = lists.counts();
+                    println!(
+                        "ok: hash lists {}: {trusted} trusted, {bad} known-bad digest(s)",
+                        lists.files().join(", ")
+                    );
+                }
                 for w in rules.warnings() {
                     println!("warning: {w}");
                 }

@@ -12,7 +12,8 @@ use crate::cli::ScannerArgs;
 use crate::commands::run::stop_on_signal;
 use crate::config::{ConfigFile, Overrides};
 use crate::distributed::service::{self, ServiceOptions};
-use crate::rules::load_ruleset;
+use crate::rules::{load_ruleset, reload_loop, ReloadTarget};
+use portcullis_actors::scanner::{LiveRules, Ruleset};
 
 pub fn run(args: ScannerArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
     let file = ConfigFile::load(&args.config)?;
@@ -42,9 +43,10 @@ pub fn run(args: ScannerArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| format!("{}-{}", settings.node_id, std::process::id()));
     raise_fd_limit();
+    let live = LiveRules::new(ruleset.clone());
     let opts = ServiceOptions {
         kafka,
-        ruleset,
+        rules: live.clone(),
         limits: settings.limits,
         threads: settings.scan_threads,
         instance,
@@ -56,7 +58,15 @@ pub fn run(args: ScannerArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
     };
     let system = actix_rt::System::new();
     let health = telemetry.health().clone();
+    let (dir, watch) = (settings.rules.clone(), settings.rules_watch);
     system.block_on(async move {
+        // Reloads: SIGHUP, and the directory watch. Scan threads take the
+        // new rules before their next scan; replies carry the version.
+        actix_rt::spawn(async move {
+            if let Err(e) = reload_loop(dir, watch, ruleset, ServiceRules(live)).await {
+                tracing::error!("rules reloads are off: {e:#}");
+            }
+        });
         let rx = stop_on_signal("stopping");
         let ready = args.ready_file.clone();
         service::run(
@@ -71,4 +81,15 @@ pub fn run(args: ScannerArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
     })?;
     drop(telemetry);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A scanner service's reloads: published to its scan threads (no journal:
+/// they are logged and counted).
+struct ServiceRules(LiveRules);
+
+impl ReloadTarget for ServiceRules {
+    fn apply(&mut self, ruleset: Arc<Ruleset>) -> futures::future::LocalBoxFuture<'_, ()> {
+        self.0.publish(ruleset);
+        Box::pin(std::future::ready(()))
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use portcullis_actors::scanner::{Loaded, ScanFile, ScanOutcome};
+use portcullis_actors::scanner::{hash_list_verdict, LiveRules, Loaded, ScanFile, ScanOutcome};
 use portcullis_schemas::wire::{self, ScanReplied, ScanRequest, VerdictShared};
 use portcullis_schemas::{EventId, NodeId, RulesetVersion, SkipReason, Timestamp, Verdict};
 use portcullis_telemetry::catalog;
@@ -80,7 +80,9 @@ pub struct RemoteScanner {
     request_topic: String,
     reply_topic: String,
     reply_partition: i32,
-    ruleset: RulesetVersion,
+    /// The node's ruleset: its version keys the shared verdicts, its hash
+    /// lists answer before any request is sent.
+    rules: LiveRules,
     producer: Requests,
     local: Recipient<ScanFile>,
     waiting: Waiting,
@@ -177,7 +179,7 @@ impl RemoteHandles {
 pub async fn start(
     settings: Arc<KafkaSettings>,
     node_id: NodeId,
-    ruleset: RulesetVersion,
+    rules: LiveRules,
     local: Recipient<ScanFile>,
     reply_timeout: Duration,
 ) -> anyhow::Result<RemoteHandles> {
@@ -260,7 +262,7 @@ pub async fn start(
         request_topic: settings.topics.name(Topic::ScanRequests),
         reply_topic,
         reply_partition: partition,
-        ruleset,
+        rules,
         producer,
         local,
         waiting,
@@ -504,6 +506,7 @@ fn outcome(
         size,
         ruleset,
         duration: started.elapsed(),
+        hash_list: None,
     }
 }
 
@@ -514,7 +517,8 @@ impl Handler<ScanFile> for RemoteScanner {
         let started = Instant::now();
         let span = tracing::debug_span!("remote_scan", event_id = %msg.access);
         let _guard = span.enter();
-        let ruleset = self.ruleset.clone();
+        let rules = self.rules.current();
+        let ruleset = rules.version().clone();
         let bump = |f: fn(&mut RemoteStats)| {
             if let Ok(mut s) = self.stats.lock() {
                 f(&mut s);
@@ -571,6 +575,18 @@ impl Handler<ScanFile> for RemoteScanner {
         };
         let sha256: [u8; 32] = Sha256::digest(&content).into();
         let size = content.len() as u64;
+        // The node's own hash lists decide first: no request at all.
+        if let Some(hit) = rules.hash_lists().lookup(&sha256) {
+            let mut o = outcome(
+                hash_list_verdict(&hit, &sha256),
+                Some(sha256),
+                size,
+                ruleset,
+                started,
+            );
+            o.hash_list = Some(hit.kind);
+            return Box::pin(async move { o });
+        }
         if let Some(v) = self
             .shared
             .get(&wire::shared_verdict_key(&sha256, &ruleset))
@@ -653,6 +669,7 @@ impl Handler<ScanFile> for RemoteScanner {
                         size: reply.size,
                         ruleset: reply.ruleset,
                         duration: Duration::from_micros(reply.scan_duration_us),
+                        hash_list: None,
                     }
                 }
                 Ok(Ok(Err(why))) => {

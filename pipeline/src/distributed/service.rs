@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use portcullis_actors::scanner::{Ruleset, ScanContent, ScanEngine, ScanLimits, ScanOutcome};
+use portcullis_actors::scanner::{LiveRules, ScanContent, ScanEngine, ScanLimits, ScanOutcome};
 use portcullis_schemas::wire::{self, ScanReplied, ScanRequest, VerdictShared};
 use portcullis_schemas::{Timestamp, Verdict};
 use rdkafka::client::ClientContext;
@@ -69,7 +69,9 @@ const DLQ_RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
     pub kafka: Arc<KafkaSettings>,
-    pub ruleset: Arc<Ruleset>,
+    /// The rules in force; a reload published there is taken by every scan
+    /// thread before its next scan.
+    pub rules: LiveRules,
     pub limits: ScanLimits,
     pub threads: usize,
     /// This instance's stable name, in its client id.
@@ -177,7 +179,7 @@ pub async fn run(
     let threads = opts.threads.max(1);
     let mut scan_threads = Vec::with_capacity(threads);
     for n in 0..threads {
-        let (ruleset, limits) = (opts.ruleset.clone(), opts.limits);
+        let (rules, limits) = (opts.rules.clone(), opts.limits);
         let worker = ScanThread {
             producer: producer.clone(),
             sharing: sharing.clone(),
@@ -192,7 +194,7 @@ pub async fn run(
                 .name(format!("portcullis-scan-{n}"))
                 .spawn(move || {
                     // A YARA-X scanner is not Send: each thread makes its own.
-                    worker.run(ScanEngine::new(ruleset, limits), &jobs)
+                    worker.run(ScanEngine::live(rules, limits), &jobs)
                 })
                 .context("starting a scan thread")?,
         );
@@ -714,7 +716,7 @@ impl ScanThread {
                     // and hold back its partition's commits): dead-letter
                     // it, and start over with a fresh engine.
                     tracing::error!(event_id = %request.request, "the scan panicked: request dead-lettered");
-                    engine = ScanEngine::new(engine.ruleset().clone(), engine.limits());
+                    engine = engine.renewed();
                     let _ = self.failed.send(Failed::Request {
                         origin,
                         stage: DlqStage::Process,

@@ -398,9 +398,13 @@ pub fn build(
             EventBody::AgentStarted(_)
             | EventBody::AgentStopped(_)
             | EventBody::RulesLoaded(_)
+            | EventBody::RulesRejected(_)
             | EventBody::QueueOverflowed(_) => (
                 Category::Agent,
-                matches!(e.body, EventBody::QueueOverflowed(_)),
+                matches!(
+                    e.body,
+                    EventBody::QueueOverflowed(_) | EventBody::RulesRejected(_)
+                ),
                 vec![],
                 None,
             ),

@@ -135,6 +135,20 @@ pub fn all() -> Vec<(&'static str, Envelope)> {
             ),
         ),
         (
+            "rules_rejected",
+            env(
+                26,
+                root(26),
+                EventBody::RulesRejected(RulesRejected {
+                    kept: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                    error: "/etc/portcullis/rules/webshells.yar:12:5: error[E009]: unknown identifier `filesiz`".to_owned(),
+                    file: Some("/etc/portcullis/rules/webshells.yar".to_owned()),
+                    line: Some(12),
+                    column: Some(5),
+                }),
+            ),
+        ),
+        (
             "file_accessed",
             env(
                 ACCESS,

@@ -123,6 +123,23 @@ pub fn rules_loaded() -> impl Strategy<Value = RulesLoaded> {
     })
 }
 
+pub fn rules_rejected() -> impl Strategy<Value = RulesRejected> {
+    (
+        ruleset_version(),
+        text(),
+        option::of(text()),
+        option::of(any::<u32>()),
+        option::of(any::<u32>()),
+    )
+        .prop_map(|(kept, error, file, line, column)| RulesRejected {
+            kept,
+            error,
+            file,
+            line,
+            column,
+        })
+}
+
 // ------------------------------------------------------------- accesses
 
 pub fn access_kind() -> impl Strategy<Value = AccessKind> {
@@ -504,6 +521,7 @@ pub fn event_body() -> impl Strategy<Value = EventBody> {
         action_taken().prop_map(EventBody::ActionTaken),
         queue_overflowed().prop_map(EventBody::QueueOverflowed),
         container_observed().prop_map(EventBody::ContainerObserved),
+        rules_rejected().prop_map(EventBody::RulesRejected),
     ]
 }
 
