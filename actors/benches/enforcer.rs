@@ -192,6 +192,7 @@ fn start_node() -> Node {
                 ScanLimits {
                     max_size: 0,
                     timeout: Duration::from_secs(10),
+                    ..ScanLimits::default()
                 },
             );
             let enforcer = Enforcer::new(

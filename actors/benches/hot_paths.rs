@@ -59,6 +59,7 @@ fn scan_limits() -> ScanLimits {
     ScanLimits {
         max_size: 0,
         timeout: Duration::from_secs(60),
+        ..ScanLimits::default()
     }
 }
 

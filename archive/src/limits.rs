@@ -24,7 +24,7 @@ const MIB: u64 = 1024 * 1024;
 /// max_memory = 50331648         # 48 MiB
 /// timeout = "10s"
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Nesting levels: each archive and each compression layer is one (a

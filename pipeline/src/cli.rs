@@ -264,6 +264,11 @@ pub struct ScanArgs {
     /// Stop a scan after this long.
     #[arg(long, default_value = "10s")]
     pub timeout: String,
+    /// Which archives to walk: all, sfx (only archives inside an
+    /// executable) or off (docs/archives.md). Members are reported as
+    /// `ARCHIVE!MEMBER`.
+    #[arg(long, value_enum, default_value = "all")]
+    pub archives: ArchivesArg,
     /// Files or directories (directories are walked; symlinks not followed).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -426,6 +431,24 @@ pub enum RulesCommand {
 pub enum ModeArg {
     Enforce,
     Audit,
+}
+
+/// `portcullis scan --archives`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ArchivesArg {
+    All,
+    Sfx,
+    Off,
+}
+
+impl From<ArchivesArg> for portcullis_archive::ArchiveMode {
+    fn from(a: ArchivesArg) -> Self {
+        match a {
+            ArchivesArg::All => Self::All,
+            ArchivesArg::Sfx => Self::Sfx,
+            ArchivesArg::Off => Self::Off,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use portcullis_actors::actions::ActionsConfig;
 use portcullis_actors::enforcer::{EnforcerConfig, Fallback, ScanMode};
 use portcullis_actors::journal::JournalConfig;
 use portcullis_actors::policy::{Policies, PolicySpec};
-use portcullis_actors::scanner::ScanLimits;
+use portcullis_actors::scanner::{ArchiveScan, ScanLimits};
 use portcullis_interceptor::MarkScope;
 
 use crate::kafka::{KafkaSection, KafkaSettings};
@@ -132,6 +132,37 @@ pub struct ScanSection {
     /// two looks in a row agree (the debounce).
     #[serde(default = "d_watch_interval")]
     pub watch_interval: String,
+    /// `[scan.archives]`: archive scanning and its limits.
+    #[serde(default)]
+    pub archives: ArchivesSection,
+}
+
+/// `[scan.archives]` (docs/archives.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivesSection {
+    /// `all`, `sfx` (only archives inside an executable) or `off`.
+    #[serde(default)]
+    pub mode: portcullis_archive::ArchiveMode,
+    /// The open of an archive whose walk stopped at a limit.
+    #[serde(default = "d_allow")]
+    pub on_limit: Fallback,
+    /// Journal each member's verdict, not only the archive's.
+    #[serde(default)]
+    pub log_archived: bool,
+    #[serde(default)]
+    pub limits: portcullis_archive::Limits,
+}
+
+impl Default for ArchivesSection {
+    fn default() -> Self {
+        Self {
+            mode: portcullis_archive::ArchiveMode::All,
+            on_limit: Fallback::Allow,
+            log_archived: false,
+            limits: portcullis_archive::Limits::default(),
+        }
+    }
 }
 
 impl Default for ScanSection {
@@ -145,6 +176,7 @@ impl Default for ScanSection {
             skip_unchanged: true,
             watch_rules: false,
             watch_interval: d_watch_interval(),
+            archives: ArchivesSection::default(),
         }
     }
 }
@@ -365,6 +397,13 @@ impl ConfigFile {
             ));
         }
         let rules_watch = self.scan.watch_rules.then_some(watch_interval);
+        let archives = &self.scan.archives;
+        archives.limits.validate().map_err(|e| {
+            invalid(
+                &format!("scan.archives.limits.{}", e.field),
+                e.message.clone(),
+            )
+        })?;
         let deadline = duration("enforcer.deadline", &self.enforcer.deadline)?;
         if deadline.is_zero() {
             return Err(invalid(
@@ -473,6 +512,16 @@ impl ConfigFile {
             limits: ScanLimits {
                 max_size: self.scan.max_object_size_mb.saturating_mul(1024 * 1024),
                 timeout: scan_timeout,
+                archives: ArchiveScan {
+                    mode: self.scan.archives.mode,
+                    // The walk shares the scan's time budget: at most
+                    // scan.timeout, itself shorter than the deadline.
+                    limits: portcullis_archive::Limits {
+                        timeout: self.scan.archives.limits.timeout.min(scan_timeout),
+                        ..self.scan.archives.limits
+                    },
+                    log_archived: self.scan.archives.log_archived,
+                },
             },
             scan_threads: threads,
             enforcer: EnforcerConfig {
@@ -481,6 +530,7 @@ impl ConfigFile {
                 on_timeout: self.enforcer.on_timeout,
                 on_overload: self.enforcer.on_overload,
                 on_scan_error: self.enforcer.on_scan_error,
+                on_archive_limit: self.scan.archives.on_limit,
                 max_pending: self.enforcer.max_pending,
                 mailbox: self.enforcer.mailbox,
                 skip_unchanged: self.scan.skip_unchanged,
@@ -616,6 +666,34 @@ mod tests {
                 .to_string();
             assert!(err.starts_with("test.toml: scan.watch_interval: "), "{err}");
         }
+    }
+
+    #[test]
+    fn archive_limits_are_validated_by_field_and_the_walk_fits_the_scan_timeout() {
+        let build = |text: &str| {
+            ConfigFile::parse(text)
+                .map_err(|e| e.to_string())
+                .and_then(|f| {
+                    f.build("test.toml", Overrides::default())
+                        .map_err(|e| e.to_string())
+                })
+        };
+        let err = build("[scan.archives.limits]\nmax_depth = 0\n").unwrap_err();
+        assert!(
+            err.starts_with("test.toml: scan.archives.limits.max_depth: "),
+            "{err}"
+        );
+        let err = build("[scan.archives.limits]\nmax_dpeth = 3\n").unwrap_err();
+        assert!(err.contains("unknown field `max_dpeth`"), "{err}");
+        let err = build("[scan.archives]\nmode = \"some\"\n").unwrap_err();
+        assert!(err.contains("unknown variant `some`"), "{err}");
+        let s = build("[scan]\ntimeout = \"2s\"\n[scan.archives]\non_limit = \"deny\"\n").unwrap();
+        assert_eq!(
+            s.limits.archives.limits.timeout,
+            Duration::from_secs(2),
+            "capped"
+        );
+        assert_eq!(s.enforcer.on_archive_limit, Fallback::Deny);
     }
 
     #[test]

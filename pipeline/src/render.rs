@@ -81,19 +81,7 @@ pub fn details(body: &EventBody) -> String {
         }
         EventBody::ScanRequested(e) => format!("scan of {} bytes, ruleset {}", e.size, e.ruleset),
         EventBody::VerdictIssued(e) => {
-            let what = match &e.verdict {
-                Verdict::Clean => "clean".to_string(),
-                Verdict::Infected { matches } => format!(
-                    "INFECTED [{}]",
-                    matches
-                        .iter()
-                        .map(|m| format!("{}:{}", m.namespace, m.rule))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                Verdict::Skipped { reason } => format!("unprocessed ({})", reason.as_str()),
-                Verdict::Error { message } => format!("error: {message}"),
-            };
+            let what = verdict_text(&e.verdict);
             let hash = e
                 .sha256
                 .map(|h| format!(" sha256 {}", short(&hex::encode(h))))
@@ -169,4 +157,36 @@ pub fn container(c: &ContainerRef) -> String {
         s.push_str(&format!(" pod={}/{}", p.namespace, p.name));
     }
     s
+}
+
+/// `ns:rule, ns:rule`.
+pub fn rule_list(matches: &[portcullis_schemas::RuleMatch]) -> String {
+    matches
+        .iter()
+        .map(|m| format!("{}:{}", m.namespace, m.rule))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A verdict in one line: `clean`, `INFECTED [ns:rule, ...]` (with `in
+/// MEMBER` for an archive member), `unprocessed (reason)`, `error: ...`.
+pub fn verdict_text(v: &Verdict) -> String {
+    let rules = rule_list;
+    match v {
+        Verdict::Clean => "clean".to_string(),
+        Verdict::Infected { matches } => format!("INFECTED [{}]", rules(matches)),
+        Verdict::InfectedMember { member, matches } => {
+            format!("INFECTED [{}] in {member}", rules(matches))
+        }
+        Verdict::Skipped {
+            reason:
+                portcullis_schemas::SkipReason::ArchiveLimit {
+                    limit,
+                    value,
+                    member,
+                },
+        } => format!("unprocessed (archive_limit: {limit} {value} at `{member}`)"),
+        Verdict::Skipped { reason } => format!("unprocessed ({})", reason.as_str()),
+        Verdict::Error { message } => format!("error: {message}"),
+    }
 }

@@ -222,7 +222,7 @@ pub fn signature_of(env: &Envelope) -> &'static CefSignature {
         EventBody::ScanRequested(_) => &FFTP_020,
         EventBody::VerdictIssued(e) => match e.verdict {
             Verdict::Clean => &FFTP_012,
-            Verdict::Infected { .. } => &FFTP_001,
+            Verdict::Infected { .. } | Verdict::InfectedMember { .. } => &FFTP_001,
             Verdict::Skipped { .. } => &FFTP_011,
             Verdict::Error { .. } => &FFTP_010,
         },
@@ -341,12 +341,20 @@ pub fn write_cef(
             x.labeled("cs2", "ruleset", &e.ruleset.0)?;
         }
         EventBody::VerdictIssued(e) => {
-            x.file(&e.path)?;
+            match e.verdict.member() {
+                // The archive's path; its name with the member:
+                // `outer.tar.gz!dir/inner.zip!evil.sh`.
+                Some(member) => {
+                    x.text("filePath", &e.path.to_text())?;
+                    x.text("fname", &format!("{}!{member}", e.path.file_name_text()))?;
+                }
+                None => x.file(&e.path)?,
+            }
             x.num("fsize", e.size)?;
             if let Some(h) = &e.sha256 {
                 x.display("fileHash", Hex(h))?;
             }
-            if let Verdict::Infected { matches } = &e.verdict {
+            if let Some(matches) = e.verdict.matches() {
                 x.labeled("cs1", "rule", RuleList(matches))?;
             }
             x.labeled("cs2", "ruleset", &e.ruleset.0)?;
@@ -358,7 +366,7 @@ pub fn write_cef(
                     x.text("outcome", "failure")?;
                     x.text("reason", message)?;
                 }
-                Verdict::Clean | Verdict::Infected { .. } => {}
+                Verdict::Clean | Verdict::Infected { .. } | Verdict::InfectedMember { .. } => {}
             }
         }
         EventBody::DecisionMade(e) => {

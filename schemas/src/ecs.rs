@@ -629,6 +629,10 @@ pub struct EcsPortcullis<'a> {
     /// Every match with its tags and full metadata.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matches: Option<Matches<'a>>,
+    /// The archive member the rules matched in (`dir/inner.zip!evil.sh`);
+    /// `file.*` is the archive that was opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_member: Option<&'a str>,
     /// Why the object was not scanned, with the numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unprocessed: Option<EcsUnprocessed<'a>>,
@@ -656,6 +660,7 @@ impl<'a> EcsPortcullis<'a> {
             verdict: None,
             rule_names: None,
             matches: None,
+            archive_member: None,
             unprocessed: None,
             container: None,
         }
@@ -693,13 +698,26 @@ fn result_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "enum": ["success", "failure", "not_possible"] })
 }
 
-/// `portcullis.unprocessed`: one of `{size, limit}`, `{after_ms}`, `{rule}`.
+/// `portcullis.unprocessed`: one of `{size, limit}`, `{after_ms}`, `{rule}`,
+/// `{archive_limit, value, member}`.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EcsUnprocessed<'a> {
     TooLarge(EcsTooLarge),
     ScanTimeout(EcsScanTimeout),
     Excluded(EcsExcluded<'a>),
+    ArchiveLimit(EcsArchiveLimit<'a>),
+}
+
+/// An archive walk that stopped at a limit.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsArchiveLimit<'a> {
+    /// The limit's config field (`max_depth`, `max_ratio`, `timeout`, ...).
+    pub archive_limit: &'a str,
+    pub value: u64,
+    /// Where the walk stopped.
+    pub member: &'a str,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -955,7 +973,8 @@ impl<'a> EcsDocument<'a> {
                         ev.outcome = EcsOutcome::Success;
                         doc.rule = Some(EcsRule::version(&e.ruleset));
                     }
-                    Verdict::Infected { matches } => {
+                    Verdict::Infected { matches } | Verdict::InfectedMember { matches, .. } => {
+                        pc.archive_member = e.verdict.member();
                         ev.kind = EcsKind::Alert;
                         ev.category = &[C::Malware, C::IntrusionDetection, C::File];
                         ev.ty = &[T::Info, T::Indicator];
@@ -990,6 +1009,15 @@ impl<'a> EcsDocument<'a> {
                             SkipReason::Excluded { rule } => {
                                 EcsUnprocessed::Excluded(EcsExcluded { rule })
                             }
+                            SkipReason::ArchiveLimit {
+                                limit,
+                                value,
+                                member,
+                            } => EcsUnprocessed::ArchiveLimit(EcsArchiveLimit {
+                                archive_limit: limit,
+                                value: *value,
+                                member,
+                            }),
                         });
                     }
                     Verdict::Error { message } => {

@@ -397,9 +397,26 @@ pub enum MetaValue {
 /// Why an object was not scanned (logged as *unprocessed*).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SkipReason {
-    TooLarge { size: u64, limit: u64 },
-    ScanTimeout { after_ms: u64 },
-    Excluded { rule: String },
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
+    ScanTimeout {
+        after_ms: u64,
+    },
+    Excluded {
+        rule: String,
+    },
+    /// An archive walk stopped at a limit (`scan.archives`): the archive
+    /// was not wholly scanned. `scan.archives.on_limit` decides the open.
+    ArchiveLimit {
+        /// The limit's config field (`max_depth`, `max_ratio`, `timeout`, ...).
+        limit: String,
+        /// Its value (bytes, count, ratio; ms for `timeout`).
+        value: u64,
+        /// Where the walk stopped (`dir/inner.zip!big.bin`).
+        member: String,
+    },
 }
 
 impl SkipReason {
@@ -408,6 +425,7 @@ impl SkipReason {
             Self::TooLarge { .. } => "too_large",
             Self::ScanTimeout { .. } => "scan_timeout",
             Self::Excluded { .. } => "excluded",
+            Self::ArchiveLimit { .. } => "archive_limit",
         }
     }
 }
@@ -415,18 +433,48 @@ impl SkipReason {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Verdict {
     Clean,
-    Infected { matches: Vec<RuleMatch> },
-    Skipped { reason: SkipReason },
-    Error { message: String },
+    Infected {
+        matches: Vec<RuleMatch>,
+    },
+    Skipped {
+        reason: SkipReason,
+    },
+    Error {
+        message: String,
+    },
+    /// Infected: a member of the archive matched (the archive is what was
+    /// opened, and what the decision and actions apply to).
+    InfectedMember {
+        /// The member's path in the archive, nested levels joined by `!`
+        /// (`dir/inner.zip!evil.sh`).
+        member: String,
+        matches: Vec<RuleMatch>,
+    },
 }
 
 impl Verdict {
     pub fn class(&self) -> VerdictClass {
         match self {
             Self::Clean => VerdictClass::Clean,
-            Self::Infected { .. } => VerdictClass::Infected,
+            Self::Infected { .. } | Self::InfectedMember { .. } => VerdictClass::Infected,
             Self::Skipped { .. } => VerdictClass::Skipped,
             Self::Error { .. } => VerdictClass::Error,
+        }
+    }
+
+    /// The matching rules, when infected.
+    pub fn matches(&self) -> Option<&[RuleMatch]> {
+        match self {
+            Self::Infected { matches } | Self::InfectedMember { matches, .. } => Some(matches),
+            _ => None,
+        }
+    }
+
+    /// The archive member the rules matched in, when they matched in one.
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            Self::InfectedMember { member, .. } => Some(member),
+            _ => None,
         }
     }
 }

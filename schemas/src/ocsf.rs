@@ -760,6 +760,10 @@ pub struct OcsfUnmapped<'a> {
     /// `portcullis.matches`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matches: Option<Matches<'a>>,
+    /// The archive member the rules matched in (`dir/inner.zip!evil.sh`);
+    /// the finding's file is the archive that was opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_member: Option<&'a str>,
 }
 
 fn access_kinds(_: &mut SchemaGenerator) -> Schema {
@@ -833,6 +837,7 @@ impl<'a> OcsfUnmapped<'a> {
             ruleset: None,
             scan_duration_us: None,
             matches: None,
+            archive_member: None,
         }
     }
 }
@@ -1051,6 +1056,7 @@ impl<'a> DetectionFinding<'a> {
         unmapped.ruleset = Some(&e.ruleset.0);
         unmapped.scan_duration_us = Some(e.scan_duration_us);
         unmapped.matches = Some(Matches(matches));
+        unmapped.archive_member = e.verdict.member();
         let activity = FindingActivityId::Create;
         Self {
             activity_id: activity,
@@ -1077,7 +1083,10 @@ impl<'a> DetectionFinding<'a> {
             disposition: DispositionId::Detected.caption(),
             message: FindingMessage {
                 rule: title,
-                path: e.path.to_text(),
+                path: match e.verdict.member() {
+                    Some(member) => Cow::Owned(format!("{}!{member}", e.path.to_text())),
+                    None => e.path.to_text(),
+                },
             },
             metadata: OcsfMetadata::new(env, HOST_SECURITY_CONTROL),
             device: OcsfDevice::new(env),
@@ -1117,7 +1126,7 @@ impl<'a> OcsfEvent<'a> {
             }
             EventBody::VerdictIssued(
                 e @ VerdictIssued {
-                    verdict: Verdict::Infected { matches },
+                    verdict: Verdict::Infected { matches } | Verdict::InfectedMember { matches, .. },
                     ..
                 },
             ) => Some(Self::DetectionFinding(DetectionFinding::infected(

@@ -123,7 +123,10 @@ proptest! {
 
         let infected = matches!(
             &env.body,
-            EventBody::VerdictIssued(VerdictIssued { verdict: Verdict::Infected { .. }, .. })
+            EventBody::VerdictIssued(VerdictIssued {
+                verdict: Verdict::Infected { .. } | Verdict::InfectedMember { .. },
+                ..
+            })
         );
         let kind = str_field(&doc, "event.kind");
         prop_assert_eq!(kind, if infected { "alert" } else { "event" });
@@ -317,7 +320,10 @@ fn strategies_cover_every_variant() {
                 opt(&mut seen, "sha256", &e.sha256);
                 path(&mut seen, &e.path);
                 match &e.verdict {
-                    Verdict::Infected { matches } => {
+                    Verdict::Infected { matches } | Verdict::InfectedMember { matches, .. } => {
+                        if let Some(member) = e.verdict.member() {
+                            tag(&mut seen, format!("member_empty:{}", member.is_empty()));
+                        }
                         tag(&mut seen, format!("infected_empty:{}", matches.is_empty()));
                         for (_, v) in matches.iter().flat_map(|m| &m.metadata) {
                             tag(
@@ -414,6 +420,8 @@ fn strategies_cover_every_variant() {
             "skip:too_large",
             "skip:scan_timeout",
             "skip:excluded",
+            "skip:archive_limit",
+            "member_empty:false",
             "decision:allow",
             "decision:deny",
             "reason:verdict",
@@ -424,6 +432,8 @@ fn strategies_cover_every_variant() {
             "reason:not_in_scope",
             "reason:own_process",
             "reason:shutdown",
+            "reason:trusted_hash",
+            "reason:known_bad_hash",
             "action:block",
             "action:remove",
             "action:terminate",

@@ -50,6 +50,8 @@ pub struct EnforcerConfig {
     pub on_timeout: Fallback,
     pub on_overload: Fallback,
     pub on_scan_error: Fallback,
+    /// An archive whose walk stopped at a limit (`scan.archives.on_limit`).
+    pub on_archive_limit: Fallback,
     /// Bound on decisions waiting at once (each holds an open fd).
     pub max_pending: usize,
     /// Bound on the Enforcer's mailbox (accesses not yet looked at).
@@ -76,6 +78,7 @@ impl Default for EnforcerConfig {
             on_timeout: Fallback::Allow,
             on_overload: Fallback::Allow,
             on_scan_error: Fallback::Allow,
+            on_archive_limit: Fallback::Allow,
             max_pending: 4096,
             mailbox: 1024,
             skip_unchanged: true,

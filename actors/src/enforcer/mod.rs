@@ -36,7 +36,7 @@ use portcullis_interceptor::Fanotify;
 use portcullis_schemas::{
     AccessKind, Decision, DecisionMade, DecisionReason, EventBody, EventId, FileAccessed, FileInfo,
     FilePath, Mode, OverflowSource, QueueOverflowed, RuleMatch, RulesetVersion, ScanRequested,
-    Timestamp, TraceContext, Verdict, VerdictClass, VerdictIssued,
+    SkipReason, Timestamp, TraceContext, Verdict, VerdictClass, VerdictIssued,
 };
 
 pub use config::{EnforcerConfig, Fallback, ScanMode};
@@ -83,6 +83,10 @@ impl FileKey {
 #[derive(Clone, Debug)]
 enum Cached {
     Clean,
+    /// An archive past a walk limit, decided by `on_archive_limit`: not
+    /// walked again on every open (a bomb costs its time limit once), and
+    /// never marked in the kernel (it was not wholly scanned).
+    Unprocessed(Decision),
     Infected {
         matches: Arc<[RuleMatch]>,
         sha256: Option<[u8; 32]>,
@@ -422,6 +426,7 @@ impl Enforcer {
                 self.metrics.cache_hits.increment(1);
                 let decision = match cached {
                     Cached::Clean => Decision::Allow,
+                    Cached::Unprocessed(d) => d,
                     Cached::Infected { .. } => Decision::Deny,
                 };
                 let fd = responder.kernel_fd();
@@ -441,6 +446,7 @@ impl Enforcer {
                             self.mark_clean_in_kernel(access, &fd, key);
                         }
                     }
+                    Cached::Unprocessed(_) => {}
                     Cached::Infected { matches, sha256 } => {
                         self.act(
                             access,
@@ -600,6 +606,7 @@ impl Enforcer {
                     ruleset: act.ruleset.clone(),
                     duration: Duration::ZERO,
                     hash_list: None,
+                    members: Vec::new(),
                 };
                 act.on_verdict(access, outcome, ctx)
             }
@@ -657,6 +664,19 @@ impl Enforcer {
             None => DecisionReason::Verdict,
         };
         let (decision, reason) = match class {
+            VerdictClass::Skipped
+                if matches!(
+                    outcome.verdict,
+                    Verdict::Skipped {
+                        reason: SkipReason::ArchiveLimit { .. }
+                    }
+                ) =>
+            {
+                match (self.cfg.on_archive_limit.decision(), self.cfg.mode) {
+                    (Decision::Deny, Mode::Audit) => (Decision::Allow, DecisionReason::AuditMode),
+                    (decision, _) => (decision, by_verdict),
+                }
+            }
             VerdictClass::Clean | VerdictClass::Skipped => (Decision::Allow, by_verdict),
             VerdictClass::Infected => match self.cfg.mode {
                 Mode::Enforce => (Decision::Deny, by_verdict),
@@ -689,13 +709,17 @@ impl Enforcer {
                         self.mark_clean_in_kernel(scan_id, fd, scan.key);
                     }
                 }
-                Verdict::Infected { matches } => self.remember(
-                    scan.key,
-                    Cached::Infected {
-                        matches: matches.clone().into(),
-                        sha256: outcome.sha256,
-                    },
-                ),
+                Verdict::Infected { matches } | Verdict::InfectedMember { matches, .. } => self
+                    .remember(
+                        scan.key,
+                        Cached::Infected {
+                            matches: matches.clone().into(),
+                            sha256: outcome.sha256,
+                        },
+                    ),
+                Verdict::Skipped {
+                    reason: SkipReason::ArchiveLimit { .. },
+                } => self.remember(scan.key, Cached::Unprocessed(decision)),
                 _ => {}
             }
         }
@@ -708,10 +732,27 @@ impl Enforcer {
         if class == VerdictClass::Infected {
             self.counters.infected += 1;
         }
-        let matches = match &outcome.verdict {
-            Verdict::Infected { matches } => Some(matches.clone()),
-            _ => None,
-        };
+        let matches = outcome.verdict.matches().map(<[RuleMatch]>::to_vec);
+        // `scan.archives.log_archived`: each member's verdict, under the
+        // archive's path with the member (`/srv/a.tar.gz!dir/x.sh`), before
+        // the archive's own.
+        for m in outcome.members {
+            let mut path = scan.path.as_bytes().to_vec();
+            path.push(b'!');
+            path.extend_from_slice(m.member.as_bytes());
+            self.record_child(
+                &scan.trace,
+                EventBody::VerdictIssued(VerdictIssued {
+                    access: scan_id,
+                    path: FilePath::from_bytes(path),
+                    verdict: m.verdict,
+                    sha256: None,
+                    size: m.size,
+                    ruleset: outcome.ruleset.clone(),
+                    scan_duration_us: 0,
+                }),
+            );
+        }
         if log {
             self.record_child(
                 &scan.trace,

@@ -115,7 +115,7 @@ pub(super) fn scan(
 pub(super) fn verdict(span: Option<&tracing::Span>, v: &Verdict) {
     if let Some(s) = span {
         s.record("portcullis.verdict", v.class().as_str());
-        if let Verdict::Infected { matches } = v {
+        if let Some(matches) = v.matches() {
             if let Some(m) = matches.first() {
                 s.record("portcullis.rule", m.rule.as_str());
             }

@@ -61,6 +61,7 @@ impl Handler<ScanFile> for FakeScanner {
                 ruleset: RulesetVersion("test".into()),
                 duration: Duration::from_micros(10),
                 hash_list: None,
+                members: Vec::new(),
             }
         })
     }

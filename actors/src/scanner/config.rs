@@ -15,6 +15,31 @@ pub struct ScanLimits {
     /// is rounded up to whole seconds, and a scan may overrun it by up to
     /// about a second.
     pub timeout: Duration,
+    /// Archive scanning: which files are walked, within which limits.
+    pub archives: ArchiveScan,
+}
+
+/// How archives are scanned (`[scan.archives]`, docs/archives.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArchiveScan {
+    /// `all`, `sfx` (only archives inside an executable) or `off`.
+    pub mode: portcullis_archive::ArchiveMode,
+    pub limits: portcullis_archive::Limits,
+    /// Report each member's verdict ([`super::ScanOutcome::members`]), not
+    /// only the archive's.
+    pub log_archived: bool,
+}
+
+impl Default for ArchiveScan {
+    /// Every archive, the walker's default limits, the archive's verdict
+    /// only.
+    fn default() -> Self {
+        Self {
+            mode: portcullis_archive::ArchiveMode::All,
+            limits: portcullis_archive::Limits::default(),
+            log_archived: false,
+        }
+    }
 }
 
 impl ScanLimits {
@@ -28,6 +53,7 @@ impl Default for ScanLimits {
         Self {
             max_size: 0,
             timeout: Self::DEFAULT_TIMEOUT,
+            archives: ArchiveScan::default(),
         }
     }
 }

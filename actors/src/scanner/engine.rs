@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use portcullis_schemas::{MetaValue, RuleMatch, RulesetVersion, SkipReason, Verdict, VerdictClass};
 use sha2::{Digest, Sha256};
 
-use super::config::ScanLimits;
+use super::config::{ArchiveScan, ScanLimits};
 use super::content::{self, ScanContent};
 use super::hashes::{HashListHit, HashListKind};
 use super::live::LiveRules;
@@ -38,6 +38,19 @@ pub struct ScanOutcome {
     pub duration: Duration,
     /// Set when a hash list decided, without running the rules.
     pub hash_list: Option<HashListKind>,
+    /// Each archive member's verdict, in walk order, when
+    /// `scan.archives.log_archived` asks for them (else empty).
+    pub members: Vec<MemberVerdict>,
+}
+
+/// The verdict of one archive member.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberVerdict {
+    /// Its path in the archive (`dir/inner.zip!evil.sh`).
+    pub member: String,
+    pub verdict: Verdict,
+    /// Its decompressed size.
+    pub size: u64,
 }
 
 /// A reusable scanner for one thread: owns a YARA-X scanner over the rules
@@ -200,6 +213,7 @@ impl ScanEngine {
             sha256,
             size,
             hash_list,
+            members,
         } = judged;
         let duration = started.elapsed();
         let class = verdict.class() as usize;
@@ -213,6 +227,7 @@ impl ScanEngine {
             ruleset: self.ruleset.version().clone(),
             duration,
             hash_list,
+            members,
         }
     }
 
@@ -228,7 +243,12 @@ impl ScanEngine {
         if let Some(skipped) = self.too_large(size) {
             return Judged::unread(skipped, size);
         }
-        judge(&mut self.scanner, &self.ruleset, bytes)
+        judge(
+            &mut self.scanner,
+            &self.ruleset,
+            &self.limits.archives,
+            bytes,
+        )
     }
 
     /// Reads and scans an fd; `what` names it in error messages.
@@ -259,7 +279,12 @@ impl ScanEngine {
                     Judged::unread(skipped, size.max(stat.size))
                 } else {
                     let data = self.buf.get(..n).unwrap_or_default();
-                    judge(&mut self.scanner, &self.ruleset, data)
+                    judge(
+                        &mut self.scanner,
+                        &self.ruleset,
+                        &self.limits.archives,
+                        data,
+                    )
                 }
             }
         };
@@ -290,6 +315,7 @@ struct Judged {
     sha256: Option<[u8; 32]>,
     size: u64,
     hash_list: Option<HashListKind>,
+    members: Vec<MemberVerdict>,
 }
 
 impl Judged {
@@ -300,28 +326,126 @@ impl Judged {
             sha256: None,
             size,
             hash_list: None,
+            members: Vec::new(),
         }
     }
 }
 
 /// Judges content read whole: its digest against the hash lists first,
-/// then the rules.
-fn judge(scanner: &mut yara_x::Scanner<'static>, ruleset: &Ruleset, data: &[u8]) -> Judged {
+/// then the rules on the content as it is, then, for an archive, on each
+/// member (see [`judge_members`]).
+fn judge(
+    scanner: &mut yara_x::Scanner<'static>,
+    ruleset: &Ruleset,
+    archives: &ArchiveScan,
+    data: &[u8],
+) -> Judged {
     let sha256: [u8; 32] = Sha256::digest(data).into();
     let size = data.len() as u64;
-    if let Some(hit) = ruleset.hash_lists().lookup(&sha256) {
-        return Judged {
-            verdict: hash_list_verdict(&hit, &sha256),
-            sha256: Some(sha256),
-            size,
-            hash_list: Some(hit.kind),
-        };
-    }
-    Judged {
-        verdict: run_rules(scanner, data),
+    let mut judged = Judged {
+        verdict: Verdict::Clean,
         sha256: Some(sha256),
         size,
         hash_list: None,
+        members: Vec::new(),
+    };
+    if let Some(hit) = ruleset.hash_lists().lookup(&sha256) {
+        judged.verdict = hash_list_verdict(&hit, &sha256);
+        judged.hash_list = Some(hit.kind);
+        return judged;
+    }
+    judged.verdict = run_rules(scanner, data);
+    if judged.verdict == Verdict::Clean {
+        judge_members(scanner, archives, data, &mut judged);
+    }
+    judged
+}
+
+/// Walks `data` as an archive (when it is one, and `scan.archives` says
+/// so) and runs the rules on every member, nested archives included. The
+/// first infected member makes the archive infected (the walk stops
+/// there); a limit makes it unprocessed, naming the limit. A truncated or
+/// corrupt archive, or members that cannot be decoded (encrypted, an
+/// unsupported method), leave the verdict of what could be scanned, as
+/// ClamAV does by default: the content as a whole was scanned anyway.
+fn judge_members(
+    scanner: &mut yara_x::Scanner<'static>,
+    archives: &ArchiveScan,
+    data: &[u8],
+    judged: &mut Judged,
+) {
+    use portcullis_archive::{walk, Flow, WalkOutcome};
+    if archives.mode == portcullis_archive::ArchiveMode::Off {
+        return;
+    }
+    let mut found: Option<(String, Vec<RuleMatch>)> = None;
+    let mut timed_out: Option<(String, u64)> = None;
+    let log = archives.log_archived;
+    let members = &mut judged.members;
+    let outcome = walk(data, archives.mode, &archives.limits, &mut |m| {
+        // A compressed stream's content (the tar of a .tar.gz) has the
+        // archive's own path: its rules ran on it as a member too.
+        let verdict = run_rules(scanner, m.data);
+        let path = m.path.to_string();
+        let flow = match &verdict {
+            Verdict::Infected { matches } => {
+                found = Some((path.clone(), matches.clone()));
+                Flow::Stop
+            }
+            Verdict::Skipped {
+                reason: SkipReason::ScanTimeout { after_ms },
+            } => {
+                timed_out.get_or_insert((path.clone(), *after_ms));
+                Flow::Continue
+            }
+            _ => Flow::Continue,
+        };
+        if log && !path.is_empty() {
+            members.push(MemberVerdict {
+                member: path,
+                verdict,
+                size: m.data.len() as u64,
+            });
+        }
+        flow
+    });
+    if let Some((member, matches)) = found {
+        judged.verdict = if member.is_empty() {
+            Verdict::Infected { matches }
+        } else {
+            Verdict::InfectedMember { member, matches }
+        };
+        return;
+    }
+    match outcome {
+        WalkOutcome::Limit(hit) => {
+            judged.verdict = Verdict::Skipped {
+                reason: SkipReason::ArchiveLimit {
+                    limit: hit.kind.as_str().to_owned(),
+                    value: hit.limit,
+                    member: hit.member.to_string(),
+                },
+            };
+        }
+        WalkOutcome::Corrupt {
+            member,
+            format,
+            error,
+        } => {
+            tracing::debug!(%member, format = format.as_str(), %error, "archive walk ended early: corrupt");
+        }
+        WalkOutcome::Unsupported { member, reason, .. } => {
+            tracing::debug!(%member, %reason, "archive member not decoded");
+        }
+        WalkOutcome::NotArchive | WalkOutcome::Complete { .. } | WalkOutcome::Stopped { .. } => {}
+    }
+    // A member the rules could not finish is not scanned either.
+    if judged.verdict == Verdict::Clean {
+        if let Some((_, after_ms)) = timed_out {
+            judged.verdict = Verdict::Skipped {
+                reason: SkipReason::ScanTimeout { after_ms },
+            };
+        }
     }
 }
 

@@ -26,9 +26,9 @@ mod messages;
 mod rules;
 
 pub use actor::{start_scanners, ScannerWorker};
-pub use config::ScanLimits;
+pub use config::{ArchiveScan, ScanLimits};
 pub use content::{Loaded, ScanContent};
-pub use engine::{hash_list_verdict, ScanEngine, ScanOutcome};
+pub use engine::{hash_list_verdict, MemberVerdict, ScanEngine, ScanOutcome};
 pub use errors::RulesError;
 pub use hashes::{HashListHit, HashListKind, HashLists};
 pub use live::LiveRules;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use portcullis_schemas::{EventId, MetaValue, RuleMatch, SkipReason, TraceContext, Verdict};
+use portcullis_schemas::{
+    EventId, MetaValue, RuleMatch, SkipReason, TraceContext, Verdict, VerdictClass,
+};
 use sha2::{Digest, Sha256};
 
 use super::*;
@@ -30,6 +32,7 @@ fn limits() -> ScanLimits {
     ScanLimits {
         max_size: 0,
         timeout: Duration::from_secs(30),
+        ..ScanLimits::default()
     }
 }
 
@@ -286,6 +289,7 @@ fn too_large_is_skipped_without_reading() {
         ScanLimits {
             max_size: 100,
             timeout: Duration::from_secs(30),
+            ..ScanLimits::default()
         },
     );
     let big = vec![b'a'; 101];
@@ -331,6 +335,7 @@ fn slow_rule_hits_the_timeout() {
         ScanLimits {
             max_size: 0,
             timeout: Duration::from_secs(1),
+            ..ScanLimits::default()
         },
     );
     let outcome = engine.scan(&ScanContent::Bytes(vec![0; 64 * 1024]));
@@ -607,4 +612,160 @@ fn an_engine_on_live_rules_takes_a_published_ruleset_before_its_next_scan() {
     // A renewed engine (after a panic) still follows the live rules.
     let mut renewed = engine.renewed();
     assert_eq!(&scan(&mut renewed).ruleset, b.version());
+}
+
+// ------------------------------------------------------------- archives
+
+const EICAR_BYTES: &[u8] = EICAR.as_bytes();
+
+/// A tar of `(name, content)` members.
+fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn archive_engine(archives: ArchiveScan) -> ScanEngine {
+    ScanEngine::new(
+        default_ruleset(),
+        ScanLimits {
+            archives,
+            ..limits()
+        },
+    )
+}
+
+#[test]
+fn an_infected_member_of_nested_archives_makes_the_archive_infected_and_is_named() {
+    let inner = tar_of(&[("readme.txt", b"hello"), ("bin/eicar.com", EICAR_BYTES)]);
+    let outer = gzip(&tar_of(&[
+        ("docs/a.txt", b"clean"),
+        ("dir/inner.tar.gz", &gzip(&inner)),
+    ]));
+    let mut engine = archive_engine(ArchiveScan::default());
+    let out = engine.scan(&ScanContent::Bytes(outer.clone()));
+    let Verdict::InfectedMember { member, matches } = &out.verdict else {
+        panic!("{:?}", out.verdict);
+    };
+    assert_eq!(member, "dir/inner.tar.gz!bin/eicar.com");
+    assert_eq!(matches[0].rule, "eicar_test_file");
+    assert_eq!(
+        out.sha256,
+        Some(Sha256::digest(&outer).into()),
+        "the archive's digest"
+    );
+    assert!(out.members.is_empty(), "log_archived is off");
+
+    // Off: the archive is opaque bytes again.
+    let mut off = archive_engine(ArchiveScan {
+        mode: portcullis_archive::ArchiveMode::Off,
+        ..ArchiveScan::default()
+    });
+    assert_eq!(
+        off.scan(&ScanContent::Bytes(outer.clone())).verdict,
+        Verdict::Clean
+    );
+    // Sfx: only archives inside an executable; a plain tar.gz is not one.
+    let mut sfx = archive_engine(ArchiveScan {
+        mode: portcullis_archive::ArchiveMode::Sfx,
+        ..ArchiveScan::default()
+    });
+    assert_eq!(sfx.scan(&ScanContent::Bytes(outer)).verdict, Verdict::Clean);
+}
+
+#[test]
+fn log_archived_reports_every_member_verdict() {
+    let data = tar_of(&[
+        ("a.txt", b"clean"),
+        ("b/eicar.com", EICAR_BYTES),
+        ("c.txt", b"never reached"),
+    ]);
+    let mut engine = archive_engine(ArchiveScan {
+        log_archived: true,
+        ..ArchiveScan::default()
+    });
+    let out = engine.scan(&ScanContent::Bytes(data));
+    assert_eq!(out.verdict.member(), Some("b/eicar.com"));
+    let seen: Vec<(&str, VerdictClass, u64)> = out
+        .members
+        .iter()
+        .map(|m| (m.member.as_str(), m.verdict.class(), m.size))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a.txt", VerdictClass::Clean, 5),
+            (
+                "b/eicar.com",
+                VerdictClass::Infected,
+                EICAR_BYTES.len() as u64
+            )
+        ],
+        "the walk stops at the first infected member"
+    );
+}
+
+#[test]
+fn an_archive_past_a_limit_is_unprocessed_naming_the_limit() {
+    // 8 MiB of zeros: a ratio far past 20 once past 1 MiB.
+    let bomb = gzip(&vec![0u8; 8 << 20]);
+    let mut engine = archive_engine(ArchiveScan {
+        limits: portcullis_archive::Limits {
+            max_ratio: 20,
+            ..portcullis_archive::Limits::default()
+        },
+        ..ArchiveScan::default()
+    });
+    let out = engine.scan(&ScanContent::Bytes(bomb));
+    assert_eq!(
+        out.verdict,
+        Verdict::Skipped {
+            reason: SkipReason::ArchiveLimit {
+                limit: "max_ratio".into(),
+                value: 20,
+                member: String::new(),
+            }
+        }
+    );
+    // Depth: a tar in a tar in a tar, with a limit of two levels.
+    let nested = tar_of(&[("l1.tar", &tar_of(&[("l2.tar", &tar_of(&[("x", b"x")]))]))]);
+    let mut shallow = archive_engine(ArchiveScan {
+        limits: portcullis_archive::Limits {
+            max_depth: 2,
+            ..portcullis_archive::Limits::default()
+        },
+        ..ArchiveScan::default()
+    });
+    let out = shallow.scan(&ScanContent::Bytes(nested));
+    assert!(
+        matches!(&out.verdict, Verdict::Skipped { reason: SkipReason::ArchiveLimit { limit, .. } } if limit == "max_depth"),
+        "{:?}",
+        out.verdict
+    );
+}
+
+#[test]
+fn a_truncated_archive_keeps_the_verdict_of_what_could_be_scanned() {
+    let data = gzip(&tar_of(&[("a.txt", b"clean"), ("eicar.com", EICAR_BYTES)]));
+    let cut = &data[..data.len() / 2];
+    let mut engine = archive_engine(ArchiveScan::default());
+    let out = engine.scan(&ScanContent::Bytes(cut.to_vec()));
+    assert!(
+        matches!(out.verdict, Verdict::Clean | Verdict::InfectedMember { .. }),
+        "never an error or a panic: {:?}",
+        out.verdict
+    );
 }

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use portcullis_actors::scanner::{ScanEngine, ScanLimits, ScanOutcome};
-use portcullis_schemas::Verdict;
+use portcullis_actors::scanner::{ArchiveScan, ScanEngine, ScanLimits, ScanOutcome};
+use portcullis_schemas::{SkipReason, Verdict, VerdictClass};
 use serde_json::json;
 
 use crate::cli::{ScanArgs, ScanFormat};
@@ -24,6 +24,10 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let limits = ScanLimits {
         max_size: args.max_size_mb.saturating_mul(1024 * 1024),
         timeout,
+        archives: ArchiveScan {
+            mode: args.archives.into(),
+            ..ArchiveScan::default()
+        },
     };
     let mut engine = ScanEngine::new(ruleset, limits);
     let mut infected = 0usize;
@@ -43,9 +47,9 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             (Some(o), None) => {
-                match &o.verdict {
-                    Verdict::Infected { .. } => infected += 1,
-                    Verdict::Error { .. } => errors += 1,
+                match o.verdict.class() {
+                    VerdictClass::Infected => infected += 1,
+                    VerdictClass::Error => errors += 1,
                     _ => {}
                 }
                 format_outcome(path, o, args.format)
@@ -79,18 +83,14 @@ fn format_outcome(path: &Path, o: &ScanOutcome, format: ScanFormat) -> String {
     let p = path.display().to_string();
     let sha = o.sha256.map(hex::encode);
     match format {
-        ScanFormat::Text => match &o.verdict {
-            Verdict::Clean => format!("{p}: clean"),
-            Verdict::Infected { matches } => format!(
-                "{p}: INFECTED {}",
-                matches
-                    .iter()
-                    .map(|m| format!("{}:{}", m.namespace, m.rule))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Verdict::Skipped { reason } => format!("{p}: unprocessed ({})", reason.as_str()),
-            Verdict::Error { message } => format!("{p}: error: {message}"),
+        // An archive member is named after its archive, the way the
+        // journal and the SIEM exports name it: `a.tar.gz!dir/evil.sh`.
+        ScanFormat::Text => match (&o.verdict, o.verdict.matches()) {
+            (Verdict::InfectedMember { member, .. }, Some(m)) => {
+                format!("{p}!{member}: INFECTED {}", crate::render::rule_list(m))
+            }
+            (_, Some(m)) => format!("{p}: INFECTED {}", crate::render::rule_list(m)),
+            (v, None) => format!("{p}: {}", crate::render::verdict_text(v)),
         },
         ScanFormat::Jsonl => {
             let mut v = json!({
@@ -101,18 +101,32 @@ fn format_outcome(path: &Path, o: &ScanOutcome, format: ScanFormat) -> String {
                 "ruleset": o.ruleset.0,
                 "duration_us": u64::try_from(o.duration.as_micros()).unwrap_or(u64::MAX),
             });
+            if let Some(matches) = o.verdict.matches() {
+                v["rules"] = json!(matches
+                    .iter()
+                    .map(|m| json!({ "rule": m.rule, "namespace": m.namespace, "tags": m.tags }))
+                    .collect::<Vec<_>>());
+            }
+            if let Some(member) = o.verdict.member() {
+                v["member"] = json!(member);
+            }
             match &o.verdict {
-                Verdict::Infected { matches } => {
-                    v["rules"] = json!(matches
-                        .iter()
-                        .map(
-                            |m| json!({ "rule": m.rule, "namespace": m.namespace, "tags": m.tags })
-                        )
-                        .collect::<Vec<_>>());
+                Verdict::Skipped {
+                    reason:
+                        SkipReason::ArchiveLimit {
+                            limit,
+                            value,
+                            member,
+                        },
+                } => {
+                    v["reason"] = json!("archive_limit");
+                    v["limit"] = json!(limit);
+                    v["limit_value"] = json!(value);
+                    v["member"] = json!(member);
                 }
                 Verdict::Skipped { reason } => v["reason"] = json!(reason.as_str()),
                 Verdict::Error { message } => v["error"] = json!(message),
-                Verdict::Clean => {}
+                _ => {}
             }
             v.to_string()
         }

@@ -507,6 +507,7 @@ fn outcome(
         ruleset,
         duration: started.elapsed(),
         hash_list: None,
+        members: Vec::new(),
     }
 }
 
@@ -670,6 +671,7 @@ impl Handler<ScanFile> for RemoteScanner {
                         ruleset: reply.ruleset,
                         duration: Duration::from_micros(reply.scan_duration_us),
                         hash_list: None,
+                        members: Vec::new(),
                     }
                 }
                 Ok(Ok(Err(why))) => {

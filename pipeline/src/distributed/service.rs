@@ -727,7 +727,7 @@ impl ScanThread {
             };
             if !scan_span.is_disabled() {
                 scan_span.record("portcullis.verdict", outcome.verdict.class().as_str());
-                if let Verdict::Infected { matches } = &outcome.verdict {
+                if let Some(matches) = outcome.verdict.matches() {
                     if let Some(m) = matches.first() {
                         scan_span.record("portcullis.rule", m.rule.as_str());
                     }
@@ -801,7 +801,10 @@ impl ScanThread {
     }
 
     fn share(&self, outcome: &ScanOutcome) {
-        if !matches!(outcome.verdict, Verdict::Clean | Verdict::Infected { .. }) {
+        if !matches!(
+            outcome.verdict,
+            Verdict::Clean | Verdict::Infected { .. } | Verdict::InfectedMember { .. }
+        ) {
             return;
         }
         let Some(sha) = outcome.sha256 else { return };

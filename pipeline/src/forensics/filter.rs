@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use portcullis_schemas::{
     ContainerRef, Envelope, EventBody, EventId, EventKind, FilePath, ProcessInfo, Timestamp,
-    Verdict, VerdictClass,
+    VerdictClass,
 };
 
 /// Accesses remembered for correlation.
@@ -136,7 +136,7 @@ impl Correlator {
                 if f.path.is_none() {
                     f.path = Some(v.path.clone());
                 }
-                if let Verdict::Infected { matches } = &v.verdict {
+                if let Some(matches) = v.verdict.matches() {
                     f.rules = matches.iter().map(|m| m.rule.clone()).collect();
                 }
                 self.facts.get(&v.access)
@@ -299,7 +299,7 @@ impl Filter {
 mod tests {
     use portcullis_schemas::{
         AccessKind, ContainerRef, ContainerRuntime, Decision, DecisionMade, DecisionReason,
-        FileAccessed, FileInfo, Mode, NodeId, RuleMatch, RulesetVersion, TraceContext,
+        FileAccessed, FileInfo, Mode, NodeId, RuleMatch, RulesetVersion, TraceContext, Verdict,
         VerdictIssued,
     };
 

@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use portcullis_schemas::{
-    ActionOutcome, Envelope, EventBody, EventId, ProcessInfo, SourcePosition, Timestamp, Verdict,
+    ActionOutcome, Envelope, EventBody, EventId, ProcessInfo, SourcePosition, Timestamp,
+    VerdictClass,
 };
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -364,14 +365,17 @@ pub fn build(
             }
             EventBody::ScanRequested(_) => (Category::Scan, false, vec![], None),
             EventBody::VerdictIssued(v) => {
-                let rules: Vec<String> = match &v.verdict {
-                    Verdict::Infected { matches } => {
+                let rules: Vec<String> = match v.verdict.matches() {
+                    Some(matches) => {
                         summary.infected += 1;
                         matches.iter().map(|m| m.rule.clone()).collect()
                     }
-                    _ => vec![],
+                    None => vec![],
                 };
-                let alert = matches!(v.verdict, Verdict::Infected { .. } | Verdict::Error { .. });
+                let alert = matches!(
+                    v.verdict.class(),
+                    VerdictClass::Infected | VerdictClass::Error
+                );
                 (Category::Verdict, alert, rules, v.sha256.map(hex::encode))
             }
             EventBody::DecisionMade(d) => {
@@ -891,6 +895,7 @@ pub fn render_html(inv: &Investigation) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use portcullis_schemas::Verdict;
 
     #[test]
     fn process_tree_is_rooted_at_the_parent() {

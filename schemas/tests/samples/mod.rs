@@ -327,6 +327,47 @@ pub fn all() -> Vec<(&'static str, Envelope)> {
             ),
         ),
         (
+            "verdict_infected_member",
+            env(
+                27,
+                child_of(ACCESS, 27),
+                EventBody::VerdictIssued(VerdictIssued {
+                    access,
+                    path: path(b"/srv/uploads/outer.tar.gz"),
+                    verdict: Verdict::InfectedMember {
+                        member: "dir/inner.zip!evil.sh".to_owned(),
+                        matches: vec![eicar_match()],
+                    },
+                    sha256: Some(sha(EICAR_SHA256)),
+                    size: 4_096,
+                    ruleset: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                    scan_duration_us: 1_250,
+                }),
+            ),
+        ),
+        (
+            "verdict_skipped_archive_limit",
+            env(
+                28,
+                child_of(ACCESS, 28),
+                EventBody::VerdictIssued(VerdictIssued {
+                    access,
+                    path: path(b"/srv/uploads/42.zip"),
+                    verdict: Verdict::Skipped {
+                        reason: SkipReason::ArchiveLimit {
+                            limit: "max_ratio".to_owned(),
+                            value: 200,
+                            member: "0.zip!0-lib0.zip!0-0.dll".to_owned(),
+                        },
+                    },
+                    sha256: Some(sha(EICAR_SHA256)),
+                    size: 42_374,
+                    ruleset: RulesetVersion("a1b2c3d4e5f6".to_owned()),
+                    scan_duration_us: 26_000,
+                }),
+            ),
+        ),
+        (
             "verdict_error",
             env(
                 12,

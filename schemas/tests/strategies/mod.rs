@@ -378,6 +378,13 @@ pub fn skip_reason() -> impl Strategy<Value = SkipReason> {
         (any::<u64>(), any::<u64>()).prop_map(|(size, limit)| SkipReason::TooLarge { size, limit }),
         any::<u64>().prop_map(|after_ms| SkipReason::ScanTimeout { after_ms }),
         text().prop_map(|rule| SkipReason::Excluded { rule }),
+        (text(), any::<u64>(), text()).prop_map(|(limit, value, member)| {
+            SkipReason::ArchiveLimit {
+                limit,
+                value,
+                member,
+            }
+        }),
     ]
 }
 
@@ -385,6 +392,8 @@ pub fn verdict() -> impl Strategy<Value = Verdict> {
     prop_oneof![
         Just(Verdict::Clean),
         vec(rule_match(), 0..4).prop_map(|matches| Verdict::Infected { matches }),
+        (text(), vec(rule_match(), 1..3))
+            .prop_map(|(member, matches)| Verdict::InfectedMember { member, matches }),
         skip_reason().prop_map(|reason| Verdict::Skipped { reason }),
         text().prop_map(|message| Verdict::Error { message }),
     ]
@@ -429,6 +438,8 @@ pub fn decision_reason() -> impl Strategy<Value = DecisionReason> {
         Just(DecisionReason::NotInScope),
         Just(DecisionReason::OwnProcess),
         Just(DecisionReason::Shutdown),
+        Just(DecisionReason::TrustedHash),
+        Just(DecisionReason::KnownBadHash),
     ]
 }
 
