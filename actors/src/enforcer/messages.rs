@@ -107,7 +107,8 @@ pub struct Shutdown;
 
 /// Puts a reloaded ruleset in force: publishes it to the scanners, empties
 /// the user-space verdict cache and flushes the kernel's ignore marks, in
-/// one step of the actor (no verdict is handled in between).
+/// one step of the actor (no verdict is handled in between); the kernel
+/// flush completes before the answer.
 #[derive(Message)]
 #[rtype(result = "Swapped")]
 pub struct SwapRules(pub Arc<crate::scanner::Ruleset>);

@@ -1004,8 +1004,14 @@ impl Handler<Shutdown> for Enforcer {
 }
 
 impl Handler<SwapRules> for Enforcer {
-    type Result = MessageResult<SwapRules>;
+    type Result = ResponseFuture<Swapped>;
 
+    /// The swap itself is one step of the actor (no verdict is handled in
+    /// between): the version, the publish, the user-space cache. The
+    /// kernel's flush (about 0.45 µs per mark, 45 ms for 100,000) runs on a
+    /// blocking thread meanwhile, so the Enforcer keeps answering opens; an
+    /// open the kernel answers from an old mark before the flush ends would
+    /// have been answered so by a flush in this step too.
     fn handle(&mut self, SwapRules(ruleset): SwapRules, _: &mut Self::Context) -> Self::Result {
         let old = std::mem::replace(&mut self.ruleset, ruleset.version().clone());
         if let Some(live) = &self.live {
@@ -1013,30 +1019,40 @@ impl Handler<SwapRules> for Enforcer {
         }
         let cache_entries = self.cache.len();
         self.cache.clear();
-        let started = Instant::now();
-        let kernel_marks_flushed = match &self.fanotify {
-            Some(fan) => match fan.flush_ignore_marks() {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not flush the kernel ignore marks: files found clean by the old rules are not scanned again until modified");
-                    false
+        let fan = self.fanotify.clone();
+        let new = self.ruleset.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let kernel_marks_flushed = match fan {
+                Some(fan) => {
+                    match tokio::task::spawn_blocking(move || fan.flush_ignore_marks()).await {
+                        Ok(Ok(())) => true,
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "could not flush the kernel ignore marks: files found clean by the old rules are not scanned again until modified");
+                            false
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the kernel ignore mark flush did not run");
+                            false
+                        }
+                    }
                 }
-            },
-            None => false,
-        };
-        let flush = started.elapsed();
-        tracing::info!(
-            from = %old,
-            to = %self.ruleset,
-            cache_entries,
-            kernel_marks_flushed,
-            flush_us = u64::try_from(flush.as_micros()).unwrap_or(u64::MAX),
-            "rules swapped: verdict caches emptied"
-        );
-        MessageResult(Swapped {
-            cache_entries,
-            kernel_marks_flushed,
-            flush,
+                None => false,
+            };
+            let flush = started.elapsed();
+            tracing::info!(
+                from = %old,
+                to = %new,
+                cache_entries,
+                kernel_marks_flushed,
+                flush_us = u64::try_from(flush.as_micros()).unwrap_or(u64::MAX),
+                "rules swapped: verdict caches emptied"
+            );
+            Swapped {
+                cache_entries,
+                kernel_marks_flushed,
+                flush,
+            }
         })
     }
 }
