@@ -797,3 +797,73 @@ fn files_over_the_inline_limit_are_scanned_locally_or_skipped_as_configured() {
         assert_eq!(o.verdict(&small).unwrap()["portcullis"]["verdict"], "clean");
     }
 }
+
+/// A rolling rules update: the node runs a ruleset with one more rule than
+/// the scanner service. A reply of the service's ruleset is not used (the
+/// file is scanned again on the node, by the node's rules); once the
+/// service has reloaded (SIGHUP) the same files, its replies decide.
+#[test]
+fn a_rolling_rules_update_never_decides_by_another_ruleset() {
+    require_privileges!("a_rolling_rules_update_never_decides_by_another_ruleset");
+    let Some(b) = bootstrap("a_rolling_rules_update_never_decides_by_another_ruleset") else {
+        return;
+    };
+    let eicar_rule = include_str!("../../rules/eicar.yar");
+    let marker_rule =
+        "rule rolling_marker { strings: $m = \"rolling update marker\" condition: $m }\n";
+    let service_rules = tempfile::tempdir().unwrap();
+    std::fs::write(service_rules.path().join("eicar.yar"), eicar_rule).unwrap();
+    let kafka = kafka_config(&b, "");
+    let scanner_config = format!(
+        "[scan]\ntimeout = \"10s\"\nrules = \"{}\"\n[enforcer]\ndeadline = \"15s\"\n{kafka}",
+        service_rules.path().display()
+    );
+    let s = scanner(&scanner_config, "rolling");
+    let scanner_log = s._dir.path().join("scanner.log");
+    let setup = format!(
+        "mkdir -p \"$WORK/rules\"\ncp {svc}/eicar.yar \"$WORK/rules/\"\ncat > \"$WORK/rules/marker.yar\" <<'EOF'\n{marker_rule}EOF\necho 'rolling update marker' > one.txt\necho 'rolling update marker, again' > two.txt\n",
+        svc = service_rules.path().display()
+    );
+    // The service takes the node's rules, byte for byte: the same version.
+    let script = format!(
+        r#"try one cat one.txt
+cp "$WORK/rules/marker.yar" {svc}/marker.yar
+kill -HUP {pid}
+for _ in $(seq 1 200); do grep -q 'rules reloaded' {log} && break; sleep 0.1; done
+try two cat two.txt
+"#,
+        svc = service_rules.path().display(),
+        pid = s.child.id(),
+        log = scanner_log.display()
+    );
+    let o = scenario(
+        &format!("{PATIENT}{kafka}"),
+        "--rules \"$WORK/rules\"",
+        &setup,
+        &script,
+    );
+    let service_log = std::fs::read_to_string(&scanner_log).unwrap_or_default();
+    assert_eq!(o.status("one"), 1, "{}\n{service_log}", o.agent_log);
+    assert_eq!(o.status("two"), 1, "{}\n{service_log}", o.agent_log);
+    assert!(service_log.contains("rules reloaded"), "{service_log}");
+
+    let node_version = o.of_kind("rules_loaded")[0]["rule"]["version"].clone();
+    for file in ["one.txt", "two.txt"] {
+        let id = o.access_id(file);
+        assert_eq!(o.decision(&id)["event"]["reason"], "verdict", "{file}");
+        let v = o.verdict(&id).unwrap();
+        assert_eq!(v["rule"]["name"], "rolling_marker", "{file}");
+        assert_eq!(
+            v["rule"]["version"], node_version,
+            "{file}: decided by the node's rules"
+        );
+    }
+    // Only the first was scanned again locally: the service's reply (its
+    // old ruleset, which finds the file clean) was not used.
+    assert_eq!(
+        o.agent_log.matches("verdict of another ruleset").count(),
+        1,
+        "{}",
+        o.agent_log
+    );
+}
