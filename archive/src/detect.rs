@@ -180,19 +180,10 @@ fn tar_checksum_ok(header: &[u8]) -> bool {
     let Some(field) = header.get(148..156) else {
         return false;
     };
-    let text: Vec<u8> = field
-        .iter()
-        .copied()
-        .skip_while(|b| *b == b' ')
-        .take_while(|b| (b'0'..=b'7').contains(b))
-        .collect();
-    if text.is_empty() {
+    let Some(Some(stored)) = crate::formats::tar::octal_field(field) else {
         return false;
-    }
-    let Some(stored) = std::str::from_utf8(&text)
-        .ok()
-        .and_then(|s| u32::from_str_radix(s, 8).ok())
-    else {
+    };
+    let Ok(stored) = u32::try_from(stored) else {
         return false;
     };
     let mut unsigned: u32 = 0;

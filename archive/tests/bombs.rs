@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{central_header, end_record, raw_zip, RawEntry};
+use common::{central_header, end_record, noise, raw_zip, RawEntry};
 use portcullis_archive::{walk, ArchiveMode, Flow, LimitKind, Limits, WalkOutcome};
 
 const ENV: &str = "ARCHIVE_BOMB";
@@ -197,18 +197,6 @@ fn gzip_fast(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
     e.write_all(data).unwrap();
     e.finish().unwrap()
-}
-
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn status_kib(field: &str) -> u64 {

@@ -488,19 +488,6 @@ fn limit_ratio_only_past_one_mib() {
     );
 }
 
-/// Bytes that do not compress.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn limit_memory_counts_nested_buffers() {
     // 1.5 MiB of noise in a gzip in a gzip: the outer stream's content

@@ -123,16 +123,24 @@ fn header_size(h: &[u8]) -> Option<u64> {
         }
         return Some(v);
     }
-    let text: Vec<u8> = field
+    Some(octal_field(field)?.unwrap_or(0))
+}
+
+/// A tar octal field: leading spaces, then digits up to the first other
+/// byte. `Some(None)` when it has no digits; `None` when it overflows.
+pub(crate) fn octal_field(field: &[u8]) -> Option<Option<u64>> {
+    let mut value: u64 = 0;
+    let mut digits = false;
+    for d in field
         .iter()
         .copied()
         .skip_while(|b| *b == b' ')
         .take_while(|b| (b'0'..=b'7').contains(b))
-        .collect();
-    if text.is_empty() {
-        return Some(0);
+    {
+        digits = true;
+        value = value.checked_mul(8)?.checked_add(u64::from(d - b'0'))?;
     }
-    u64::from_str_radix(std::str::from_utf8(&text).ok()?, 8).ok()
+    Some(digits.then_some(value))
 }
 
 /// The `size` record of a pax extended header.

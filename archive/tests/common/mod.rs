@@ -277,3 +277,16 @@ pub fn elf_stub() -> Vec<u8> {
     stub.resize(4096, 0x90);
     stub
 }
+
+/// Bytes that do not compress.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
