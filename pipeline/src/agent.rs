@@ -26,7 +26,7 @@ use crate::config::Settings;
 use crate::containers::{self, ContainerProtection};
 use crate::distributed::outbox::Outbox;
 use crate::distributed::remote::{self, RemoteHandles};
-use crate::rules::{load_ruleset, reload_loop, ReloadTarget};
+use crate::rules::{hangups, load_ruleset, reload_loop, ReloadTarget};
 use portcullis_containers::Registry;
 use portcullis_telemetry::{catalog, Telemetry};
 
@@ -48,6 +48,8 @@ pub struct Agent {
     export: Option<ExportServer>,
     /// `[containers]`: every container on the node.
     containers: Option<ContainerProtection>,
+    /// The reload task (SIGHUP, the rules directory watch).
+    reloads: Option<actix_rt::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -70,6 +72,8 @@ impl Agent {
             addr: journal,
             reader,
         } = journal;
+        // First: from here on a SIGHUP (a reload) never kills the agent.
+        let hup = hangups()?;
         let ruleset = Arc::new(load_ruleset(settings.rules.as_deref())?);
         ruleset_metrics(&ruleset);
         let append = |body| journal.do_send(Append(Record::new(body)));
@@ -270,8 +274,8 @@ impl Agent {
             settings.rules_watch,
             ruleset.clone(),
         );
-        actix_rt::spawn(async move {
-            if let Err(e) = reload_loop(dir, watch, first, target).await {
+        let reloads = actix_rt::spawn(async move {
+            if let Err(e) = reload_loop(hup, dir, watch, first, target).await {
                 tracing::error!("rules reloads are off: {e:#}");
             }
         });
@@ -292,6 +296,7 @@ impl Agent {
             ruleset,
             export,
             containers,
+            reloads: Some(reloads),
         })
     }
 
@@ -311,6 +316,10 @@ impl Agent {
     /// waits until the journal is durable. Returns how many pending
     /// decisions were answered.
     pub async fn shutdown(mut self, signal: Option<&str>) -> anyhow::Result<u64> {
+        // No reload from here: nothing is journaled after the stop.
+        if let Some(r) = self.reloads.take() {
+            r.abort();
+        }
         // No new marks from here: the hook's requests are refused (the hook
         // then follows on_agent_unavailable).
         if let Some(c) = self.containers.take() {
@@ -386,16 +395,23 @@ struct AgentRules {
 }
 
 impl ReloadTarget for AgentRules {
-    fn apply(&mut self, ruleset: Arc<Ruleset>) -> futures::future::LocalBoxFuture<'_, ()> {
+    fn apply(&mut self, ruleset: Arc<Ruleset>) -> futures::future::LocalBoxFuture<'_, bool> {
         Box::pin(async move {
             match self.enforcer.send(SwapRules(ruleset)).await {
-                Ok(s) => tracing::info!(
-                    cache_entries = s.cache_entries,
-                    kernel_marks_flushed = s.kernel_marks_flushed,
-                    flush_us = u64::try_from(s.flush.as_micros()).unwrap_or(u64::MAX),
-                    "verdict caches emptied for the new rules"
-                ),
-                Err(e) => tracing::error!(error = %e, "the Enforcer did not take the new rules"),
+                Ok(Some(s)) => {
+                    tracing::info!(
+                        cache_entries = s.cache_entries,
+                        kernel_marks_flushed = s.kernel_marks_flushed,
+                        flush_us = u64::try_from(s.flush.as_micros()).unwrap_or(u64::MAX),
+                        "verdict caches emptied for the new rules"
+                    );
+                    true
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::error!(error = %e, "the Enforcer did not take the new rules");
+                    false
+                }
             }
         })
     }

@@ -95,8 +95,10 @@ pub fn rejected(e: &RulesError, kept: RulesetVersion) -> RulesRejected {
     }
 }
 
-/// One file of a [`fingerprint`]: path, size, mtime (s, ns), inode.
-pub type FileStamp = (PathBuf, u64, i64, i64, u64);
+/// One file of a [`fingerprint`]: path, size, mtime and ctime (s, ns),
+/// inode. The ctime catches a same-size rewrite that kept its mtime
+/// (`cp -p`, `rsync -t`): user space cannot set it.
+pub type FileStamp = (PathBuf, u64, (i64, i64), (i64, i64), u64);
 
 /// What changes when a rules directory is edited: the names, sizes,
 /// modification times and inodes of its rule files and hash lists.
@@ -107,43 +109,66 @@ pub fn fingerprint(dir: &Path) -> Option<Vec<FileStamp>> {
     let mut out = Vec::new();
     for path in found.rules.into_iter().chain(found.hash_lists) {
         let m = std::fs::metadata(&path).ok()?;
-        out.push((path, m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
+        out.push((
+            path,
+            m.len(),
+            (m.mtime(), m.mtime_nsec()),
+            (m.ctime(), m.ctime_nsec()),
+            m.ino(),
+        ));
     }
     Some(out)
 }
 
 /// Where a reloaded ruleset goes and what is said about it.
 pub trait ReloadTarget {
-    /// Puts `ruleset` in force.
-    fn apply(&mut self, ruleset: Arc<Ruleset>) -> futures::future::LocalBoxFuture<'_, ()>;
+    /// Puts `ruleset` in force; `false` when it was not taken (stopping).
+    fn apply(&mut self, ruleset: Arc<Ruleset>) -> futures::future::LocalBoxFuture<'_, bool>;
     /// Journals an outcome (the agent); a scanner service only logs.
     fn record(&mut self, _body: EventBody) {}
 }
 
+/// The SIGHUP stream of the reloads. Installed at once, before anything
+/// slow happens at start, and even without a rules directory: SIGHUP's
+/// default action would kill the process (a `systemctl reload` right after
+/// the start, for one). Must be called inside the actix System.
+pub fn hangups() -> anyhow::Result<actix_rt::signal::unix::Signal> {
+    use actix_rt::signal::unix::{signal, SignalKind};
+    signal(SignalKind::hangup()).context("installing the SIGHUP handler")
+}
+
 /// Reloads the rules of `dir` at every SIGHUP and, with `watch`, when its
 /// files change (polled at that interval; a change is loaded once two
-/// polls in a row agree). Runs until the actix System stops. `current` is
-/// the ruleset in force at the start.
+/// polls in a row agree). Runs until the task is aborted or the actix
+/// System stops. `current` is the ruleset in force at the start.
 pub async fn reload_loop(
+    mut hup: actix_rt::signal::unix::Signal,
     dir: Option<PathBuf>,
     watch: Option<Duration>,
     mut current: Arc<Ruleset>,
     mut target: impl ReloadTarget,
 ) -> anyhow::Result<()> {
-    use actix_rt::signal::unix::{signal, SignalKind};
-    // Installed even without a directory: SIGHUP's default action would
-    // kill the agent.
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut tick = watch.map(|every| {
         let mut t = actix_rt::time::interval(every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
-    let mut loaded = dir.as_deref().and_then(fingerprint);
+    // Listing and stat-ing the directory is blocking I/O (a hung network
+    // file system): never on the executor that answers opens.
+    let stamp = |dir: Option<PathBuf>| async move {
+        match dir {
+            Some(d) => actix_rt::task::spawn_blocking(move || fingerprint(&d))
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        }
+    };
+    let mut loaded = stamp(dir.clone()).await;
     let mut seen = loaded.clone();
     loop {
         let why = tokio::select! {
-            _ = hup.recv() => "SIGHUP",
+            Some(()) = hup.recv() => "SIGHUP",
             _ = async {
                 match tick.as_mut() {
                     Some(t) => { t.tick().await; }
@@ -156,20 +181,23 @@ pub async fn reload_loop(
             continue;
         };
         if why != "SIGHUP" {
-            let now = fingerprint(&dir);
+            let now = stamp(Some(dir.clone())).await;
             let settled = now == seen;
             seen = now;
             if !settled || seen == loaded {
                 continue;
             }
         }
-        loaded = fingerprint(&dir);
+        loaded = stamp(Some(dir.clone())).await;
         seen = loaded.clone();
         let outcome = compile(dir.clone(), &current).await;
         let result = match outcome {
             Reload::Loaded { ruleset, compile } => {
                 let started = Instant::now();
-                target.apply(ruleset.clone()).await;
+                if !target.apply(ruleset.clone()).await {
+                    tracing::info!(trigger = why, "rules not reloaded: stopping");
+                    continue;
+                }
                 metrics::gauge!(catalog::RULES_INFO.name, "ruleset" => current.version().to_string())
                     .set(0.0);
                 crate::agent::ruleset_metrics(&ruleset);

@@ -108,9 +108,10 @@ pub struct Shutdown;
 /// Puts a reloaded ruleset in force: publishes it to the scanners, empties
 /// the user-space verdict cache and flushes the kernel's ignore marks, in
 /// one step of the actor (no verdict is handled in between); the kernel
-/// flush completes before the answer.
+/// flush completes before the answer. `None` once the Enforcer is
+/// stopping: the rules were not taken.
 #[derive(Message)]
-#[rtype(result = "Swapped")]
+#[rtype(result = "Option<Swapped>")]
 pub struct SwapRules(pub Arc<crate::scanner::Ruleset>);
 
 impl std::fmt::Debug for SwapRules {

@@ -80,6 +80,10 @@ impl FileKey {
     }
 }
 
+/// How many times one scan is started again because its verdict came from
+/// another ruleset.
+const MAX_RESCANS: u8 = 2;
+
 #[derive(Clone, Debug)]
 enum Cached {
     Clean,
@@ -115,6 +119,8 @@ struct PendingScan {
     first_pid: u32,
     /// The `scan` span (traces on): ends with the verdict.
     span: Option<tracing::Span>,
+    /// Times its verdict came from another ruleset and it was scanned again.
+    rescans: u8,
 }
 
 #[derive(Default)]
@@ -574,6 +580,7 @@ impl Enforcer {
                 allowed_early: false,
                 first_pid: pid,
                 span,
+                rescans: 0,
             },
         );
         let scanner = self.scanner.clone();
@@ -627,11 +634,18 @@ impl Enforcer {
         if outcome.ruleset == self.ruleset || self.stopping {
             return false;
         }
-        let (Some(rescanner), Some(scan)) = (self.rescanner.clone(), self.scans.get(&scan_id))
+        let (Some(rescanner), Some(scan)) = (self.rescanner.clone(), self.scans.get_mut(&scan_id))
         else {
             return false;
         };
-        tracing::info!(
+        // Bounded: a scan slower than the reloads around it is not scanned
+        // again forever; past the bound its verdict is used (and, being of
+        // another ruleset, not cached).
+        if scan.rescans >= MAX_RESCANS {
+            return false;
+        }
+        scan.rescans += 1;
+        tracing::debug!(
             event_id = %scan_id,
             verdict_ruleset = %outcome.ruleset,
             ruleset = %self.ruleset,
@@ -701,7 +715,8 @@ impl Enforcer {
             );
         }
         // Then the verdict caches.
-        if self.cfg.skip_unchanged {
+        // A verdict of another ruleset (past MAX_RESCANS) is used, never cached.
+        if self.cfg.skip_unchanged && outcome.ruleset == self.ruleset {
             match &outcome.verdict {
                 Verdict::Clean => {
                     self.remember(scan.key, Cached::Clean);
@@ -717,9 +732,11 @@ impl Enforcer {
                             sha256: outcome.sha256,
                         },
                     ),
+                // Not the time limit: it depends on the machine's load, and
+                // a busy minute must not decide an archive for good.
                 Verdict::Skipped {
-                    reason: SkipReason::ArchiveLimit { .. },
-                } => self.remember(scan.key, Cached::Unprocessed(decision)),
+                    reason: SkipReason::ArchiveLimit { limit, .. },
+                } if limit != "timeout" => self.remember(scan.key, Cached::Unprocessed(decision)),
                 _ => {}
             }
         }
@@ -1004,7 +1021,7 @@ impl Handler<Shutdown> for Enforcer {
 }
 
 impl Handler<SwapRules> for Enforcer {
-    type Result = ResponseFuture<Swapped>;
+    type Result = ResponseFuture<Option<Swapped>>;
 
     /// The swap itself is one step of the actor (no verdict is handled in
     /// between): the version, the publish, the user-space cache. The
@@ -1013,6 +1030,10 @@ impl Handler<SwapRules> for Enforcer {
     /// open the kernel answers from an old mark before the flush ends would
     /// have been answered so by a flush in this step too.
     fn handle(&mut self, SwapRules(ruleset): SwapRules, _: &mut Self::Context) -> Self::Result {
+        if self.stopping {
+            // Shutdown answered everything; nothing is decided any more.
+            return Box::pin(std::future::ready(None));
+        }
         let old = std::mem::replace(&mut self.ruleset, ruleset.version().clone());
         if let Some(live) = &self.live {
             live.publish(ruleset);
@@ -1048,11 +1069,11 @@ impl Handler<SwapRules> for Enforcer {
                 flush_us = u64::try_from(flush.as_micros()).unwrap_or(u64::MAX),
                 "rules swapped: verdict caches emptied"
             );
-            Swapped {
+            Some(Swapped {
                 cache_entries,
                 kernel_marks_flushed,
                 flush,
-            }
+            })
         })
     }
 }

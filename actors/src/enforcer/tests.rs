@@ -634,7 +634,12 @@ async fn a_swap_empties_the_cache_and_the_next_open_is_judged_by_the_new_rules()
         );
     }
 
-    let swapped = h.enforcer.send(SwapRules(b.clone())).await.unwrap();
+    let swapped = h
+        .enforcer
+        .send(SwapRules(b.clone()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(swapped.cache_entries, 1);
     assert!(!swapped.kernel_marks_flushed, "no fanotify group here");
     assert_eq!(

@@ -162,10 +162,13 @@ impl ScanEngine {
         if Arc::ptr_eq(&ruleset, &self.ruleset) {
             return;
         }
-        // The new scanner first: the old one (dropped here) borrows the old
-        // ruleset, which is only released on the next line.
-        self.scanner = scanner_over(&ruleset, self.limits);
-        self.ruleset = ruleset;
+        // Both fields are replaced before anything is dropped, and the old
+        // scanner (which borrows the old ruleset) is dropped first: even a
+        // panicking drop leaves the engine's scanner over its own ruleset.
+        let scanner = std::mem::replace(&mut self.scanner, scanner_over(&ruleset, self.limits));
+        let old = std::mem::replace(&mut self.ruleset, ruleset);
+        drop(scanner);
+        drop(old);
         tracing::debug!(ruleset = %self.ruleset.version(), "scanner took the reloaded rules");
     }
 
@@ -243,12 +246,7 @@ impl ScanEngine {
         if let Some(skipped) = self.too_large(size) {
             return Judged::unread(skipped, size);
         }
-        judge(
-            &mut self.scanner,
-            &self.ruleset,
-            &self.limits.archives,
-            bytes,
-        )
+        judge(&mut self.scanner, &self.ruleset, &self.limits, bytes)
     }
 
     /// Reads and scans an fd; `what` names it in error messages.
@@ -279,12 +277,7 @@ impl ScanEngine {
                     Judged::unread(skipped, size.max(stat.size))
                 } else {
                     let data = self.buf.get(..n).unwrap_or_default();
-                    judge(
-                        &mut self.scanner,
-                        &self.ruleset,
-                        &self.limits.archives,
-                        data,
-                    )
+                    judge(&mut self.scanner, &self.ruleset, &self.limits, data)
                 }
             }
         };
@@ -337,9 +330,10 @@ impl Judged {
 fn judge(
     scanner: &mut yara_x::Scanner<'static>,
     ruleset: &Ruleset,
-    archives: &ArchiveScan,
+    limits: &ScanLimits,
     data: &[u8],
 ) -> Judged {
+    let started = Instant::now();
     let sha256: [u8; 32] = Sha256::digest(data).into();
     let size = data.len() as u64;
     let mut judged = Judged {
@@ -356,7 +350,15 @@ fn judge(
     }
     judged.verdict = run_rules(scanner, data);
     if judged.verdict == Verdict::Clean {
-        judge_members(scanner, archives, data, &mut judged);
+        // One time budget for the whole scan: the walk gets what the scan
+        // of the file as it is left of `scan.timeout` (at most its own
+        // limit), and each member's scan what the walk has left.
+        let budget =
+            (!limits.timeout.is_zero()).then(|| limits.timeout.saturating_sub(started.elapsed()));
+        judge_members(scanner, &limits.archives, budget, data, &mut judged);
+        if !limits.timeout.is_zero() {
+            scanner.set_timeout(limits.timeout);
+        }
     }
     judged
 }
@@ -371,18 +373,40 @@ fn judge(
 fn judge_members(
     scanner: &mut yara_x::Scanner<'static>,
     archives: &ArchiveScan,
+    budget: Option<Duration>,
     data: &[u8],
     judged: &mut Judged,
 ) {
     use portcullis_archive::{walk, Flow, WalkOutcome};
-    if archives.mode == portcullis_archive::ArchiveMode::Off {
+    if archives.mode == portcullis_archive::ArchiveMode::Off
+        || portcullis_archive::detect(data, archives.mode).is_none()
+    {
         return;
     }
+    let mut limits = archives.limits;
+    if let Some(left) = budget {
+        limits.timeout = limits.timeout.min(left);
+    }
+    if limits.timeout.is_zero() {
+        judged.verdict = Verdict::Skipped {
+            reason: SkipReason::ArchiveLimit {
+                limit: portcullis_archive::LimitKind::Time.as_str().to_owned(),
+                value: 0,
+                member: String::new(),
+            },
+        };
+        return;
+    }
+    let walk_ends = Instant::now() + limits.timeout;
     let mut found: Option<(String, Vec<RuleMatch>)> = None;
     let mut timed_out: Option<(String, u64)> = None;
     let log = archives.log_archived;
     let members = &mut judged.members;
-    let outcome = walk(data, archives.mode, &archives.limits, &mut |m| {
+    let outcome = walk(data, archives.mode, &limits, &mut |m| {
+        // A member's scan gets what is left of the walk's time (YARA-X
+        // rounds it up to whole seconds).
+        let left = walk_ends.saturating_duration_since(Instant::now());
+        scanner.set_timeout(left.max(Duration::from_millis(1)));
         // A compressed stream's content (the tar of a .tar.gz) has the
         // archive's own path: its rules ran on it as a member too.
         let verdict = run_rules(scanner, m.data);
@@ -400,7 +424,9 @@ fn judge_members(
             }
             _ => Flow::Continue,
         };
-        if log && !path.is_empty() {
+        // The infected member is named by the archive's own verdict: not
+        // journaled twice.
+        if log && !path.is_empty() && !matches!(flow, Flow::Stop) {
             members.push(MemberVerdict {
                 member: path,
                 verdict,

@@ -29,11 +29,7 @@ pub enum RulesError {
     #[error("no rule files (*.yar, *.yara) in `{}`", dir.display())]
     NoRuleFiles { dir: PathBuf },
 
-    /// A rule file does not compile.
-    ///
-    /// `line` and `column` are 1-based and point at the first error of the
-    /// file (0 when the compiler gave no location). `report` is the full
-    /// report as YARA-X renders it, with the offending source line.
+    /// A line of a hash list is not a sha256 digest (`line` is 1-based).
     #[error("{}:{line}: {message}", file.display())]
     HashList {
         file: PathBuf,
@@ -41,6 +37,11 @@ pub enum RulesError {
         message: String,
     },
 
+    /// A rule file does not compile.
+    ///
+    /// `line` and `column` are 1-based and point at the first error of the
+    /// file (0 when the compiler gave no location). `report` is the full
+    /// report as YARA-X renders it, with the offending source line.
     #[error("{}:{line}:{column}: {message}", file.display())]
     Compile {
         file: PathBuf,

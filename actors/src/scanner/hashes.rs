@@ -102,6 +102,9 @@ impl HashLists {
                 continue;
             }
             let digest = line.split_whitespace().next().unwrap_or_default();
+            // sha256sum escapes names holding `\` or a newline and marks
+            // such a line with a leading `\`.
+            let digest = digest.strip_prefix('\\').unwrap_or(digest);
             let digest = parse_digest(digest).map_err(|message| RulesError::HashList {
                 file: path.to_path_buf(),
                 line: n + 1,
@@ -189,7 +192,7 @@ mod tests {
     fn reads_sha256sum_output_comments_and_blank_lines() {
         let mut lists = HashLists::default();
         let text = format!(
-            "# vendor binaries\n\n{A}  /usr/bin/true\n{}\n",
+            "# vendor binaries\n\n{A}  /usr/bin/true\n\\{}  /opt/we\\\\ird\n",
             B.to_uppercase()
         );
         lists

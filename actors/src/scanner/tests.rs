@@ -706,15 +706,8 @@ fn log_archived_reports_every_member_verdict() {
         .collect();
     assert_eq!(
         seen,
-        [
-            ("a.txt", VerdictClass::Clean, 5),
-            (
-                "b/eicar.com",
-                VerdictClass::Infected,
-                EICAR_BYTES.len() as u64
-            )
-        ],
-        "the walk stops at the first infected member"
+        [("a.txt", VerdictClass::Clean, 5)],
+        "the walk stops at the first infected member, which the archive's verdict names"
     );
 }
 

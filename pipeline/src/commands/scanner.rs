@@ -12,7 +12,7 @@ use crate::cli::ScannerArgs;
 use crate::commands::run::stop_on_signal;
 use crate::config::{ConfigFile, Overrides};
 use crate::distributed::service::{self, ServiceOptions};
-use crate::rules::{load_ruleset, reload_loop, ReloadTarget};
+use crate::rules::{hangups, load_ruleset, reload_loop, ReloadTarget};
 use portcullis_actors::scanner::{LiveRules, Ruleset};
 
 pub fn run(args: ScannerArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
@@ -62,8 +62,9 @@ pub fn run(args: ScannerArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
     system.block_on(async move {
         // Reloads: SIGHUP, and the directory watch. Scan threads take the
         // new rules before their next scan; replies carry the version.
+        let hup = hangups()?;
         actix_rt::spawn(async move {
-            if let Err(e) = reload_loop(dir, watch, ruleset, ServiceRules(live)).await {
+            if let Err(e) = reload_loop(hup, dir, watch, ruleset, ServiceRules(live)).await {
                 tracing::error!("rules reloads are off: {e:#}");
             }
         });
@@ -88,8 +89,8 @@ pub fn run(args: ScannerArgs, logs: &LogOptions) -> anyhow::Result<ExitCode> {
 struct ServiceRules(LiveRules);
 
 impl ReloadTarget for ServiceRules {
-    fn apply(&mut self, ruleset: Arc<Ruleset>) -> futures::future::LocalBoxFuture<'_, ()> {
+    fn apply(&mut self, ruleset: Arc<Ruleset>) -> futures::future::LocalBoxFuture<'_, bool> {
         self.0.publish(ruleset);
-        Box::pin(std::future::ready(()))
+        Box::pin(std::future::ready(true))
     }
 }
