@@ -147,6 +147,8 @@ pub struct Enforcer {
     rescanner: Option<Recipient<ScanFile>>,
     /// Where [`SwapRules`] publishes the new ruleset to the scanners.
     live: Option<LiveRules>,
+    /// The last other ruleset a stale verdict came from (logged once).
+    stale_logged: Option<RulesetVersion>,
     journal: Recipient<Append>,
     actions: Option<Recipient<ActOnDetection>>,
     /// Running scans, keyed by the event id of the access that started them.
@@ -193,6 +195,7 @@ impl Enforcer {
             scanner,
             rescanner: None,
             live: None,
+            stale_logged: None,
             journal,
             actions: None,
             scans: HashMap::new(),
@@ -645,12 +648,24 @@ impl Enforcer {
             return false;
         }
         scan.rescans += 1;
-        tracing::debug!(
-            event_id = %scan_id,
-            verdict_ruleset = %outcome.ruleset,
-            ruleset = %self.ruleset,
-            "verdict of another ruleset: scanning again with the rules in force"
-        );
+        // Said once per other ruleset met (a swap, or a service still on
+        // other rules), then only at debug: a fleet mid-update would flood
+        // the log; portcullis_rescans_total counts every one.
+        if self.stale_logged.as_ref() != Some(&outcome.ruleset) {
+            self.stale_logged = Some(outcome.ruleset.clone());
+            tracing::info!(
+                event_id = %scan_id,
+                verdict_ruleset = %outcome.ruleset,
+                ruleset = %self.ruleset,
+                "verdict of another ruleset: scanning again with the rules in force"
+            );
+        } else {
+            tracing::debug!(
+                event_id = %scan_id,
+                verdict_ruleset = %outcome.ruleset,
+                "verdict of another ruleset: scanning again"
+            );
+        }
         self.metrics.rescans.increment(1);
         let (content, trace) = (scan.content.clone(), scan.trace);
         self.dispatch(&rescanner, scan_id, content, trace, ctx);
