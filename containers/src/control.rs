@@ -7,15 +7,14 @@
 //! the peer's uid (`SO_PEERCRED`) besides the socket's 0600 mode.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_interceptor::procfs;
+use portcullis_interceptor::{local_socket, procfs};
 use portcullis_schemas::{ContainerRef, ContainerRuntime};
 use serde::{Deserialize, Serialize};
 
@@ -124,11 +123,7 @@ pub type PolicyNames = Arc<
 
 /// The running server; dropping it stops accepting and removes the socket.
 #[derive(Debug)]
-pub struct ControlServer {
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+pub struct ControlServer(local_socket::Served);
 
 impl ControlServer {
     /// Binds `path` (its directory is created 0700; a stale socket nobody
@@ -146,45 +141,23 @@ impl ControlServer {
                 .create(dir)
                 .map_err(io(format!("creating {}", dir.display())))?;
         }
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(ContainersError::Invalid {
-                    what: format!("agent control socket {}", path.display()),
-                    message: "another agent is listening on it".into(),
-                });
-            }
-            std::fs::remove_file(path)
-                .map_err(io(format!("removing the stale {}", path.display())))?;
+        if path.exists() && UnixStream::connect(path).is_ok() {
+            return Err(ContainersError::Invalid {
+                what: format!("agent control socket {}", path.display()),
+                message: "another agent is listening on it".into(),
+            });
         }
-        let listener =
-            UnixListener::bind(path).map_err(io(format!("binding {}", path.display())))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(io(format!("chmod 0600 {}", path.display())))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(io(format!("{}: nonblocking", path.display())))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("pc-control".into())
-            .spawn(move || accept_loop(listener, protector, policies, &s))
-            .map_err(io("starting the control socket thread".into()))?;
-        tracing::info!(socket = %path.display(), "agent control socket ready");
-        Ok(Self {
-            path: path.to_owned(),
-            stop,
-            thread: Some(thread),
+        // Nobody answers on a socket file there: it is stale.
+        let served = local_socket::Served::spawn(path, "pc-control", move |listener, stop| {
+            accept_loop(listener, protector, policies, &stop)
         })
+        .map_err(io(format!("serving {} (mode 0600)", path.display())))?;
+        tracing::info!(socket = %path.display(), "agent control socket ready");
+        Ok(Self(served))
     }
-}
 
-impl Drop for ControlServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
+    pub fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 
@@ -219,15 +192,7 @@ fn accept_loop(
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                // Sleep in the kernel until a client connects, waking up
-                // only to check `stop` (no busy polling on an idle node).
-                let mut p = libc::pollfd {
-                    fd: listener.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, 250) };
+                local_socket::wait_for_client(&listener, 250);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "control socket accept failed");
@@ -238,26 +203,8 @@ fn accept_loop(
 }
 
 fn peer_uid(conn: &UnixStream) -> std::io::Result<u32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: valid out pointer and length for SO_PEERCRED.
-    let rc = unsafe {
-        libc::getsockopt(
-            conn.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(cred.uid)
+    use std::os::fd::AsFd;
+    procfs::peer_credentials(conn.as_fd()).map(|c| c.uid)
 }
 
 fn serve(

@@ -20,6 +20,7 @@
 
 mod error;
 mod group;
+pub mod local_socket;
 pub mod mountinfo;
 mod overlay;
 pub mod procfs;

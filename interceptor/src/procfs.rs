@@ -46,6 +46,39 @@ pub fn file_identity(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
 /// Best effort from `/proc/<pid>/stat` (ppid, comm), `/proc/<pid>/status`
 /// (real uid/gid) and `readlink /proc/<pid>/exe`. A vanished process (or an
 /// unreadable field) yields what could be read; the rest stays default.
+/// Who is on the other end of a Unix socket (`SO_PEERCRED`): uid, gid
+/// and pid when it connected.
+pub fn peer_credentials(conn: BorrowedFd<'_>) -> io::Result<libc::ucred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: valid out pointer and length for SO_PEERCRED.
+    let rc = unsafe {
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred)
+}
+
+/// The login uid of `pid` (`/proc/PID/loginuid`): the user who logged in,
+/// whatever `sudo` or `su` made the process. `None` when the kernel does
+/// not audit logins (the file says 4294967295) or the process is gone.
+pub fn login_uid(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/loginuid")).ok()?;
+    text.trim().parse().ok().filter(|u| *u != u32::MAX)
+}
+
 pub fn process_info(pid: u32) -> ProcessInfo {
     let mut info = ProcessInfo {
         pid,

@@ -38,12 +38,15 @@ const SMALL: &[&str] = &[
 
 /// The agent (`portcullis`) is another package's binary: build it (a
 /// no-op when it is up to date) so that the tool finds a fresh one beside
-/// itself.
+/// itself. With the workspace's test targets, so that features resolve as
+/// in `cargo test --workspace` (and `scripts/test`'s build): `-p` alone
+/// would resolve other features and compile every dependency again, into
+/// the same target directory.
 fn agent_built() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let profile_dir = Path::new(TOOL).parent().unwrap();
-        let mut args = vec!["build", "-p", "portcullis-pipeline", "--bin", "portcullis"];
+        let mut args = vec!["build", "--workspace", "--tests", "--bins"];
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             args.push("--release");
         }

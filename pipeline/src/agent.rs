@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use anyhow::Context as _;
-use portcullis_actors::actions::Actions;
+use portcullis_actors::actions::control::QuarantineServer;
+use portcullis_actors::actions::{Actions, PurgeQuarantine, PURGE_EVERY};
 use portcullis_actors::bridge::{self, Bridge};
 use portcullis_actors::enforcer::{Enforcer, EnforcerStats, GetStats, Shutdown, SwapRules};
 use portcullis_actors::journal::{
@@ -50,6 +51,11 @@ pub struct Agent {
     containers: Option<ContainerProtection>,
     /// The reload task (SIGHUP, the rules directory watch).
     reloads: Option<actix_rt::task::JoinHandle<()>>,
+    /// `portcullis quarantine restore|delete` of an operator, while the
+    /// agent holds the journal.
+    quarantine: Option<QuarantineServer>,
+    /// Applies the quarantine's retention settings every [`PURGE_EVERY`].
+    purges: Option<actix_rt::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -156,6 +162,28 @@ impl Agent {
             }));
         }
         let actions = Actions::start(settings.actions.clone(), journal.clone().recipient());
+        let quarantine = match QuarantineServer::start(&settings.journal.dir, actions.clone()) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "the quarantine socket is not available: `portcullis quarantine restore|delete` cannot reach this agent"
+                );
+                None
+            }
+        };
+        // The retention settings: at start, then every PURGE_EVERY (and the
+        // size limit after every new entry).
+        let purges = {
+            let actions = actions.clone();
+            actix_rt::spawn(async move {
+                let mut every = actix_rt::time::interval(PURGE_EVERY);
+                loop {
+                    every.tick().await;
+                    actions.do_send(PurgeQuarantine);
+                }
+            })
+        };
         let mut enforcer = Enforcer::new(
             settings.enforcer.clone(),
             settings.policies.clone(),
@@ -297,6 +325,8 @@ impl Agent {
             export,
             containers,
             reloads: Some(reloads),
+            quarantine,
+            purges: Some(purges),
         })
     }
 
@@ -319,6 +349,16 @@ impl Agent {
         // No reload from here: nothing is journaled after the stop.
         if let Some(r) = self.reloads.take() {
             r.abort();
+        }
+        // Nor a quarantine change (a restore in progress finishes first:
+        // the server's thread is joined).
+        if let Some(p) = self.purges.take() {
+            p.abort();
+        }
+        if let Some(q) = self.quarantine.take() {
+            actix_rt::task::spawn_blocking(move || drop(q))
+                .await
+                .context("stopping the quarantine socket")?;
         }
         // No new marks from here: the hook's requests are refused (the hook
         // then follows on_agent_unavailable).

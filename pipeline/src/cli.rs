@@ -91,6 +91,54 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// List, show, restore or delete the backup copies of removed objects
+    /// (docs/quarantine.md). Restores and deletions are journaled.
+    Quarantine(QuarantineArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QuarantineArgs {
+    #[command(subcommand)]
+    pub command: QuarantineCommand,
+    /// Configuration file: `actions.quarantine_dir`, `journal.dir`, `node_id`.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The quarantine directory; overrides `actions.quarantine_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The journal directory (a running agent serves its quarantine socket
+    /// there); overrides `journal.dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub journal: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Every entry, oldest first: id, time, size, rules, container, path.
+    List {
+        /// `table` (default) or `json` (the records).
+        #[arg(long, value_enum, default_value = "table")]
+        format: ContainersFormat,
+    },
+    /// One entry's record, as JSON.
+    Show {
+        /// The entry's id (the detection's access event id).
+        id: String,
+    },
+    /// Write an entry back, with its original mode and owner; the entry
+    /// stays in the quarantine. Never follows a symlink.
+    Restore {
+        id: String,
+        /// Restore here instead of the original path: a file path, or an
+        /// existing directory (the original name is kept).
+        #[arg(long, value_name = "PATH")]
+        to: Option<PathBuf>,
+        /// Replace a file that is there (never a directory).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete an entry (its copy and record).
+    Delete { id: String },
 }
 
 #[derive(Debug, clap::Args)]

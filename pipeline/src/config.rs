@@ -718,6 +718,14 @@ mod tests {
             ),
             ("[actions]\nfirst = \"none\"\n", "actions.first"),
             (
+                "[actions]\nquarantine_max_age = \"a week\"\n",
+                "actions.quarantine_max_age",
+            ),
+            (
+                "[actions]\nquarantine_max_age = \"0s\"\n",
+                "actions.quarantine_max_age",
+            ),
+            (
                 "[containers]\nrescan_interval = \"0s\"\n",
                 "containers.rescan_interval",
             ),

@@ -21,7 +21,27 @@ pub fn row(env: &Envelope) -> String {
         env.seq,
         time,
         env.body.kind().as_str(),
-        details(&env.body)
+        printable(&details(&env.body))
+    )
+}
+
+/// `s` with control characters (newlines, escape sequences) written as
+/// `\u{..}`: a file or container name never moves the terminal's cursor
+/// or starts a line of its own.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
     )
 }
 
@@ -114,6 +134,20 @@ pub fn details(body: &EventBody) -> String {
                 e.pid
             )
         }
+        EventBody::QuarantineRestored(e) => format!(
+            "quarantine {} restored to {}{}{}",
+            e.entry.id,
+            e.restored_to,
+            if e.replaced { " (replaced a file)" } else { "" },
+            operator(e.operator.as_ref())
+        ),
+        EventBody::QuarantineDeleted(e) => format!(
+            "quarantine {} ({}) deleted: {}{}",
+            e.entry.id,
+            e.entry.original_path,
+            e.reason.as_str(),
+            operator(e.operator.as_ref())
+        ),
         EventBody::QueueOverflowed(e) => {
             format!("{} overflowed {} time(s)", e.source.as_str(), e.count)
         }
@@ -188,5 +222,19 @@ pub fn verdict_text(v: &Verdict) -> String {
         } => format!("unprocessed (archive_limit: {limit} {value} at `{member}`)"),
         Verdict::Skipped { reason } => format!("unprocessed ({})", reason.as_str()),
         Verdict::Error { message } => format!("error: {message}"),
+    }
+}
+
+/// `, by uid U (login uid L) pid P` of a quarantine change.
+fn operator(op: Option<&portcullis_schemas::Operator>) -> String {
+    match op {
+        None => String::new(),
+        Some(o) => {
+            let login = o
+                .login_uid
+                .map(|l| format!(" (login uid {l})"))
+                .unwrap_or_default();
+            format!(", by uid {}{login} pid {}", o.uid, o.pid)
+        }
     }
 }

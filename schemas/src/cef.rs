@@ -42,10 +42,12 @@
 //! | `duid` | | its uid |
 //! | `dproc` | | its executable |
 //! | `dvcpid` | | the agent's pid |
-//! | `filePath` / `fname` / `fsize` / `fileHash` / `fileId` | | the file (`fileHash` = sha256; `fileId` = `device:inode`, or the quarantine id of a removed file) |
-//! | `act` | | `allow`/`deny`, or the action: `block`, `remove`, `terminate`, `disinfect`, or what happened to a container: `container_protected`, `container_described`, `container_gone`, `container_unprotected` |
+//! | `filePath` / `fname` / `fsize` / `fileHash` / `fileId` | | the file (`fileHash` = sha256; `fileId` = `device:inode`, or the quarantine id of a removed, restored or deleted object) |
+//! | `oldFilePath` | | where a restored object was detected |
+//! | `suid` / `spid` | | the operator of a quarantine restore or deletion: uid and pid |
+//! | `act` | | `allow`/`deny`, or the action: `block`, `remove`, `terminate`, `disinfect`, or what happened to a container: `container_protected`, `container_described`, `container_gone`, `container_unprotected`, or `restore`/`delete` of a quarantine entry |
 //! | `outcome` | | `success`, `failure`, `not_possible` |
-//! | `reason` | | decision reason, skip reason, error text, stop signal, overflow source, why a container is unprotected |
+//! | `reason` | | decision reason, skip reason, error text, stop signal, overflow source, why a container is unprotected, why a quarantine entry was deleted (`operator`, `max_age`, `max_size`) |
 //! | `cnt` | | decisions answered at stop; overflows since the last report |
 
 use std::borrow::Cow;
@@ -137,6 +139,18 @@ const FFTP_006: CefSignature = sig(
     6,
     "ActionTaken: not possible (disinfection with YARA rules); the second action follows",
 );
+const FFTP_007: CefSignature = sig(
+    "FFTP-007",
+    "Object restored from quarantine",
+    6,
+    "QuarantineRestored (an operator put a detected object back)",
+);
+const FFTP_008: CefSignature = sig(
+    "FFTP-008",
+    "Quarantine entry deleted",
+    3,
+    "QuarantineDeleted (by an operator, or by the retention settings: see reason)",
+);
 const FFTP_010: CefSignature = sig("FFTP-010", "Scan error", 5, "VerdictIssued: error");
 const FFTP_011: CefSignature = sig(
     "FFTP-011",
@@ -195,9 +209,9 @@ const PC_023: CefSignature = sig(
 /// Every signature portcullis writes. Ids are stable: a SIEM rule keyed on
 /// one keeps working across versions; new events get new ids.
 pub const SIGNATURES: &[CefSignature] = &[
-    FFTP_001, FFTP_002, FFTP_003, FFTP_004, FFTP_005, FFTP_006, FFTP_010, FFTP_011, FFTP_012,
-    FFTP_020, FM_001, FM_002, FM_003, FM_010, FM_011, PC_001, PC_002, PC_003, PC_004, PC_010,
-    PC_020, PC_021, PC_022, PC_023,
+    FFTP_001, FFTP_002, FFTP_003, FFTP_004, FFTP_005, FFTP_006, FFTP_007, FFTP_008, FFTP_010,
+    FFTP_011, FFTP_012, FFTP_020, FM_001, FM_002, FM_003, FM_010, FM_011, PC_001, PC_002, PC_003,
+    PC_004, PC_010, PC_020, PC_021, PC_022, PC_023,
 ];
 
 /// The table row of an envelope.
@@ -207,6 +221,8 @@ pub fn signature_of(env: &Envelope) -> &'static CefSignature {
         EventBody::AgentStopped(_) => &PC_002,
         EventBody::RulesLoaded(_) => &PC_003,
         EventBody::RulesRejected(_) => &PC_004,
+        EventBody::QuarantineRestored(_) => &FFTP_007,
+        EventBody::QuarantineDeleted(_) => &FFTP_008,
         EventBody::QueueOverflowed(_) => &PC_010,
         EventBody::ContainerObserved(e) => match e.change {
             ContainerChange::Protected { .. } => &PC_020,
@@ -396,6 +412,20 @@ pub fn write_cef(
                 x.labeled("flexString1", "quarantinePath", q.stored_at.to_text())?;
             }
         }
+        EventBody::QuarantineRestored(e) => {
+            x.text("act", "restore")?;
+            x.text("outcome", "success")?;
+            x.file(&e.restored_to)?;
+            x.text("oldFilePath", &e.entry.original_path.to_text())?;
+            x.quarantined(&e.entry, e.operator.as_ref())?;
+        }
+        EventBody::QuarantineDeleted(e) => {
+            x.text("act", "delete")?;
+            x.text("outcome", "success")?;
+            x.text("reason", e.reason.as_str())?;
+            x.file(&e.entry.original_path)?;
+            x.quarantined(&e.entry, e.operator.as_ref())?;
+        }
         EventBody::QueueOverflowed(e) => {
             x.text("reason", e.source.as_str())?;
             x.num("cnt", e.count)?;
@@ -511,6 +541,23 @@ impl<W: io::Write> Ext<'_, W> {
     }
 
     /// `filePath` and `fname`.
+    /// The quarantine entry of a restore or a deletion, and who asked.
+    fn quarantined(&mut self, o: &QuarantinedObject, by: Option<&Operator>) -> io::Result<()> {
+        self.text("fileId", &o.id)?;
+        self.num("fsize", o.size)?;
+        if let Some(h) = &o.sha256 {
+            self.display("fileHash", Hex(h))?;
+        }
+        if let Some(c) = &o.container {
+            self.container(c)?;
+        }
+        if let Some(op) = by {
+            self.num("suid", op.uid)?;
+            self.num("spid", op.pid)?;
+        }
+        Ok(())
+    }
+
     fn file(&mut self, path: &FilePath) -> io::Result<()> {
         self.text("filePath", &path.to_text())?;
         self.text("fname", &path.file_name_text())

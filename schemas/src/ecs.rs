@@ -158,6 +158,7 @@ pub enum EcsType {
     Access,
     Allowed,
     Change,
+    Creation,
     Deletion,
     Denied,
     End,
@@ -638,6 +639,69 @@ pub struct EcsPortcullis<'a> {
     pub unprocessed: Option<EcsUnprocessed<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<EcsContainerChange<'a>>,
+    /// The quarantine entry a restore or a deletion concerns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<EcsQuarantine<'a>>,
+}
+
+/// `portcullis.quarantine` (`quarantine_restored`, `quarantine_deleted`).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsQuarantine<'a> {
+    pub id: &'a str,
+    /// Where the object was when it was detected (`file.*` is where it was
+    /// restored to, on a restore).
+    pub original_path: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_path_hex: Option<HexBytes<'a>>,
+    /// A restore replaced an existing file (`--force`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<bool>,
+    /// Why an entry was deleted: `operator`, `max_age` or `max_size`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "deletion_schema")]
+    pub deletion: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<EcsOperator>,
+}
+
+/// Who asked for a quarantine change.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EcsOperator {
+    pub uid: u32,
+    /// The user behind `sudo`, when the kernel audits logins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_uid: Option<u32>,
+    pub pid: u32,
+}
+
+impl EcsOperator {
+    fn of(o: &Operator) -> Self {
+        Self {
+            uid: o.uid,
+            login_uid: o.login_uid,
+            pid: o.pid,
+        }
+    }
+}
+
+impl<'a> EcsQuarantine<'a> {
+    fn of(o: &'a QuarantinedObject) -> Self {
+        Self {
+            id: &o.id,
+            original_path: o.original_path.to_text(),
+            original_path_hex: (!o.original_path.is_utf8())
+                .then(|| HexBytes(o.original_path.as_bytes())),
+            replaced: None,
+            deletion: None,
+            operator: None,
+        }
+    }
+}
+
+fn deletion_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "enum": ["operator", "max_age", "max_size"] })
 }
 
 impl<'a> EcsPortcullis<'a> {
@@ -663,6 +727,7 @@ impl<'a> EcsPortcullis<'a> {
             archive_member: None,
             unprocessed: None,
             container: None,
+            quarantine: None,
         }
     }
 }
@@ -1063,6 +1128,42 @@ impl<'a> EcsDocument<'a> {
                     },
                     quarantine_id: e.quarantine.as_ref().map(|q| q.id.as_str()),
                     quarantine_path: e.quarantine.as_ref().map(|q| q.stored_at.to_text()),
+                });
+            }
+            EventBody::QuarantineRestored(e) => {
+                (ev.category, ev.ty) = (&[C::File], &[T::Creation]);
+                (ev.action, ev.outcome) = ("quarantine-restored", EcsOutcome::Success);
+                doc.file = Some(EcsFile {
+                    size: Some(e.entry.size),
+                    hash: e.entry.sha256.as_ref().map(|h| EcsHash { sha256: Hex(h) }),
+                    ..EcsFile::path(&e.restored_to)
+                });
+                doc.container = e.entry.container.as_ref().map(EcsContainer::of);
+                doc.orchestrator = e.entry.container.as_ref().and_then(EcsOrchestrator::of);
+                doc.user = e.operator.map(|o| EcsNumId::of(o.uid));
+                pc.quarantine = Some(EcsQuarantine {
+                    replaced: Some(e.replaced),
+                    deletion: None,
+                    operator: e.operator.as_ref().map(EcsOperator::of),
+                    ..EcsQuarantine::of(&e.entry)
+                });
+            }
+            EventBody::QuarantineDeleted(e) => {
+                (ev.category, ev.ty) = (&[C::File], &[T::Deletion]);
+                (ev.action, ev.outcome) = ("quarantine-deleted", EcsOutcome::Success);
+                ev.reason = Some(e.reason.as_str());
+                doc.file = Some(EcsFile {
+                    size: Some(e.entry.size),
+                    hash: e.entry.sha256.as_ref().map(|h| EcsHash { sha256: Hex(h) }),
+                    ..EcsFile::path(&e.entry.original_path)
+                });
+                doc.container = e.entry.container.as_ref().map(EcsContainer::of);
+                doc.orchestrator = e.entry.container.as_ref().and_then(EcsOrchestrator::of);
+                doc.user = e.operator.map(|o| EcsNumId::of(o.uid));
+                pc.quarantine = Some(EcsQuarantine {
+                    deletion: Some(e.reason.as_str()),
+                    operator: e.operator.as_ref().map(EcsOperator::of),
+                    ..EcsQuarantine::of(&e.entry)
                 });
             }
             EventBody::QueueOverflowed(e) => {

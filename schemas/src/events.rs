@@ -25,6 +25,8 @@ pub enum EventBody {
     QueueOverflowed(QueueOverflowed),
     ContainerObserved(ContainerObserved),
     RulesRejected(RulesRejected),
+    QuarantineRestored(QuarantineRestored),
+    QuarantineDeleted(QuarantineDeleted),
 }
 
 impl EventBody {
@@ -42,6 +44,8 @@ impl EventBody {
             Self::QueueOverflowed(_) => EventKind::QueueOverflowed,
             Self::ContainerObserved(_) => EventKind::ContainerObserved,
             Self::RulesRejected(_) => EventKind::RulesRejected,
+            Self::QuarantineRestored(_) => EventKind::QuarantineRestored,
+            Self::QuarantineDeleted(_) => EventKind::QuarantineDeleted,
         }
     }
 
@@ -52,6 +56,8 @@ impl EventBody {
             Self::VerdictIssued(e) => Some(e.access),
             Self::DecisionMade(e) => Some(e.access),
             Self::ActionTaken(e) => Some(e.access),
+            Self::QuarantineRestored(e) => Some(e.entry.detection),
+            Self::QuarantineDeleted(e) => Some(e.entry.detection),
             _ => None,
         }
     }
@@ -64,6 +70,8 @@ impl EventBody {
             Self::FileAccessed(e) => Some(&e.file.path),
             Self::VerdictIssued(e) => Some(&e.path),
             Self::ActionTaken(e) => Some(&e.path),
+            Self::QuarantineRestored(e) => Some(&e.restored_to),
+            Self::QuarantineDeleted(e) => Some(&e.entry.original_path),
             _ => None,
         }
     }
@@ -86,10 +94,12 @@ pub enum EventKind {
     QueueOverflowed,
     ContainerObserved,
     RulesRejected,
+    QuarantineRestored,
+    QuarantineDeleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 13] = [
         Self::AgentStarted,
         Self::AgentStopped,
         Self::RulesLoaded,
@@ -101,6 +111,8 @@ impl EventKind {
         Self::QueueOverflowed,
         Self::ContainerObserved,
         Self::RulesRejected,
+        Self::QuarantineRestored,
+        Self::QuarantineDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +128,8 @@ impl EventKind {
             Self::QueueOverflowed => "queue_overflowed",
             Self::ContainerObserved => "container_observed",
             Self::RulesRejected => "rules_rejected",
+            Self::QuarantineRestored => "quarantine_restored",
+            Self::QuarantineDeleted => "quarantine_deleted",
         }
     }
 }
@@ -667,6 +681,80 @@ impl ActionOutcome {
 pub struct QuarantineEntry {
     pub id: String,
     pub stored_at: FilePath,
+}
+
+/// What an event of the quarantine says about the entry it concerns: the
+/// object as it was detected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedObject {
+    /// The quarantine id (`portcullis quarantine show ID`).
+    pub id: String,
+    /// The access whose detection put the object in quarantine (the
+    /// `access` of its `ActionTaken`, the id `portcullis investigate`
+    /// takes).
+    pub detection: EventId,
+    pub original_path: FilePath,
+    pub sha256: Option<[u8; 32]>,
+    pub size: u64,
+    /// The container the object was detected in, when it was in one.
+    pub container: Option<ContainerRef>,
+}
+
+/// Who asked for a quarantine change: the process on the other end of the
+/// agent's control socket (or the CLI itself when no agent ran).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    pub uid: u32,
+    /// The login uid (`/proc/PID/loginuid`): the user behind `sudo`, when
+    /// the kernel audits logins.
+    pub login_uid: Option<u32>,
+    pub pid: u32,
+}
+
+/// An operator restored an object from the quarantine
+/// (`portcullis quarantine restore`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineRestored {
+    pub entry: QuarantinedObject,
+    /// Where it was written (the original path, or `--to`).
+    pub restored_to: FilePath,
+    /// An existing file there was replaced (`--force`).
+    pub replaced: bool,
+    pub operator: Option<Operator>,
+}
+
+/// Why an entry left the quarantine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuarantineDeletion {
+    /// `portcullis quarantine delete`.
+    Operator,
+    /// Older than `actions.quarantine_max_age`.
+    MaxAge,
+    /// The oldest entries past `actions.quarantine_max_size`.
+    MaxSize,
+}
+
+impl QuarantineDeletion {
+    pub const ALL: [QuarantineDeletion; 3] = [Self::Operator, Self::MaxAge, Self::MaxSize];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operator => "operator",
+            Self::MaxAge => "max_age",
+            Self::MaxSize => "max_size",
+        }
+    }
+}
+
+/// A quarantine entry (backup copy and record) was deleted: by an operator,
+/// or by the retention settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineDeleted {
+    pub entry: QuarantinedObject,
+    pub reason: QuarantineDeletion,
+    /// Set when an operator asked.
+    pub operator: Option<Operator>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -21,7 +21,9 @@
 //! joins it (ECS/CEF) on the access id, which every OCSF event carries as
 //! `metadata.correlation_uid`. Lifecycle, scan requests, clean, skipped and
 //! failed verdicts, and queue overflows have no OCSF class worth the
-//! noise.
+//! noise. Quarantine restores and deletions are an operator's work on the
+//! agent's store, not a file system activity of a workload: ECS and CEF
+//! carry them.
 //!
 //! Everything portcullis knows that OCSF has no attribute for goes to
 //! `unmapped` ([`OcsfUnmapped`]), including the [`SourcePosition`] as
@@ -1136,6 +1138,8 @@ impl<'a> OcsfEvent<'a> {
             | EventBody::AgentStopped(_)
             | EventBody::RulesLoaded(_)
             | EventBody::RulesRejected(_)
+            | EventBody::QuarantineRestored(_)
+            | EventBody::QuarantineDeleted(_)
             | EventBody::ScanRequested(_)
             | EventBody::VerdictIssued(_)
             | EventBody::DecisionMade(_)

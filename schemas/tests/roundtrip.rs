@@ -191,6 +191,8 @@ proptest! {
             EventBody::VerdictIssued(e) => Some(e.access),
             EventBody::DecisionMade(e) => Some(e.access),
             EventBody::ActionTaken(e) => Some(e.access),
+            EventBody::QuarantineRestored(e) => Some(e.entry.detection),
+            EventBody::QuarantineDeleted(e) => Some(e.entry.detection),
             EventBody::AgentStarted(_)
             | EventBody::AgentStopped(_)
             | EventBody::RulesLoaded(_)
@@ -357,6 +359,16 @@ fn strategies_cover_every_variant() {
             EventBody::QueueOverflowed(e) => {
                 tag(&mut seen, format!("overflow:{}", e.source.as_str()))
             }
+            EventBody::QuarantineRestored(e) => {
+                path(&mut seen, &e.entry.original_path);
+                tag(&mut seen, format!("replaced:{}", e.replaced));
+                opt(&mut seen, "operator", &e.operator);
+                opt(&mut seen, "quarantine_container", &e.entry.container);
+            }
+            EventBody::QuarantineDeleted(e) => {
+                tag(&mut seen, format!("deletion:{}", e.reason.as_str()));
+                opt(&mut seen, "operator", &e.operator);
+            }
             EventBody::ContainerObserved(e) => {
                 tag(&mut seen, format!("container_change:{}", e.change.action()));
                 if let ContainerChange::Unprotected { hook, .. } = &e.change {
@@ -445,6 +457,15 @@ fn strategies_cover_every_variant() {
             "outcome:not_possible",
             "quarantine:some",
             "quarantine:none",
+            "replaced:true",
+            "replaced:false",
+            "operator:some",
+            "operator:none",
+            "quarantine_container:some",
+            "quarantine_container:none",
+            "deletion:operator",
+            "deletion:max_age",
+            "deletion:max_size",
             "overflow:kernel",
             "overflow:mailbox",
             "overflow:pending_set",

@@ -1,4 +1,7 @@
 use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Retention;
 
 use serde::Deserialize;
 
@@ -36,6 +39,16 @@ pub struct ActionsConfig {
     /// Default `/var/lib/portcullis/quarantine`.
     #[serde(default = "default_quarantine")]
     pub quarantine_dir: PathBuf,
+    /// Entries older than this are deleted, oldest first, each journaled
+    /// (`QuarantineDeleted`, reason `max_age`). `off`: kept until deleted.
+    /// Default `30d`.
+    #[serde(default = "default_max_age")]
+    pub quarantine_max_age: String,
+    /// Past this many MiB (copies and records), the oldest entries are
+    /// deleted (reason `max_size`); the newest always stays. 0: no limit.
+    /// Default 1024.
+    #[serde(default = "default_max_size_mb")]
+    pub quarantine_max_size_mb: u64,
 }
 
 fn default_first() -> ActionChoice {
@@ -47,6 +60,12 @@ fn default_second() -> ActionChoice {
 fn default_quarantine() -> PathBuf {
     PathBuf::from("/var/lib/portcullis/quarantine")
 }
+fn default_max_age() -> String {
+    "30d".into()
+}
+fn default_max_size_mb() -> u64 {
+    1024
+}
 
 impl Default for ActionsConfig {
     fn default() -> Self {
@@ -54,6 +73,8 @@ impl Default for ActionsConfig {
             first: default_first(),
             second: default_second(),
             quarantine_dir: default_quarantine(),
+            quarantine_max_age: default_max_age(),
+            quarantine_max_size_mb: default_max_size_mb(),
         }
     }
 }
@@ -70,6 +91,33 @@ impl ActionsConfig {
                 self.quarantine_dir.display()
             ));
         }
+        self.max_age()?;
         Ok(())
+    }
+
+    fn max_age(&self) -> Result<Option<Duration>, String> {
+        let s = self.quarantine_max_age.trim();
+        if s == "off" {
+            return Ok(None);
+        }
+        match humantime::parse_duration(s) {
+            Ok(d) if d.is_zero() => Err(format!(
+                "actions.quarantine_max_age: `{s}` would delete every entry at once; write `off` to keep entries until deleted"
+            )),
+            Ok(d) => Ok(Some(d)),
+            Err(e) => Err(format!(
+                "actions.quarantine_max_age: `{s}` is not a duration (`30d`, `12h`) or `off`: {e}"
+            )),
+        }
+    }
+
+    /// The retention settings (validated by [`validate`](Self::validate);
+    /// an invalid age keeps entries).
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_age: self.max_age().ok().flatten(),
+            max_bytes: (self.quarantine_max_size_mb > 0)
+                .then(|| self.quarantine_max_size_mb.saturating_mul(1024 * 1024)),
+        }
     }
 }

@@ -16,18 +16,22 @@
 //! File work is blocking, so the actor runs on a `SyncArbiter`.
 
 mod config;
+pub mod control;
 mod quarantine;
 
 use std::os::unix::fs::MetadataExt;
 
 use actix::{Actor, Addr, Handler, Message, Recipient, SyncArbiter, SyncContext};
 use portcullis_schemas::{
-    ActionKind, ActionOutcome, ActionStep, ActionTaken, EventBody, EventId, FilePath, MetaValue,
-    QuarantineEntry, RuleMatch, Timestamp, TraceContext,
+    ActionKind, ActionOutcome, ActionStep, ActionTaken, ContainerRef, EventBody, EventId, FilePath,
+    MetaValue, Operator, QuarantineDeletion, QuarantineEntry, RuleMatch, Timestamp, TraceContext,
 };
 
 pub use config::{ActionChoice, ActionsConfig};
-pub use quarantine::{Quarantine, QuarantineError, QuarantineRecord};
+pub use quarantine::{
+    Detected, Listed, Quarantine, QuarantineError, QuarantineRecord, RestoreError, RestoreTo,
+    Retention,
+};
 
 use portcullis_telemetry::trace;
 
@@ -44,6 +48,8 @@ pub struct ActOnDetection {
     /// (device, inode) of the scanned object.
     pub file: (u64, u64),
     pub pid: u32,
+    /// The container of the (first) opener.
+    pub container: Option<ContainerRef>,
     pub content: ScanContent,
     pub sha256: Option<[u8; 32]>,
     pub matches: Vec<RuleMatch>,
@@ -172,15 +178,17 @@ impl Actions {
             ));
         }
         let entry = q
-            .store(
-                msg.access,
-                &msg.path,
-                &msg.content,
-                msg.sha256,
-                msg.file,
-                msg.pid,
-                &msg.matches,
-            )
+            .store(Detected {
+                access: msg.access,
+                path: &msg.path,
+                content: &msg.content,
+                sha256: msg.sha256,
+                file: msg.file,
+                owner: Some((meta.mode(), meta.uid(), meta.gid())),
+                pid: msg.pid,
+                container: msg.container.as_ref(),
+                matches: &msg.matches,
+            })
             .map_err(|e| (e.to_string(), None))?;
         std::fs::remove_file(&path).map_err(|e| {
             (
@@ -188,7 +196,90 @@ impl Actions {
                 Some(entry.clone()),
             )
         })?;
+        // The new entry may take the store past its size.
+        self.purge();
         Ok(entry)
+    }
+
+    /// Applies the retention settings, journaling each deletion.
+    fn purge(&self) {
+        let Ok(q) = &self.quarantine else { return };
+        let (deleted, errors) = q.purge(self.cfg.retention(), Timestamp::now());
+        for e in errors {
+            tracing::warn!(error = %e, "quarantine retention: an entry could not be deleted");
+        }
+        for d in deleted {
+            self.journal(EventBody::QuarantineDeleted(d));
+        }
+    }
+
+    fn journal(&self, body: EventBody) {
+        self.journal.do_send(Append(Record::new(body)));
+    }
+
+    fn store(&self) -> Result<&Quarantine, String> {
+        self.quarantine
+            .as_ref()
+            .map_err(|e| format!("the quarantine is not available: {e}"))
+    }
+}
+
+/// A change an operator asks of the quarantine (through the agent's
+/// control socket): done on the Actions thread, so it never races a store
+/// or a purge, and journaled there.
+#[derive(Debug)]
+pub enum QuarantineChange {
+    Restore { id: String, to: RestoreTo },
+    Delete { id: String },
+}
+
+/// Runs a [`QuarantineChange`] and journals it; the reply is the
+/// journaled event's body, or what went wrong.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ChangeQuarantine {
+    pub change: QuarantineChange,
+    pub operator: Option<Operator>,
+    pub reply: std::sync::mpsc::SyncSender<Result<EventBody, String>>,
+}
+
+impl Handler<ChangeQuarantine> for Actions {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChangeQuarantine, _: &mut Self::Context) {
+        let done = self.store().and_then(|q| {
+            match msg.change {
+                QuarantineChange::Restore { id, to } => q
+                    .restore(&id, &to, msg.operator)
+                    .map(EventBody::QuarantineRestored),
+                QuarantineChange::Delete { id } => q
+                    .delete(&id, QuarantineDeletion::Operator, msg.operator)
+                    .map(EventBody::QuarantineDeleted),
+            }
+            .map_err(|e| e.to_string())
+        });
+        if let Ok(body) = &done {
+            self.journal(body.clone());
+        }
+        // The asker may have given up waiting: the change is journaled anyway.
+        let _ = msg.reply.send(done);
+    }
+}
+
+/// Applies the retention settings now (the agent sends it at start and
+/// then every [`PURGE_EVERY`]).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PurgeQuarantine;
+
+/// How often a running agent applies the age limit.
+pub const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl Handler<PurgeQuarantine> for Actions {
+    type Result = ();
+
+    fn handle(&mut self, _: PurgeQuarantine, _: &mut Self::Context) {
+        self.purge();
     }
 }
 

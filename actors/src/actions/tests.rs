@@ -48,6 +48,7 @@ fn fixture(first: ActionChoice, second: ActionChoice) -> Fixture {
         first,
         second,
         quarantine_dir: root.join("quarantine"),
+        ..ActionsConfig::default()
     };
     let addr = Actions::start(cfg, collector.recipient());
     Fixture {
@@ -72,6 +73,7 @@ fn detection(
         path: FilePath::from(path),
         file: (meta.dev(), meta.ino()),
         pid,
+        container: None,
         content: ScanContent::Fd(Arc::new(fd)),
         sha256: Some([7; 32]),
         matches,

@@ -34,9 +34,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use portcullis_interceptor::Fanotify;
 use portcullis_schemas::{
-    AccessKind, Decision, DecisionMade, DecisionReason, EventBody, EventId, FileAccessed, FileInfo,
-    FilePath, Mode, OverflowSource, QueueOverflowed, RuleMatch, RulesetVersion, ScanRequested,
-    SkipReason, Timestamp, TraceContext, Verdict, VerdictClass, VerdictIssued,
+    AccessKind, ContainerRef, Decision, DecisionMade, DecisionReason, EventBody, EventId,
+    FileAccessed, FileInfo, FilePath, Mode, OverflowSource, QueueOverflowed, RuleMatch,
+    RulesetVersion, ScanRequested, SkipReason, Timestamp, TraceContext, Verdict, VerdictClass,
+    VerdictIssued,
 };
 
 pub use config::{EnforcerConfig, Fallback, ScanMode};
@@ -117,6 +118,9 @@ struct PendingScan {
     /// Any opener of this scan was let through without a verdict.
     allowed_early: bool,
     first_pid: u32,
+    /// The first opener's container, kept only when actions may run (the
+    /// quarantine records it).
+    container: Option<ContainerRef>,
     /// The `scan` span (traces on): ends with the verdict.
     span: Option<tracing::Span>,
     /// Times its verdict came from another ruleset and it was scanned again.
@@ -379,6 +383,11 @@ impl Enforcer {
             Scope::In(p) => Some(p.clone()),
             _ => None,
         };
+        // What the actions keep about the object (Enforce with actions only:
+        // no copy otherwise).
+        let acting = (self.cfg.mode == Mode::Enforce && self.actions.is_some())
+            .then(|| container.clone())
+            .flatten();
         spans::policy(otel, policy.as_ref().map(|p| p.name.as_str()));
         let accessed = EventBody::FileAccessed(FileAccessed {
             kind,
@@ -421,7 +430,17 @@ impl Enforcer {
                 DecisionReason::AuditMode,
                 otel,
             );
-            self.start_or_join_scan(access, trace, key, path, content, None, otel, pid, ctx);
+            self.start_or_join_scan(
+                access,
+                trace,
+                key,
+                path,
+                content,
+                None,
+                otel,
+                (pid, None),
+                ctx,
+            );
             return;
         }
 
@@ -462,7 +481,7 @@ impl Enforcer {
                             trace,
                             path,
                             key,
-                            pid,
+                            (pid, acting),
                             content,
                             sha256,
                             &matches,
@@ -477,7 +496,17 @@ impl Enforcer {
         if !blocking {
             // close-after-write in Enforce mode: scan, nobody waits.
             self.record(access, trace, accessed);
-            self.start_or_join_scan(access, trace, key, path, content, None, otel, pid, ctx);
+            self.start_or_join_scan(
+                access,
+                trace,
+                key,
+                path,
+                content,
+                None,
+                otel,
+                (pid, acting),
+                ctx,
+            );
             return;
         }
 
@@ -513,7 +542,7 @@ impl Enforcer {
             content,
             Some(waiter),
             otel,
-            pid,
+            (pid, acting),
             ctx,
         );
     }
@@ -528,7 +557,7 @@ impl Enforcer {
         content: ScanContent,
         waiter: Option<Waiter>,
         access_span: Option<&tracing::Span>,
-        pid: u32,
+        (pid, container): (u32, Option<ContainerRef>),
         ctx: &mut Context<Self>,
     ) {
         if let Some(w) = &waiter {
@@ -582,6 +611,7 @@ impl Enforcer {
                 waiters: waiter.into_iter().collect(),
                 allowed_early: false,
                 first_pid: pid,
+                container,
                 span,
                 rescans: 0,
             },
@@ -809,7 +839,7 @@ impl Enforcer {
                     scan.trace,
                     scan.path,
                     scan.key,
-                    scan.first_pid,
+                    (scan.first_pid, scan.container),
                     scan.content,
                     outcome.sha256,
                     &matches,
@@ -826,7 +856,7 @@ impl Enforcer {
         trace: TraceContext,
         path: FilePath,
         key: FileKey,
-        pid: u32,
+        (pid, container): (u32, Option<ContainerRef>),
         content: ScanContent,
         sha256: Option<[u8; 32]>,
         matches: &[RuleMatch],
@@ -842,6 +872,7 @@ impl Enforcer {
                 path,
                 file: (key.device, key.inode),
                 pid,
+                container,
                 content,
                 sha256,
                 matches: matches.to_vec(),

@@ -28,7 +28,6 @@
 use std::fmt;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsRawFd as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -385,16 +384,12 @@ pub enum ExportStreamError {
 
 /// The agent's side: serves exports of its journal on
 /// `<journal dir>/export.sock` until dropped.
-pub struct ExportServer {
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct ExportServer(portcullis_interceptor::local_socket::Served);
 
 impl fmt::Debug for ExportServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExportServer")
-            .field("path", &self.path)
+            .field("path", &self.0.path())
             .finish_non_exhaustive()
     }
 }
@@ -404,41 +399,16 @@ impl ExportServer {
     /// journal's lock, so no other agent serves this directory) and starts
     /// the accepting thread.
     pub fn start(journal_dir: &Path, reader: JournalReader, node_id: NodeId) -> io::Result<Self> {
-        let path = socket_path(journal_dir);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let listener = UnixListener::bind(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("journal-export".into())
-                .spawn(move || serve(listener, reader, node_id, stop))?
-        };
-        Ok(Self {
-            path,
-            stop,
-            thread: Some(thread),
-        })
+        portcullis_interceptor::local_socket::Served::spawn(
+            &socket_path(journal_dir),
+            "journal-export",
+            move |listener, stop| serve(listener, reader, node_id, stop),
+        )
+        .map(Self)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for ExportServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
+        self.0.path()
     }
 }
 

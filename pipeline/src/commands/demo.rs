@@ -111,6 +111,7 @@ fn settings(mount: &Path, journal: &Path, mode: Mode) -> anyhow::Result<Settings
             first: ActionChoice::Block,
             second: ActionChoice::None,
             quarantine_dir: journal.join("quarantine"),
+            ..ActionsConfig::default()
         },
         ..ConfigFile::default()
     };

@@ -11,6 +11,7 @@ pub mod demo;
 mod events;
 mod investigate;
 mod oci_hook;
+mod quarantine;
 mod replay;
 mod rules;
 mod run;
@@ -37,5 +38,6 @@ pub fn dispatch(cmd: Command, logs: &LogOptions) -> anyhow::Result<ExitCode> {
         Command::Containers(args) => containers::run(args),
         Command::OciHook(args) => oci_hook::run(args),
         Command::Rules { command } => rules::run(command),
+        Command::Quarantine(args) => quarantine::run(args),
     }
 }

@@ -390,6 +390,10 @@ pub fn build(
                 let failed = !matches!(a.outcome, ActionOutcome::Succeeded);
                 (Category::Action, failed, vec![], None)
             }
+            // An operator's work on the quarantine: a restore puts a
+            // detected object back, so it stands out.
+            EventBody::QuarantineRestored(_) => (Category::Action, true, vec![], None),
+            EventBody::QuarantineDeleted(_) => (Category::Action, false, vec![], None),
             EventBody::ContainerObserved(o) => (
                 Category::Agent,
                 matches!(

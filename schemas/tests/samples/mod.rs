@@ -431,6 +431,35 @@ pub fn all() -> Vec<(&'static str, Envelope)> {
             ),
         ),
         (
+            "quarantine_restored",
+            env(
+                29,
+                child_of(ACCESS, 29),
+                EventBody::QuarantineRestored(QuarantineRestored {
+                    entry: quarantined(access),
+                    restored_to: path(b"/srv/upload/restored/invoice.pdf"),
+                    replaced: false,
+                    operator: Some(Operator {
+                        uid: 0,
+                        login_uid: Some(1000),
+                        pid: 4242,
+                    }),
+                }),
+            ),
+        ),
+        (
+            "quarantine_deleted",
+            env(
+                30,
+                child_of(ACCESS, 30),
+                EventBody::QuarantineDeleted(QuarantineDeleted {
+                    entry: quarantined(access),
+                    reason: QuarantineDeletion::MaxAge,
+                    operator: None,
+                }),
+            ),
+        ),
+        (
             "action_taken_terminate_failed",
             env(
                 16,
@@ -624,6 +653,26 @@ pub fn all() -> Vec<(&'static str, Envelope)> {
             ),
         ),
     ]
+}
+
+/// The object of `action_taken_remove`, as the quarantine samples name it.
+fn quarantined(access: EventId) -> QuarantinedObject {
+    QuarantinedObject {
+        id: access.to_string(),
+        detection: access,
+        original_path: path(UPLOAD_PATH),
+        sha256: Some(hex_sha(EICAR_SHA256)),
+        size: 68,
+        container: Some(in_pod()),
+    }
+}
+
+fn hex_sha(h: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+    out
 }
 
 /// The containerd container of pod `shop/web-7d9f` in the schema 2 samples.

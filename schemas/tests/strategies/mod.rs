@@ -504,6 +504,67 @@ pub fn action_taken() -> impl Strategy<Value = ActionTaken> {
         )
 }
 
+pub fn quarantined_object() -> impl Strategy<Value = QuarantinedObject> {
+    (
+        text(),
+        event_id(),
+        prop_oneof![file_path(), non_utf8_path()],
+        option::of(any::<[u8; 32]>()),
+        any::<u64>(),
+        option::of(container_ref()),
+    )
+        .prop_map(|(id, detection, original_path, sha256, size, container)| {
+            QuarantinedObject {
+                id,
+                detection,
+                original_path,
+                sha256,
+                size,
+                container,
+            }
+        })
+}
+
+pub fn operator() -> impl Strategy<Value = Operator> {
+    (any::<u32>(), option::of(any::<u32>()), any::<u32>()).prop_map(|(uid, login_uid, pid)| {
+        Operator {
+            uid,
+            login_uid,
+            pid,
+        }
+    })
+}
+
+pub fn quarantine_restored() -> impl Strategy<Value = QuarantineRestored> {
+    (
+        quarantined_object(),
+        file_path(),
+        any::<bool>(),
+        option::of(operator()),
+    )
+        .prop_map(
+            |(entry, restored_to, replaced, operator)| QuarantineRestored {
+                entry,
+                restored_to,
+                replaced,
+                operator,
+            },
+        )
+}
+
+pub fn quarantine_deleted() -> impl Strategy<Value = QuarantineDeleted> {
+    (
+        quarantined_object(),
+        prop::sample::select(QuarantineDeletion::ALL.to_vec()),
+        option::of(operator()),
+    )
+        .prop_map(|(entry, reason, operator)| QuarantineDeleted {
+            entry,
+            reason,
+            operator,
+        })
+}
+
 // ------------------------------------------------------------- overload
 
 pub fn overflow_source() -> impl Strategy<Value = OverflowSource> {
@@ -533,6 +594,8 @@ pub fn event_body() -> impl Strategy<Value = EventBody> {
         queue_overflowed().prop_map(EventBody::QueueOverflowed),
         container_observed().prop_map(EventBody::ContainerObserved),
         rules_rejected().prop_map(EventBody::RulesRejected),
+        quarantine_restored().prop_map(EventBody::QuarantineRestored),
+        quarantine_deleted().prop_map(EventBody::QuarantineDeleted),
     ]
 }
 
