@@ -257,3 +257,76 @@ fn config_errors_name_the_field() {
         .unwrap_err()
         .starts_with("actions.quarantine_dir"));
 }
+
+#[actix_rt::test]
+async fn the_size_limit_purges_the_oldest_entry_and_journals_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let journal = Arc::new(Mutex::new(Vec::new()));
+    let collector = Collector(journal.clone()).start();
+    let cfg = ActionsConfig {
+        first: ActionChoice::Remove,
+        second: ActionChoice::None,
+        quarantine_dir: root.join("quarantine"),
+        quarantine_max_size_mb: 1,
+        ..ActionsConfig::default()
+    };
+    let addr = Actions::start(cfg, collector.recipient());
+    let mut ids = Vec::new();
+    for name in ["old.bin", "new.bin"] {
+        let file = root.join(name);
+        std::fs::write(&file, vec![b'x'; 700 * 1024]).unwrap();
+        let msg = detection(&file, 4242, true, vec![rule("Evil", &[])]);
+        ids.push(msg.access.to_string());
+        let taken = addr.send(msg).await.unwrap();
+        assert_eq!(taken[0].outcome, ActionOutcome::Succeeded);
+    }
+    // Two removals, then the purge that the second one's size caused.
+    for _ in 0..200 {
+        if journal.lock().unwrap().len() >= 3 {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let deleted: Vec<_> = journal
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| match &r.body {
+            EventBody::QuarantineDeleted(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0].entry.id, ids[0], "the oldest goes");
+    assert_eq!(deleted[0].reason, QuarantineDeletion::MaxSize);
+    assert_eq!(deleted[0].operator, None);
+    let q = root.join("quarantine");
+    assert!(!q.join(format!("{}.bin", ids[0])).exists());
+    assert!(
+        q.join(format!("{}.bin", ids[1])).exists(),
+        "the newest stays"
+    );
+}
+
+#[test]
+fn retention_settings_default_and_name_their_field() {
+    let r = ActionsConfig::default().retention();
+    assert_eq!(r.max_age, Some(std::time::Duration::from_secs(30 * 86_400)));
+    assert_eq!(r.max_bytes, Some(1024 * 1024 * 1024));
+    let off = ActionsConfig {
+        quarantine_max_age: "off".into(),
+        quarantine_max_size_mb: 0,
+        ..ActionsConfig::default()
+    };
+    assert!(off.validate().is_ok());
+    assert_eq!(off.retention(), Retention::default());
+    for bad in ["soon", "0s"] {
+        let cfg = ActionsConfig {
+            quarantine_max_age: bad.into(),
+            ..ActionsConfig::default()
+        };
+        let err = cfg.validate().unwrap_err();
+        assert!(err.starts_with("actions.quarantine_max_age"), "{err}");
+    }
+}
