@@ -43,9 +43,6 @@ pub fn file_identity(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
     })
 }
 
-/// Best effort from `/proc/<pid>/stat` (ppid, comm), `/proc/<pid>/status`
-/// (real uid/gid) and `readlink /proc/<pid>/exe`. A vanished process (or an
-/// unreadable field) yields what could be read; the rest stays default.
 /// Who is on the other end of a Unix socket (`SO_PEERCRED`): uid, gid
 /// and pid when it connected.
 pub fn peer_credentials(conn: BorrowedFd<'_>) -> io::Result<libc::ucred> {
@@ -79,6 +76,9 @@ pub fn login_uid(pid: u32) -> Option<u32> {
     text.trim().parse().ok().filter(|u| *u != u32::MAX)
 }
 
+/// Best effort from `/proc/<pid>/stat` (ppid, comm), `/proc/<pid>/status`
+/// (real uid/gid) and `readlink /proc/<pid>/exe`. A vanished process (or an
+/// unreadable field) yields what could be read; the rest stays default.
 pub fn process_info(pid: u32) -> ProcessInfo {
     let mut info = ProcessInfo {
         pid,

@@ -162,7 +162,11 @@ impl Agent {
             }));
         }
         let actions = Actions::start(settings.actions.clone(), journal.clone().recipient());
-        let quarantine = match QuarantineServer::start(&settings.journal.dir, actions.clone()) {
+        let quarantine = match QuarantineServer::start(
+            &settings.journal.dir,
+            &settings.actions.quarantine_dir,
+            actions.clone(),
+        ) {
             Ok(server) => Some(server),
             Err(e) => {
                 tracing::warn!(

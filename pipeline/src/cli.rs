@@ -125,14 +125,18 @@ pub enum QuarantineCommand {
         /// The entry's id (the detection's access event id).
         id: String,
     },
-    /// Write an entry back, with its original mode and owner; the entry
-    /// stays in the quarantine. Never follows a symlink.
+    /// Write an entry back where it was, with its original mode and owner;
+    /// the entry stays in the quarantine. Never follows a symlink.
     Restore {
         id: String,
-        /// Restore here instead of the original path: a file path, or an
-        /// existing directory (the original name is kept).
+        /// Restore here instead: a file path, or an existing directory (the
+        /// original name is kept). Written as a sample to examine: owned by
+        /// you, the owner's permission bits only, no set-id bits.
         #[arg(long, value_name = "PATH")]
         to: Option<PathBuf>,
+        /// With --to: the original owner and mode (set-id bits included).
+        #[arg(long, requires = "to")]
+        keep_mode: bool,
         /// Replace a file that is there (never a directory).
         #[arg(long)]
         force: bool,

@@ -22,7 +22,12 @@ fn main() -> ExitCode {
     match commands::dispatch(cli.command, &logs) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Paths and names in errors come from outside: no control
+            // character reaches the terminal.
+            eprintln!(
+                "error: {}",
+                portcullis_pipeline::render::printable(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }

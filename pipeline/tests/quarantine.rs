@@ -39,10 +39,13 @@ try force {q} restore "$ID" --force
 mkdir "$WORK/inspect"
 try to_dir {q} restore "$ID" --to "$WORK/inspect"
 try restored sh -c 'cmp -s "$0/inspect/eicar.com" "$0/quarantine/$1.bin"' "$WORK" "$ID"
+try sample sh -c 'test "$(stat -c %a:%u "$0/inspect/eicar.com")" = "700:0"' "$WORK"
 ln -s /etc escape
 try symlink {q} restore "$ID" --to "$MNT/escape/x"
 try bad_id {q} delete ../../etc/passwd
-try delete {q} delete "$ID"
+# Configured with another journal: the quarantine's hint names the agent.
+try delete {BIN} quarantine --dir "$WORK/quarantine" --journal "$WORK/other" delete "$ID"
+try through_agent test ! -e "$WORK/other"
 try deleted sh -c '! ls "$0"/quarantine/*.bin' "$WORK"
 try delete_again {q} delete "$ID"
 wait_journal --kind quarantine_deleted
@@ -64,7 +67,9 @@ wait_journal --kind quarantine_deleted
         "owner",
         "force",
         "to_dir",
+        "sample",
         "delete",
+        "through_agent",
         "deleted",
     ] {
         assert_eq!(o.status(ok), 0, "{ok}: {}\n{}", o.stderr(ok), o.agent_log);

@@ -247,6 +247,8 @@ fn the_agent_unit_keeps_the_host_mounts_and_the_services_are_locked_down() {
         "BindPaths",
         "MemoryDenyWriteExecute",
         "DynamicUser",
+        // A quarantine restore writes set-id bits back.
+        "RestrictSUIDSGID",
     ] {
         assert!(values(agent, key).is_empty(), "the agent unit sets {key}");
     }
@@ -254,7 +256,11 @@ fn the_agent_unit_keeps_the_host_mounts_and_the_services_are_locked_down() {
     for call in ["@system-service", "fanotify_init", "fanotify_mark"] {
         assert!(filter.split(' ').any(|w| w == call), "{filter}");
     }
-    assert!(values(agent, "CapabilityBoundingSet")[0].contains("CAP_SYS_ADMIN"));
+    let caps = values(agent, "CapabilityBoundingSet").join(" ");
+    // fanotify; and a quarantine restore's owner and set-id bits.
+    for cap in ["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_FSETID"] {
+        assert!(caps.split(' ').any(|c| c == cap), "{caps}");
+    }
     for name in [
         "portcullis-scanner@.service",
         "portcullis-siem-export.service",

@@ -540,7 +540,6 @@ impl<W: io::Write> Ext<'_, W> {
         self.w.write_all(label.as_bytes())
     }
 
-    /// `filePath` and `fname`.
     /// The quarantine entry of a restore or a deletion, and who asked.
     fn quarantined(&mut self, o: &QuarantinedObject, by: Option<&Operator>) -> io::Result<()> {
         self.text("fileId", &o.id)?;
@@ -558,6 +557,7 @@ impl<W: io::Write> Ext<'_, W> {
         Ok(())
     }
 
+    /// `filePath` and `fname`.
     fn file(&mut self, path: &FilePath) -> io::Result<()> {
         self.text("filePath", &path.to_text())?;
         self.text("fname", &path.file_name_text())

@@ -38,9 +38,31 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// object, which may be large, after any detection queued before it).
 pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The file in the quarantine directory that names the socket of the
+/// agent using it: a CLI whose configuration names another journal still
+/// finds the agent (and never changes the quarantine behind its back).
+pub const AGENT_HINT: &str = ".agent-socket";
+
 /// `<journal dir>/quarantine.sock`.
 pub fn socket_path(journal_dir: &Path) -> PathBuf {
     journal_dir.join(QUARANTINE_SOCKET)
+}
+
+/// Where an agent may serve this quarantine: the socket its hint names,
+/// then the one beside `journal_dir`.
+pub fn candidate_sockets(journal_dir: &Path, quarantine_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::with_capacity(2);
+    if let Ok(text) = std::fs::read_to_string(quarantine_dir.join(AGENT_HINT)) {
+        let named = PathBuf::from(text.trim_end_matches('\n'));
+        if named.is_absolute() {
+            out.push(named);
+        }
+    }
+    let ours = socket_path(journal_dir);
+    if !out.contains(&ours) {
+        out.push(ours);
+    }
+    out
 }
 
 /// A change an operator asks for.
@@ -53,6 +75,8 @@ pub enum Request {
         to: Option<FilePath>,
         #[serde(default)]
         replace: bool,
+        #[serde(default)]
+        keep_mode: bool,
     },
     Delete {
         id: String,
@@ -119,25 +143,59 @@ pub fn request(socket: &Path, req: &Request) -> Result<Response, ClientError> {
     })
 }
 
-/// The agent's side; dropping it stops serving (a change in progress
-/// finishes first) and removes the socket.
+/// The agent's side; dropping it stops serving (a change in progress is
+/// answered "stopping" at once; it still completes on the Actions thread)
+/// and removes the socket and its hint.
 #[derive(Debug)]
-pub struct QuarantineServer(local_socket::Served);
+pub struct QuarantineServer {
+    served: local_socket::Served,
+    hint: Option<PathBuf>,
+}
 
 impl QuarantineServer {
     /// Binds `<journal dir>/quarantine.sock` (replacing a stale one: the
-    /// caller holds the journal's lock) and serves on a thread of its own.
-    pub fn start(journal_dir: &Path, actions: Addr<Actions>) -> std::io::Result<Self> {
-        local_socket::Served::spawn(
+    /// caller holds the journal's lock), serves on a thread of its own, and
+    /// names the socket in `<quarantine dir>/.agent-socket`.
+    pub fn start(
+        journal_dir: &Path,
+        quarantine_dir: &Path,
+        actions: Addr<Actions>,
+    ) -> std::io::Result<Self> {
+        let served = local_socket::Served::spawn(
             &socket_path(journal_dir),
             "pc-quarantine",
             move |listener, stop| accept_loop(&listener, &actions, &stop),
-        )
-        .map(Self)
+        )?;
+        let hint = quarantine_dir.join(AGENT_HINT);
+        let named = format!("{}\n", served.path().display());
+        // The Actions thread may not have created the directory yet.
+        let written = super::Quarantine::open(quarantine_dir)
+            .map_err(std::io::Error::other)
+            .and_then(|_| std::fs::write(&hint, named));
+        let hint = match written {
+            Ok(()) => Some(hint),
+            Err(e) => {
+                tracing::warn!(error = %e, hint = %hint.display(), "cannot name the quarantine socket in the quarantine directory: a CLI configured with another journal will not find this agent");
+                None
+            }
+        };
+        Ok(Self { served, hint })
     }
 
     pub fn path(&self) -> &Path {
-        self.0.path()
+        self.served.path()
+    }
+}
+
+impl Drop for QuarantineServer {
+    fn drop(&mut self) {
+        // Only our own hint: another agent may use the directory since.
+        if let Some(hint) = &self.hint {
+            let ours = format!("{}\n", self.served.path().display());
+            if std::fs::read_to_string(hint).is_ok_and(|t| t == ours) {
+                let _ = std::fs::remove_file(hint);
+            }
+        }
     }
 }
 
@@ -145,7 +203,7 @@ fn accept_loop(listener: &UnixListener, actions: &Addr<Actions>, stop: &AtomicBo
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((conn, _)) => {
-                if let Err(e) = serve(&conn, actions) {
+                if let Err(e) = serve(&conn, actions, stop) {
                     tracing::warn!(error = %e, "quarantine socket: request failed");
                 }
             }
@@ -160,7 +218,7 @@ fn accept_loop(listener: &UnixListener, actions: &Addr<Actions>, stop: &AtomicBo
     }
 }
 
-fn serve(conn: &UnixStream, actions: &Addr<Actions>) -> std::io::Result<()> {
+fn serve(conn: &UnixStream, actions: &Addr<Actions>, stop: &AtomicBool) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -168,6 +226,11 @@ fn serve(conn: &UnixStream, actions: &Addr<Actions>) -> std::io::Result<()> {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     let response = if cred.uid != 0 && cred.uid != me {
+        tracing::warn!(
+            uid = cred.uid,
+            pid = cred.pid,
+            "quarantine socket: a change asked by a user other than root refused"
+        );
         Response::Error {
             message: format!("uid {} may not change the quarantine", cred.uid),
         }
@@ -185,7 +248,7 @@ fn serve(conn: &UnixStream, actions: &Addr<Actions>) -> std::io::Result<()> {
                     login_uid: procfs::login_uid(pid),
                     pid,
                 };
-                change(actions, req, operator)
+                change(actions, req, operator, stop)
             }
         }
     };
@@ -195,11 +258,25 @@ fn serve(conn: &UnixStream, actions: &Addr<Actions>) -> std::io::Result<()> {
     w.write_all(&out)
 }
 
-fn change(actions: &Addr<Actions>, req: Request, operator: Operator) -> Response {
+fn change(
+    actions: &Addr<Actions>,
+    req: Request,
+    operator: Operator,
+    stop: &AtomicBool,
+) -> Response {
     let change = match req {
-        Request::Restore { id, to, replace } => QuarantineChange::Restore {
+        Request::Restore {
             id,
-            to: RestoreTo { to, replace },
+            to,
+            replace,
+            keep_mode,
+        } => QuarantineChange::Restore {
+            id,
+            to: RestoreTo {
+                to,
+                replace,
+                keep_mode,
+            },
         },
         Request::Delete { id } => QuarantineChange::Delete { id },
     };
@@ -220,15 +297,37 @@ fn change(actions: &Addr<Actions>, req: Request, operator: Operator) -> Response
             message: "the agent's actions are busy or stopping; try again".into(),
         };
     }
-    match rx.recv_timeout(CHANGE_TIMEOUT) {
-        Ok(Ok(event)) => Response::Done {
-            event: Box::new(event),
-        },
-        Ok(Err(message)) => Response::Error { message },
-        Err(_) => Response::Error {
-            message: format!(
-                "no answer from the agent's actions within {CHANGE_TIMEOUT:?}; the change may still happen (see `portcullis quarantine list` and the journal)"
-            ),
-        },
+    // In slices: a stopping agent does not wait for a long copy (the
+    // shutdown joins this thread).
+    let deadline = std::time::Instant::now() + CHANGE_TIMEOUT;
+    let unsure = "the change may still happen: see `portcullis quarantine list` and the journal";
+    loop {
+        match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(Ok(event)) => {
+                return Response::Done {
+                    event: Box::new(event),
+                }
+            }
+            Ok(Err(message)) => return Response::Error { message },
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Response::Error {
+                    message: "the agent's actions stopped".into(),
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if stop.load(Ordering::Relaxed) {
+                    return Response::Error {
+                        message: format!("the agent is stopping; {unsure}"),
+                    };
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Response::Error {
+                        message: format!(
+                            "no answer from the agent's actions within {CHANGE_TIMEOUT:?}; {unsure}"
+                        ),
+                    };
+                }
+            }
+        }
     }
 }

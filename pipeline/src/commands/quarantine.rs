@@ -34,7 +34,12 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&record)?);
             Ok(ExitCode::SUCCESS)
         }
-        QuarantineCommand::Restore { id, to, force } => {
+        QuarantineCommand::Restore {
+            id,
+            to,
+            force,
+            keep_mode,
+        } => {
             let to = to.map(|p| absolute(&p)).transpose()?;
             change(
                 &settings,
@@ -43,6 +48,7 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
                     id,
                     to: to.map(|p| FilePath::from(p.as_path())),
                     replace: force,
+                    keep_mode,
                 },
             )
         }
@@ -79,7 +85,7 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
 
 fn list(q: &Quarantine, format: ContainersFormat) -> anyhow::Result<ExitCode> {
     let listed = q.list()?;
-    let mut unreadable = 0;
+    let unreadable = listed.iter().filter(|l| l.record.is_err()).count();
     match format {
         ContainersFormat::Json => {
             let records: Vec<serde_json::Value> = listed
@@ -101,10 +107,11 @@ fn list(q: &Quarantine, format: ContainersFormat) -> anyhow::Result<ExitCode> {
                 bytes += l.bytes;
                 match &l.record {
                     Ok(r) => println!("{}", row(r)),
-                    Err(e) => {
-                        unreadable += 1;
-                        println!("{:<36}  unreadable: {e}", l.id);
-                    }
+                    Err(e) => println!(
+                        "{:<36}  unreadable: {}",
+                        l.id,
+                        render::printable(&e.to_string())
+                    ),
                 }
             }
             println!(
@@ -148,15 +155,26 @@ fn row(r: &QuarantineRecord) -> String {
 /// Restore or delete: through the agent when one holds the journal, else
 /// here.
 fn change(settings: &Settings, dir: &Path, req: Request) -> anyhow::Result<ExitCode> {
-    let socket = control::socket_path(&settings.journal.dir);
-    let event = match control::request(&socket, &req) {
-        Ok(Response::Done { event }) => *event,
-        Ok(Response::Error { message }) => anyhow::bail!("the agent refused: {message}"),
-        Err(ClientError::NoAgent { .. }) => {
-            tracing::info!(socket = %socket.display(), "no agent serves this journal: changing the quarantine here");
+    let mut answer = None;
+    // The agent the quarantine names, then the one of our journal.
+    for socket in control::candidate_sockets(&settings.journal.dir, dir) {
+        match control::request(&socket, &req) {
+            Err(ClientError::NoAgent { .. }) => {
+                tracing::debug!(socket = %socket.display(), "no agent answers here");
+            }
+            other => {
+                answer = Some(other?);
+                break;
+            }
+        }
+    }
+    let event = match answer {
+        Some(Response::Done { event }) => *event,
+        Some(Response::Error { message }) => anyhow::bail!("the agent refused: {message}"),
+        None => {
+            tracing::info!("no agent serves this quarantine: changing it here");
             locally(settings, dir, req)?
         }
-        Err(e) => return Err(e.into()),
     };
     println!("{}", render::printable(&render::details(&event)));
     Ok(ExitCode::SUCCESS)
@@ -183,9 +201,20 @@ fn locally(settings: &Settings, dir: &Path, req: Request) -> anyhow::Result<Even
         )
     })?;
     let body = match req {
-        Request::Restore { id, to, replace } => {
-            EventBody::QuarantineRestored(q.restore(&id, &RestoreTo { to, replace }, operator)?)
-        }
+        Request::Restore {
+            id,
+            to,
+            replace,
+            keep_mode,
+        } => EventBody::QuarantineRestored(q.restore(
+            &id,
+            &RestoreTo {
+                to,
+                replace,
+                keep_mode,
+            },
+            operator,
+        )?),
         Request::Delete { id } => {
             EventBody::QuarantineDeleted(q.delete(&id, QuarantineDeletion::Operator, operator)?)
         }

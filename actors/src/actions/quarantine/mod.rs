@@ -39,6 +39,8 @@ pub enum QuarantineError {
     },
     #[error("quarantine directory {dir} is readable by others (mode {mode:o}); it must be 0700 and owned by root")]
     Insecure { dir: PathBuf, mode: u32 },
+    #[error("quarantine directory {dir} is owned by uid {owner}, not by this user (uid {me}): run as root")]
+    NotOwner { dir: PathBuf, owner: u32, me: u32 },
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -174,6 +176,12 @@ pub struct RestoreTo {
     pub to: Option<FilePath>,
     /// Replace a file that is there (never a directory).
     pub replace: bool,
+    /// Elsewhere than the original path too, write the original owner and
+    /// mode (set-id bits included). Without it a restore elsewhere is a
+    /// sample: owned by whoever restores it, with the owner's permission
+    /// bits only.
+    #[serde(default)]
+    pub keep_mode: bool,
 }
 
 /// The retention settings (`actions.quarantine_max_age`,
@@ -215,7 +223,14 @@ impl Quarantine {
             source,
         })?;
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 || meta.uid() != nix_uid() {
+        if meta.uid() != nix_uid() {
+            return Err(QuarantineError::NotOwner {
+                dir: dir.to_path_buf(),
+                owner: meta.uid(),
+                me: nix_uid(),
+            });
+        }
+        if mode & 0o077 != 0 {
             return Err(QuarantineError::Insecure {
                 dir: dir.to_path_buf(),
                 mode,
@@ -331,9 +346,9 @@ impl Quarantine {
                 Listed { id, record, bytes }
             })
             .collect();
-        out.sort_by_key(|l| match &l.record {
-            Ok(r) => (0, r.quarantined_at().map(|t| t.0).unwrap_or(i64::MAX)),
-            Err(_) => (1, 0),
+        out.sort_by_key(|l| match l.record.as_ref().map(|r| r.quarantined_at()) {
+            Ok(Ok(t)) => (0, t.0),
+            _ => (1, 0),
         });
         Ok(out)
     }
@@ -374,7 +389,8 @@ impl Quarantine {
     }
 
     /// Writes entry `id` back (see [`RestoreTo`]) with its original mode and
-    /// owner, after checking the copy against its recorded sha256. The
+    /// owner (elsewhere: as a sample, unless `keep_mode`), after checking
+    /// the copy against its recorded sha256. The
     /// entry stays in the quarantine (delete it when done). Never follows a
     /// symlink: see [`restore`](self::restore).
     pub fn restore(
@@ -390,13 +406,22 @@ impl Quarantine {
             source,
         };
         let target = restore::target(&entry.original_path, to.to.as_ref()).map_err(err)?;
+        let mode = record.mode.unwrap_or(0o600);
+        let (mode, uid, gid) = if target == entry.original_path || to.keep_mode {
+            (mode, record.uid.unwrap_or(0), record.gid.unwrap_or(0))
+        } else {
+            // A sample to examine: no set-id bits, nothing for others.
+            // SAFETY: geteuid/getegid have no preconditions.
+            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            (mode & 0o700, uid, gid)
+        };
         let done = restore::write(
             &self.bin(id),
             &target,
             restore::Meta {
-                mode: record.mode.unwrap_or(0o600),
-                uid: record.uid.unwrap_or(0),
-                gid: record.gid.unwrap_or(0),
+                mode,
+                uid,
+                gid,
                 sha256: entry.sha256,
                 tmp_tag: id,
             },
@@ -452,18 +477,25 @@ impl Quarantine {
             Ok(l) => l,
             Err(e) => return (deleted, vec![e]),
         };
-        let mut total: u64 = listed.iter().map(|l| l.bytes).sum();
         let cutoff = retention.max_age.map(|a| {
             now.0
                 .saturating_sub(i64::try_from(a.as_nanos()).unwrap_or(i64::MAX))
         });
-        // Oldest first; the newest entry always stays (it is what the
+        // Only entries whose record and time read take part: the others
+        // can never be deleted here, so they do not count against the
+        // size either (else they could make it unreachable and empty the
+        // store). Oldest first; the newest always stays (it is what the
         // last detection kept, whatever its size).
-        let readable: Vec<&Listed> = listed.iter().filter(|l| l.record.is_ok()).collect();
+        let readable: Vec<(&Listed, i64)> = listed
+            .iter()
+            .filter_map(|l| {
+                let at = l.record.as_ref().ok()?.quarantined_at().ok()?;
+                Some((l, at.0))
+            })
+            .collect();
+        let mut total: u64 = readable.iter().map(|(l, _)| l.bytes).sum();
         let last = readable.len().saturating_sub(1);
-        for (i, l) in readable.into_iter().enumerate() {
-            let Ok(record) = &l.record else { continue };
-            let at = record.quarantined_at().map(|t| t.0).unwrap_or(i64::MAX);
+        for (i, (l, at)) in readable.into_iter().enumerate() {
             let reason = if cutoff.is_some_and(|c| at < c) {
                 QuarantineDeletion::MaxAge
             } else if i < last && retention.max_bytes.is_some_and(|m| total > m) {

@@ -122,6 +122,7 @@ fn restore_never_overwrites_unless_asked_and_never_replaces_a_directory() {
     let replace = RestoreTo {
         to: None,
         replace: true,
+        keep_mode: false,
     };
     let ev = s.q.restore(&id, &replace, None).unwrap();
     assert!(ev.replaced);
@@ -155,6 +156,7 @@ fn restore_never_follows_a_symlink_on_the_way() {
     let to = RestoreTo {
         to: Some(FilePath::from(uploads.join("x").as_path())),
         replace: false,
+        keep_mode: false,
     };
     assert!(s.q.restore(&id, &to, None).is_err());
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
@@ -171,6 +173,7 @@ fn a_replace_replaces_a_symlink_itself_not_its_target() {
     let replace = RestoreTo {
         to: None,
         replace: true,
+        keep_mode: false,
     };
     let ev = s.q.restore(&id, &replace, None).unwrap();
     assert!(ev.replaced);
@@ -190,6 +193,7 @@ fn restore_to_a_directory_keeps_the_name_and_to_a_file_takes_it() {
     let to_dir = RestoreTo {
         to: Some(FilePath::from(dir.as_path())),
         replace: false,
+        keep_mode: false,
     };
     let ev = s.q.restore(&id, &to_dir, None).unwrap();
     assert_eq!(
@@ -197,15 +201,32 @@ fn restore_to_a_directory_keeps_the_name_and_to_a_file_takes_it() {
         FilePath::from(dir.join("evil.sh").as_path())
     );
     assert_eq!(fs::read(dir.join("evil.sh")).unwrap(), b"payload");
+    // Elsewhere, a sample: no set-id bits, nothing for others, owned by
+    // whoever restored it.
+    let m = fs::metadata(dir.join("evil.sh")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o700);
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(m.uid(), unsafe { libc::geteuid() });
+    let kept = RestoreTo {
+        to: Some(FilePath::from(dir.join("kept").as_path())),
+        replace: false,
+        keep_mode: true,
+    };
+    s.q.restore(&id, &kept, None).unwrap();
+    let m = fs::metadata(dir.join("kept")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o4750);
+    assert_eq!((m.uid(), m.gid()), (1234, 5678));
     let to_file = RestoreTo {
         to: Some(FilePath::from(dir.join("sample.bin").as_path())),
         replace: false,
+        keep_mode: false,
     };
     s.q.restore(&id, &to_file, None).unwrap();
     assert_eq!(fs::read(dir.join("sample.bin")).unwrap(), b"payload");
     let relative = RestoreTo {
         to: Some(FilePath::from(Path::new("rel/x"))),
         replace: false,
+        keep_mode: false,
     };
     assert!(s.q.restore(&id, &relative, None).is_err());
 }
@@ -318,9 +339,16 @@ fn an_unreadable_record_is_listed_with_its_error_and_never_purged() {
     let id = keep(&s, &s.root.join("evil.sh"), b"payload");
     set_age(&s, &id, Timestamp(0));
     fs::write(s.q.dir().join(format!("{id}.json")), b"{not json").unwrap();
+    // And one whose time does not read, which must not pass for the newest.
+    let odd = keep(&s, &s.root.join("odd"), b"odd");
+    let path = s.q.dir().join(format!("{odd}.json"));
+    let mut r: QuarantineRecord = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    r.quarantined_at = "yesterday".into();
+    fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
     let listed = s.q.list().unwrap();
-    assert_eq!(listed.len(), 1);
-    let err = listed[0].record.as_ref().unwrap_err().to_string();
+    assert_eq!(listed.len(), 2);
+    let broken = listed.iter().find(|l| l.id == id).unwrap();
+    let err = broken.record.as_ref().unwrap_err().to_string();
     assert!(err.contains(&format!("{id}.json")), "names the file: {err}");
     let old = Retention {
         max_age: Some(Duration::from_secs(1)),
@@ -328,6 +356,24 @@ fn an_unreadable_record_is_listed_with_its_error_and_never_purged() {
     };
     assert!(s.q.purge(old, Timestamp::now()).0.is_empty());
     assert!(s.q.dir().join(format!("{id}.bin")).exists());
+    assert!(s.q.dir().join(format!("{odd}.bin")).exists());
+    // They do not count against the size either: two new entries within
+    // the limit both stay.
+    let a = keep(&s, &s.root.join("a"), b"a");
+    let b = keep(&s, &s.root.join("b"), b"b");
+    let entry =
+        s.q.list()
+            .unwrap()
+            .iter()
+            .find(|l| l.id == a)
+            .unwrap()
+            .bytes;
+    let roomy = Retention {
+        max_age: None,
+        max_bytes: Some(2 * entry + 10),
+    };
+    assert!(s.q.purge(roomy, Timestamp::now()).0.is_empty());
+    assert!(s.q.record(&a).is_ok() && s.q.record(&b).is_ok());
 }
 
 #[test]
