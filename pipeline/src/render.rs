@@ -238,3 +238,49 @@ fn operator(op: Option<&portcullis_schemas::Operator>) -> String {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use portcullis_schemas::{
+        EventId, FilePath, NodeId, QuarantineDeleted, QuarantineDeletion, QuarantinedObject,
+        Timestamp, TraceContext,
+    };
+
+    use super::*;
+
+    #[test]
+    fn a_file_name_never_drives_the_terminal() {
+        // An escape sequence that would clear the screen, and a newline that
+        // would forge a row of its own.
+        let name = "/srv/a\u{1b}[2J\nSEQ 1 forged\u{7}.txt";
+        let id = EventId::new();
+        let env = Envelope {
+            schema: portcullis_schemas::SCHEMA_VERSION,
+            event_id: id,
+            node_id: NodeId("n".into()),
+            seq: 1,
+            timestamp: Timestamp(0),
+            trace: TraceContext::root_for(&id),
+            body: EventBody::QuarantineDeleted(QuarantineDeleted {
+                entry: QuarantinedObject {
+                    id: id.to_string(),
+                    detection: id,
+                    original_path: FilePath::from_bytes(name.as_bytes()),
+                    sha256: None,
+                    size: 1,
+                    container: None,
+                },
+                reason: QuarantineDeletion::Operator,
+                operator: None,
+            }),
+        };
+        let line = row(&env);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.contains("\\u{1b}[2J\\u{a}SEQ 1 forged\\u{7}.txt"),
+            "{line}"
+        );
+        assert_eq!(printable("plain /path"), "plain /path");
+    }
+}
