@@ -45,8 +45,10 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
-fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(12)]
+/// The first 12 characters: ids are hex, but a container id in a decoded
+/// event is any string, and a byte index inside a character would panic.
+fn short(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
 }
 
 /// The details column.
@@ -282,5 +284,13 @@ mod tests {
             "{line}"
         );
         assert_eq!(printable("plain /path"), "plain /path");
+    }
+
+    #[test]
+    fn short_ids_cut_on_characters_not_bytes() {
+        assert_eq!(short("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short("abc"), "abc");
+        // A container id from an event anyone could write to the topic.
+        assert_eq!(short("aéééééééééééééé"), "aééééééééééé");
     }
 }
