@@ -79,3 +79,29 @@ impl Drop for Served {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    use super::*;
+
+    #[test]
+    fn a_private_socket_is_the_owners_only_and_replaces_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        std::fs::write(&path, b"stale").unwrap();
+        let served = Served::spawn(&path, "t", |_listener, stop| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+        .unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        drop(served);
+        assert!(!path.exists(), "the socket goes with the server");
+    }
+}

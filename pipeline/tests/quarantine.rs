@@ -242,3 +242,88 @@ fn a_quarantine_that_others_can_read_is_refused_by_name() {
         "{err}"
     );
 }
+
+/// The quarantine socket is root's: the file is 0600, and even through a
+/// socket others could reach, a change asked by another user is refused
+/// (and nothing changes).
+#[test]
+fn only_root_changes_the_quarantine_through_the_agent() {
+    use std::os::unix::process::CommandExt;
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("\n!!!!!!!! SKIPPED `only_root_changes_the_quarantine_through_the_agent`: not root !!!!!!!!\n");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (qdir, journal) = (tmp.path().join("q"), tmp.path().join("journal"));
+    let id = entry(&qdir, &tmp.path().join("x"), b"x");
+    let id_kept = id.clone();
+    std::fs::create_dir(&journal).unwrap();
+    let sys = actix::System::new();
+    let (qd, jd) = (qdir.clone(), journal.clone());
+    let server = sys.block_on(async move {
+        let collector = actix::Actor::start(Sink);
+        let cfg = portcullis_actors::actions::ActionsConfig {
+            quarantine_dir: qd.clone(),
+            ..Default::default()
+        };
+        let actions = portcullis_actors::actions::Actions::start(cfg, collector.recipient());
+        portcullis_actors::actions::control::QuarantineServer::start(&jd, &qd, actions).unwrap()
+    });
+    let socket = server.path().to_path_buf();
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Open it up to reach the second check, the peer's uid.
+    for p in [tmp.path(), journal.as_path(), socket.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let journal_arg = journal.to_str().unwrap().to_string();
+    let qdir_arg = qdir.to_str().unwrap().to_string();
+    let out = sys.block_on(async move {
+        actix_rt::task::spawn_blocking(move || {
+            Command::new("timeout")
+                .args([
+                    "30",
+                    BIN,
+                    "quarantine",
+                    "--journal",
+                    &journal_arg,
+                    "--dir",
+                    &qdir_arg,
+                ])
+                .args(["delete", &id])
+                .uid(65534)
+                .gid(65534)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("uid 65534 may not change the quarantine"),
+        "{err}"
+    );
+    assert!(
+        qdir.join(format!("{id_kept}.bin")).exists(),
+        "nothing changed"
+    );
+    drop(server);
+}
+
+/// Takes the journal appends of the actions (none are expected here).
+struct Sink;
+
+impl actix::Actor for Sink {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<portcullis_actors::journal::Append> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: portcullis_actors::journal::Append, _: &mut Self::Context) {}
+}
