@@ -120,9 +120,8 @@ fn restore_never_overwrites_unless_asked_and_never_replaces_a_directory() {
     assert!(err.to_string().contains("--force replaces it"), "{err}");
     assert_eq!(fs::read(&original).unwrap(), b"new version");
     let replace = RestoreTo {
-        to: None,
         replace: true,
-        keep_mode: false,
+        ..RestoreTo::default()
     };
     let ev = s.q.restore(&id, &replace, None).unwrap();
     assert!(ev.replaced);
@@ -171,9 +170,8 @@ fn a_replace_replaces_a_symlink_itself_not_its_target() {
     fs::write(&victim, b"keep me").unwrap();
     symlink(&victim, &original).unwrap();
     let replace = RestoreTo {
-        to: None,
         replace: true,
-        keep_mode: false,
+        ..RestoreTo::default()
     };
     let ev = s.q.restore(&id, &replace, None).unwrap();
     assert!(ev.replaced);
