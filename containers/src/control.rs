@@ -218,13 +218,20 @@ fn serve(
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     let uid = peer_uid(&conn)?;
+    // The request line is read first, whoever asks (bounded in size and
+    // time): a refusal sent before it would meet a client still writing,
+    // which then sees a broken pipe instead of the answer.
+    let mut line = String::new();
+    BufReader::new((&conn).take(MAX_REQUEST)).read_line(&mut line)?;
     let response = if uid != 0 && uid != me {
+        tracing::warn!(
+            uid,
+            "control socket: a request from a user other than root refused"
+        );
         Response::Error {
             message: format!("uid {uid} may not use the agent's control socket"),
         }
     } else {
-        let mut line = String::new();
-        BufReader::new((&conn).take(MAX_REQUEST)).read_line(&mut line)?;
         match serde_json::from_str::<Request>(&line) {
             Ok(req) => handle(req, protector, policies),
             Err(e) => Response::Error {

@@ -280,20 +280,18 @@ fn only_root_changes_the_quarantine_through_the_agent() {
     for p in [tmp.path(), journal.as_path(), socket.as_path()] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
+    // A copy of the binary others can run, wherever the checkout lives.
+    let bin = tmp.path().join("portcullis");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let journal_arg = journal.to_str().unwrap().to_string();
     let qdir_arg = qdir.to_str().unwrap().to_string();
     let out = sys.block_on(async move {
         actix_rt::task::spawn_blocking(move || {
             Command::new("timeout")
-                .args([
-                    "30",
-                    BIN,
-                    "quarantine",
-                    "--journal",
-                    &journal_arg,
-                    "--dir",
-                    &qdir_arg,
-                ])
+                .arg("30")
+                .arg(&bin)
+                .args(["quarantine", "--journal", &journal_arg, "--dir", &qdir_arg])
                 .args(["delete", &id])
                 .uid(65534)
                 .gid(65534)

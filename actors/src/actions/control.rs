@@ -225,6 +225,11 @@ fn serve(conn: &UnixStream, actions: &Addr<Actions>, stop: &AtomicBool) -> std::
     let cred = procfs::peer_credentials(conn.as_fd())?;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
+    // The request line is read first, whoever asks (bounded in size and
+    // time): a refusal sent before it would meet a client still writing,
+    // which then sees a broken pipe instead of the answer.
+    let mut line = String::new();
+    BufReader::new(conn.take(MAX_LINE)).read_line(&mut line)?;
     let response = if cred.uid != 0 && cred.uid != me {
         tracing::warn!(
             uid = cred.uid,
@@ -235,8 +240,6 @@ fn serve(conn: &UnixStream, actions: &Addr<Actions>, stop: &AtomicBool) -> std::
             message: format!("uid {} may not change the quarantine", cred.uid),
         }
     } else {
-        let mut line = String::new();
-        BufReader::new(conn.take(MAX_LINE)).read_line(&mut line)?;
         match serde_json::from_str::<Request>(&line) {
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
