@@ -383,11 +383,6 @@ impl Enforcer {
             Scope::In(p) => Some(p.clone()),
             _ => None,
         };
-        // What the actions keep about the object (Enforce with actions only:
-        // no copy otherwise).
-        let acting = (self.cfg.mode == Mode::Enforce && self.actions.is_some())
-            .then(|| container.clone())
-            .flatten();
         spans::policy(otel, policy.as_ref().map(|p| p.name.as_str()));
         let accessed = EventBody::FileAccessed(FileAccessed {
             kind,
@@ -458,6 +453,10 @@ impl Enforcer {
                     Cached::Infected { .. } => Decision::Deny,
                 };
                 let fd = responder.kernel_fd();
+                let acting = match cached {
+                    Cached::Infected { .. } => self.acting_container(&accessed),
+                    _ => None,
+                };
                 self.decide_now(
                     access,
                     trace,
@@ -495,6 +494,7 @@ impl Enforcer {
 
         if !blocking {
             // close-after-write in Enforce mode: scan, nobody waits.
+            let acting = self.container_if_scan_starts(&accessed, key);
             self.record(access, trace, accessed);
             self.start_or_join_scan(
                 access,
@@ -526,6 +526,7 @@ impl Enforcer {
             return;
         }
 
+        let acting = self.container_if_scan_starts(&accessed, key);
         self.record(access, trace, accessed);
         let waiter = Waiter {
             access,
@@ -545,6 +546,29 @@ impl Enforcer {
             (pid, acting),
             ctx,
         );
+    }
+
+    /// The container the actions record with a detected object: a copy
+    /// only in Enforce mode with actions, and only where actions may follow
+    /// (a scan starting, a cached infected verdict): never on the path of a
+    /// cached clean open.
+    fn acting_container(&self, accessed: &EventBody) -> Option<ContainerRef> {
+        if self.cfg.mode != Mode::Enforce || self.actions.is_none() {
+            return None;
+        }
+        match accessed {
+            EventBody::FileAccessed(a) => a.container.clone(),
+            _ => None,
+        }
+    }
+
+    /// [`acting_container`](Self::acting_container) when this access starts
+    /// a scan of `key`; an opener joining a scan in flight adds nothing.
+    fn container_if_scan_starts(&self, accessed: &EventBody, key: FileKey) -> Option<ContainerRef> {
+        if self.inflight.contains_key(&key) {
+            return None;
+        }
+        self.acting_container(accessed)
     }
 
     #[allow(clippy::too_many_arguments)]
